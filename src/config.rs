@@ -1,0 +1,445 @@
+//! The plugin configuration: its JSON form, its defaults, and its validation with errors that name the key.
+
+use crate::dn::Dn;
+use crate::registration::{self, Client, Method, KeySource};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// Where the client certificate is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CertificateSource {
+    #[serde(rename = "connection")]
+    Connection,
+    #[serde(rename = "xfcc")]
+    Xfcc,
+    #[serde(rename = "client-cert")]
+    ClientCert,
+}
+
+/// How the authenticated certificate is written into the forwarding header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ForwardFormat {
+    #[serde(rename = "rfc9440")]
+    Rfc9440,
+    #[serde(rename = "pem")]
+    Pem,
+    #[serde(rename = "pem-urlencoded")]
+    PemUrlencoded,
+    #[serde(rename = "base64-der")]
+    Base64Der,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownClient {
+    Pass,
+    Reject,
+}
+
+/// A direct peer trusted to forward client certificates, named by its own validated certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forwarder {
+    UriSan(String),
+    SubjectDn(Dn),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardCertificate {
+    pub header: String,
+    pub format: ForwardFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
+    pub max_stale_seconds: u64,
+    pub buckets: u32,
+    pub max_bytes: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub endpoints: Vec<String>,
+    pub max_body_bytes: usize,
+    pub certificate_source: CertificateSource,
+    pub trusted_forwarders: Vec<Forwarder>,
+    pub forwarder_validates_chains: bool,
+    pub forward_certificate: ForwardCertificate,
+    pub unknown_client: UnknownClient,
+    pub clients: HashMap<String, Client>,
+    pub registry: Option<RegistryConfig>,
+    pub jwks_cluster: Option<String>,
+    pub jwks_min_refresh_seconds: u64,
+    pub jwks_timeout_ms: u64,
+    pub shared_data_prefix: Option<String>,
+}
+
+/// The headers this filter produces; inbound copies are removed from every request.
+pub const PRODUCED_HEADERS: [&str; 5] =
+    ["client-cert", "client-cert-chain", "x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256"];
+
+/// What was wrong with the configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path, e.g. `registry.refresh_seconds` or `clients[2]`; empty for the document itself.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() || self.key == "." {
+            write!(f, "invalid plugin configuration: {}", self.problem)
+        } else {
+            write!(f, "invalid plugin configuration: key `{}`: {}", self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), problem: problem.into() }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    endpoints: Option<Vec<String>>,
+    max_body_bytes: Option<u64>,
+    certificate_source: Option<CertificateSource>,
+    trusted_forwarders: Option<Vec<RawForwarder>>,
+    forwarder_validates_chains: Option<bool>,
+    forward_certificate: Option<RawForward>,
+    unknown_client: Option<UnknownClient>,
+    clients: Option<Vec<serde_json::Value>>,
+    registry: Option<RawRegistry>,
+    jwks_cluster: Option<String>,
+    jwks_min_refresh_seconds: Option<u64>,
+    jwks_timeout_ms: Option<u64>,
+    shared_data_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwarder {
+    uri_san: Option<String>,
+    subject_dn: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    header: Option<String>,
+    format: Option<ForwardFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    cluster: String,
+    authority: String,
+    path: String,
+    refresh_seconds: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_stale_seconds: Option<u64>,
+    buckets: Option<u32>,
+    max_bytes: Option<u64>,
+}
+
+fn in_range(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(err(key, format!("must be between {min} and {max}, got {v}")));
+    }
+    Ok(v)
+}
+
+/// Header names the filter may not be told to write: they would change routing, framing or credentials.
+const FORBIDDEN_FORWARD_HEADERS: [&str; 9] = [
+    "host",
+    "authorization",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "x-forwarded-client-cert",
+    "cookie",
+];
+
+/// The form of a path that endpoint matching compares: no query, no `;params`, no trailing `/`, lower case.
+fn endpoint_key(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let mut key = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        key.push_str(segment.split(';').next().unwrap_or(segment));
+    }
+    while key.len() > 1 && key.ends_with('/') {
+        key.pop();
+    }
+    key.to_ascii_lowercase()
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration (an empty document means all defaults).
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| err("", "not UTF-8"))?;
+        let text = if text.trim().is_empty() { "{}" } else { text };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw: Raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let key = e.path().to_string();
+            err(key, e.into_inner().to_string())
+        })?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
+        let endpoints = raw.endpoints.unwrap_or_else(|| vec!["/token".to_string()]);
+        if endpoints.is_empty() {
+            return Err(err("endpoints", "must list at least one path"));
+        }
+        for (i, e) in endpoints.iter().enumerate() {
+            if !e.starts_with('/') || e.contains(['?', '#']) || e.chars().any(char::is_whitespace) {
+                return Err(err(format!("endpoints[{i}]"), "must be an absolute path without query or fragment"));
+            }
+        }
+        let max_body_bytes =
+            in_range("max_body_bytes", raw.max_body_bytes, 65536, 1, 1 << 20)? as usize;
+        let certificate_source = raw.certificate_source.unwrap_or(CertificateSource::Connection);
+
+        let mut trusted_forwarders = Vec::new();
+        for (i, f) in raw.trusted_forwarders.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("trusted_forwarders[{i}]");
+            trusted_forwarders.push(match (f.uri_san, f.subject_dn) {
+                (Some(u), None) if !u.is_empty() => Forwarder::UriSan(u),
+                (None, Some(d)) => {
+                    let dn = Dn::parse(&d).map_err(|e| err(format!("{key}.subject_dn"), e.to_string()))?;
+                    if dn.is_empty() {
+                        return Err(err(format!("{key}.subject_dn"), "must not be empty"));
+                    }
+                    Forwarder::SubjectDn(dn)
+                }
+                _ => return Err(err(key, "must have exactly one of uri_san or subject_dn")),
+            });
+        }
+        if certificate_source != CertificateSource::Connection && trusted_forwarders.is_empty() {
+            return Err(err(
+                "trusted_forwarders",
+                "must name at least one forwarder when certificate_source is xfcc or client-cert",
+            ));
+        }
+
+        let forward = raw.forward_certificate.unwrap_or(RawForward { header: None, format: None });
+        let header = forward.header.unwrap_or_else(|| "client-cert".to_string()).to_ascii_lowercase();
+        if !valid_header_name(&header) || FORBIDDEN_FORWARD_HEADERS.contains(&header.as_str()) {
+            return Err(err("forward_certificate.header", format!("`{header}` cannot be used")));
+        }
+        let forward_certificate =
+            ForwardCertificate { header, format: forward.format.unwrap_or(ForwardFormat::Rfc9440) };
+
+        let jwks_cluster = raw.jwks_cluster.filter(|c| !c.is_empty());
+        let mut clients = HashMap::new();
+        for (i, metadata) in raw.clients.unwrap_or_default().iter().enumerate() {
+            let key = match registration::client_id_of(metadata) {
+                Some(id) => format!("clients[{i}] ({id})"),
+                None => format!("clients[{i}]"),
+            };
+            let client = registration::check(metadata)
+                .and_then(|s| s.compile())
+                .map_err(|e| err(key.clone(), e.to_string()))?;
+            if matches!(client.method, Method::SelfSigned(KeySource::JwksUri(_))) && jwks_cluster.is_none() {
+                return Err(err(key, "uses jwks_uri, so jwks_cluster must be set"));
+            }
+            if clients.contains_key(&client.client_id) {
+                return Err(err(key, "client_id is registered twice"));
+            }
+            clients.insert(client.client_id.clone(), client);
+        }
+
+        let registry = match raw.registry {
+            None => None,
+            Some(r) => {
+                for (k, v) in [("registry.cluster", &r.cluster), ("registry.authority", &r.authority)] {
+                    if v.is_empty() {
+                        return Err(err(k, "must not be empty"));
+                    }
+                }
+                if !r.path.starts_with('/') {
+                    return Err(err("registry.path", "must start with /"));
+                }
+                let refresh_seconds = in_range("registry.refresh_seconds", r.refresh_seconds, 30, 1, 86400)?;
+                Some(RegistryConfig {
+                    cluster: r.cluster,
+                    authority: r.authority,
+                    path: r.path,
+                    refresh_seconds,
+                    timeout_ms: in_range("registry.timeout_ms", r.timeout_ms, 5000, 1, 60000)?,
+                    max_stale_seconds: in_range(
+                        "registry.max_stale_seconds",
+                        r.max_stale_seconds,
+                        300,
+                        refresh_seconds,
+                        30 * 86400,
+                    )?,
+                    buckets: in_range("registry.buckets", r.buckets.map(u64::from), 64, 1, 4096)? as u32,
+                    max_bytes: in_range("registry.max_bytes", r.max_bytes, 16 << 20, 1024, 256 << 20)? as usize,
+                })
+            }
+        };
+
+        Ok(Config {
+            endpoints,
+            max_body_bytes,
+            certificate_source,
+            trusted_forwarders,
+            forwarder_validates_chains: raw.forwarder_validates_chains.unwrap_or(true),
+            forward_certificate,
+            unknown_client: raw.unknown_client.unwrap_or(UnknownClient::Pass),
+            clients,
+            registry,
+            jwks_cluster,
+            jwks_min_refresh_seconds: in_range(
+                "jwks_min_refresh_seconds",
+                raw.jwks_min_refresh_seconds,
+                60,
+                1,
+                86400,
+            )?,
+            jwks_timeout_ms: in_range("jwks_timeout_ms", raw.jwks_timeout_ms, 5000, 1, 60000)?,
+            shared_data_prefix: raw.shared_data_prefix.filter(|p| !p.is_empty()),
+        })
+    }
+
+    /// Whether `path` (as received, query included) is one of the configured endpoints.
+    ///
+    /// Matching is deliberately wider than exact: case, `;parameters` and trailing slashes are ignored,
+    /// because many servers (Tomcat, koa-router, Spring) route `/TOKEN`, `/token;x` and `/token/` to the
+    /// token endpoint, and a path the AS treats as the endpoint must never skip enforcement.
+    pub fn is_endpoint(&self, path: &str) -> bool {
+        let wanted = endpoint_key(path);
+        self.endpoints.iter().any(|e| endpoint_key(e) == wanted)
+    }
+
+    /// Every header removed from inbound requests.
+    pub fn stripped_headers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = PRODUCED_HEADERS.to_vec();
+        if !names.contains(&self.forward_certificate.header.as_str()) {
+            names.push(&self.forward_certificate.header);
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(json: &str) -> ConfigError {
+        Config::parse(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn empty_configuration_means_defaults() {
+        let c = Config::parse(b"").unwrap();
+        assert_eq!(c.endpoints, vec!["/token"]);
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.certificate_source, CertificateSource::Connection);
+        assert_eq!(c.forward_certificate, ForwardCertificate { header: "client-cert".into(), format: ForwardFormat::Rfc9440 });
+        assert_eq!(c.unknown_client, UnknownClient::Pass);
+        assert!(c.registry.is_none());
+        assert_eq!(c.jwks_min_refresh_seconds, 60);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = problem(r#"{"endpoint": ["/token"]}"#);
+        assert!(e.problem.contains("unknown field `endpoint`"), "{e}");
+        let e = problem(r#"{"registry": {"cluster": "r", "authority": "a", "path": "/", "refresh": 1}}"#);
+        assert_eq!(e.key, "registry.refresh");
+        assert!(e.problem.contains("`refresh`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_path() {
+        let e = problem(r#"{"registry": {"cluster": "r", "authority": "a", "path": "/", "timeout_ms": "5"}}"#);
+        assert_eq!(e.key, "registry.timeout_ms");
+    }
+
+    #[test]
+    fn ranges_are_enforced() {
+        assert_eq!(problem(r#"{"max_body_bytes": 0}"#).key, "max_body_bytes");
+        let e = problem(r#"{"registry": {"cluster": "r", "authority": "a", "path": "/", "refresh_seconds": 60, "max_stale_seconds": 10}}"#);
+        assert_eq!(e.key, "registry.max_stale_seconds");
+    }
+
+    #[test]
+    fn forwarded_sources_need_trusted_forwarders() {
+        assert_eq!(problem(r#"{"certificate_source": "xfcc"}"#).key, "trusted_forwarders");
+        let c = Config::parse(br#"{"certificate_source": "xfcc", "trusted_forwarders": [{"uri_san": "spiffe://example.org/front"}]}"#).unwrap();
+        assert_eq!(c.trusted_forwarders, vec![Forwarder::UriSan("spiffe://example.org/front".into())]);
+        assert_eq!(problem(r#"{"trusted_forwarders": [{}]}"#).key, "trusted_forwarders[0]");
+    }
+
+    #[test]
+    fn a_bad_inline_client_names_its_index_and_id() {
+        let e = problem(r#"{"clients": [{"client_id": "ok"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}]}"#);
+        assert_eq!(e.key, "clients[1] (bad)");
+        assert!(e.problem.contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn jwks_uri_clients_need_a_jwks_cluster() {
+        let e = problem(r#"{"clients": [{"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"}]}"#);
+        assert!(e.problem.contains("jwks_cluster"), "{e}");
+    }
+
+    #[test]
+    fn forward_header_cannot_be_a_routing_or_credential_header() {
+        assert_eq!(problem(r#"{"forward_certificate": {"header": "Authorization"}}"#).key, "forward_certificate.header");
+        assert_eq!(problem(r#"{"forward_certificate": {"header": "bad header"}}"#).key, "forward_certificate.header");
+        let c = Config::parse(br#"{"forward_certificate": {"header": "X-WSO2-MTLS-Cert", "format": "pem"}}"#).unwrap();
+        assert_eq!(c.forward_certificate.header, "x-wso2-mtls-cert");
+        assert!(c.stripped_headers().contains(&"x-wso2-mtls-cert"));
+    }
+
+    #[test]
+    fn endpoints_match_paths_ignoring_the_query() {
+        let c = Config::parse(br#"{"endpoints": ["/token", "/oauth2/revoke"]}"#).unwrap();
+        assert!(c.is_endpoint("/token"));
+        assert!(c.is_endpoint("/token?x=1"));
+        assert!(c.is_endpoint("/oauth2/revoke"));
+        assert!(!c.is_endpoint("/tokens"));
+        assert!(!c.is_endpoint("/token/x"));
+        assert!(!c.is_endpoint("/"));
+    }
+
+    #[test]
+    fn path_variants_the_as_may_route_to_the_endpoint_are_endpoints_too() {
+        let c = Config::parse(br#"{"endpoints": ["/oauth2/token"]}"#).unwrap();
+        for variant in ["/oauth2/token/", "/OAUTH2/Token", "/oauth2/token;jsessionid=1", "/oauth2;x/token", "/oauth2/token//"] {
+            assert!(c.is_endpoint(variant), "{variant}");
+        }
+    }
+
+    #[test]
+    fn not_json_is_an_error_not_a_crash() {
+        assert!(Config::parse(b"{").is_err());
+        assert!(Config::parse(&[0xff, 0xfe]).is_err());
+        assert!(Config::parse(b"[]").is_err());
+    }
+}

@@ -1,0 +1,529 @@
+//! The filter's state machines: one per worker (registry refresh, caches) and one per request.
+
+use crate::config::{CertificateSource, Config};
+use crate::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::jwks::{self, JwksUri};
+use crate::registration::{self, Client};
+use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
+use crate::request::{self, Classified};
+use crate::source::{self, Peer};
+use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
+use crate::{forward, response};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+type Bucket = Rc<HashMap<String, Rc<Client>>>;
+
+/// Per-worker state: the configuration, the decoded caches, and this worker's registry call.
+pub struct Worker {
+    pub config: Config,
+    keys: Keys,
+    inline: HashMap<String, Rc<Client>>,
+    buckets: RefCell<HashMap<u32, (u32, Bucket)>>,
+    meta: RefCell<Option<(u32, Meta)>>,
+    registry_call: Cell<Option<u32>>,
+    seed: Cell<u64>,
+}
+
+impl Worker {
+    pub fn new(config: Config, shared_data_prefix: &str, seed: u64) -> Worker {
+        let inline = config.clients.iter().map(|(id, c)| (id.clone(), Rc::new(c.clone()))).collect();
+        Worker {
+            keys: Keys::new(shared_data_prefix),
+            config,
+            inline,
+            buckets: RefCell::new(HashMap::new()),
+            meta: RefCell::new(None),
+            registry_call: Cell::new(None),
+            seed: Cell::new(seed),
+        }
+    }
+
+    /// Every tick: start a registry refresh if one is due and no other worker holds the lease.
+    pub fn on_tick(&self, host: &dyn Host) {
+        let Some(reg) = &self.config.registry else { return };
+        let now = host.now_ms();
+        let meta = Meta::decode(host.shared_get(&self.keys.meta()).0.as_deref());
+        host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
+        host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
+        if let Some(at) = meta.loaded_at_ms {
+            host.metric(Metric::RegistryAgeSeconds, i64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0));
+        }
+        if self.registry_call.get().is_some() || now < meta.next_at_ms {
+            return;
+        }
+        let (current, cas) = host.shared_get(&self.keys.lease());
+        if !Lease::is_free(Lease::decode(current.as_deref()), now) {
+            return;
+        }
+        let lease = Lease { expires_ms: now + reg.timeout_ms + 2000 };
+        // With no lease yet, cas 0 means "only if still absent" in Envoy, so two workers cannot both win.
+        if host.shared_set(&self.keys.lease(), &lease.encode(), Some(cas.unwrap_or(0))).is_err() {
+            return;
+        }
+        let etag = meta.etag.clone();
+        let mut extra = vec![("accept", "application/json")];
+        if let Some(tag) = etag.as_deref() {
+            extra.push(("if-none-match", tag));
+        }
+        match host.http_get(&reg.cluster, &reg.authority, &reg.path, &extra, reg.timeout_ms) {
+            Ok(token) => self.registry_call.set(Some(token)),
+            Err(e) => self.registry_failed(host, format!("cannot call cluster {}: {e}", reg.cluster)),
+        }
+    }
+
+    /// Whether `token` is this worker's registry call.
+    pub fn is_registry_call(&self, token: u32) -> bool {
+        self.registry_call.get() == Some(token)
+    }
+
+    /// The registry answered (or the call failed): store the document, or keep the last good copy.
+    pub fn on_registry_response(&self, host: &dyn Host, response: CallResponse) {
+        self.registry_call.set(None);
+        let Some(reg) = &self.config.registry else { return };
+        let now = host.now_ms();
+        match response.status {
+            None => self.registry_failed(host, "no response (timeout, reset or no healthy upstream)".into()),
+            Some(_) if response.too_large => {
+                self.registry_failed(host, format!("document larger than registry.max_bytes ({})", reg.max_bytes))
+            }
+            Some(304) => {
+                let mut meta = self.read_meta(host);
+                meta.succeeded(now, reg.refresh_seconds, self.next_seed());
+                host.metric(Metric::RegistryNotModified, 1);
+                self.write_meta(host, &meta);
+            }
+            Some(200) => match registry::parse_document(&response.body) {
+                Err(e) => self.registry_failed(host, e.to_string()),
+                Ok(doc) => {
+                    for (client, e) in &doc.refused {
+                        host.log(Level::Warn, &format!("registry: client {client} refused: {e}"));
+                    }
+                    for client in &doc.duplicates {
+                        host.log(Level::Warn, &format!("registry: client {client} is listed twice; the first entry is used"));
+                    }
+                    for (index, value) in registry::encode_buckets(&doc.clients, reg.buckets).iter().enumerate() {
+                        let key = self.keys.bucket(reg.buckets, u32::try_from(index).unwrap_or(0));
+                        if host.shared_get(&key).0.as_deref() != Some(value.as_slice())
+                            && host.shared_set(&key, value, None).is_err()
+                        {
+                            return self.registry_failed(host, "cannot write shared data".into());
+                        }
+                    }
+                    let mut meta = self.read_meta(host);
+                    meta.clients = doc.clients.len() as u64;
+                    meta.refused = doc.refused.len() as u64;
+                    meta.etag = response.etag;
+                    meta.succeeded(now, reg.refresh_seconds, self.next_seed());
+                    self.write_meta(host, &meta);
+                    host.metric(Metric::RegistryRefreshOk, 1);
+                    host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
+                    host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
+                    host.log(
+                        Level::Info,
+                        &format!("registry: loaded {} clients ({} refused)", meta.clients, meta.refused),
+                    );
+                }
+            },
+            Some(status) => self.registry_failed(host, format!("HTTP status {status}")),
+        }
+        self.release_lease(host);
+    }
+
+    fn registry_failed(&self, host: &dyn Host, error: String) {
+        let Some(reg) = &self.config.registry else { return };
+        let mut meta = self.read_meta(host);
+        meta.failed(host.now_ms(), reg.refresh_seconds, error.clone());
+        self.write_meta(host, &meta);
+        host.metric(Metric::RegistryRefreshFailed, 1);
+        host.log(Level::Warn, &format!("registry: refresh failed, keeping the last good copy: {error}"));
+        self.release_lease(host);
+    }
+
+    fn release_lease(&self, host: &dyn Host) {
+        let _ = host.shared_set(&self.keys.lease(), &Lease { expires_ms: 0 }.encode(), None);
+    }
+
+    fn read_meta(&self, host: &dyn Host) -> Meta {
+        Meta::decode(host.shared_get(&self.keys.meta()).0.as_deref())
+    }
+
+    fn write_meta(&self, host: &dyn Host, meta: &Meta) {
+        if host.shared_set(&self.keys.meta(), &meta.encode(), None).is_err() {
+            host.log(Level::Error, "registry: cannot write shared data");
+        }
+    }
+
+    fn next_seed(&self) -> u64 {
+        let s = self.seed.get().wrapping_add(1);
+        self.seed.set(s);
+        s
+    }
+
+    /// Looks a client up: inline registrations first, then the registry's bucket for that id only.
+    fn lookup(&self, host: &dyn Host, client_id: &str) -> Lookup {
+        if let Some(c) = self.inline.get(client_id) {
+            return Lookup::Found(c.clone());
+        }
+        let Some(reg) = &self.config.registry else { return Lookup::Unknown };
+        let (bytes, cas) = host.shared_get(&self.keys.meta());
+        let cas = cas.unwrap_or(0);
+        let cached = self.meta.borrow().as_ref().filter(|(c, _)| *c == cas).map(|(_, m)| m.clone());
+        let meta = cached.unwrap_or_else(|| {
+            let m = Meta::decode(bytes.as_deref());
+            *self.meta.borrow_mut() = Some((cas, m.clone()));
+            m
+        });
+        if let Err(why) = meta.usable(host.now_ms(), reg.max_stale_seconds) {
+            return Lookup::Unavailable(why);
+        }
+        let index = registry::bucket_of(client_id, reg.buckets);
+        let (bytes, cas) = host.shared_get(&self.keys.bucket(reg.buckets, index));
+        let cas = cas.unwrap_or(0);
+        let cached = self.buckets.borrow().get(&index).filter(|(c, _)| *c == cas).map(|(_, b)| b.clone());
+        let bucket = cached.unwrap_or_else(|| {
+            let b: Bucket = Rc::new(bytes.as_deref().map(registry::decode_bucket).unwrap_or_default());
+            self.buckets.borrow_mut().insert(index, (cas, b.clone()));
+            b
+        });
+        match bucket.get(client_id) {
+            Some(c) => Lookup::Found(c.clone()),
+            None => Lookup::Unknown,
+        }
+    }
+
+    fn jwks_view(&self, host: &dyn Host, uri: &JwksUri, refetch_allowed: bool) -> JwksView {
+        let entry = JwksEntry::decode(host.shared_get(&self.keys.jwks(&uri.uri)).0.as_deref());
+        let now = host.now_ms();
+        match entry {
+            None => JwksView::Known { thumbprints: Vec::new(), may_refetch: refetch_allowed, last_error: None },
+            Some(e) => JwksView::Known {
+                thumbprints: e.thumbprints.iter().filter_map(|h| unhex(h)).collect(),
+                may_refetch: refetch_allowed && e.may_refetch(now, self.config.jwks_min_refresh_seconds),
+                last_error: e.last_error,
+            },
+        }
+    }
+
+    /// Claims the right to fetch a JWK Set now (one fetch per `jwks_min_refresh_seconds` across workers).
+    fn claim_jwks_fetch(&self, host: &dyn Host, uri: &JwksUri) -> bool {
+        let key = self.keys.jwks(&uri.uri);
+        let (bytes, cas) = host.shared_get(&key);
+        let mut entry = JwksEntry::decode(bytes.as_deref()).unwrap_or_default();
+        let now = host.now_ms();
+        if entry.fetched_at_ms.is_some() && !entry.may_refetch(now, self.config.jwks_min_refresh_seconds) {
+            return false;
+        }
+        entry.attempted_at_ms = now;
+        host.shared_set(&key, &entry.encode(), Some(cas.unwrap_or(0))).is_ok()
+    }
+
+    fn store_jwks(&self, host: &dyn Host, uri: &JwksUri, response: &CallResponse) {
+        let key = self.keys.jwks(&uri.uri);
+        let (bytes, _) = host.shared_get(&key);
+        let mut entry = JwksEntry::decode(bytes.as_deref()).unwrap_or_default();
+        let result = match response.status {
+            None => Err("no response (timeout, reset or no healthy upstream)".to_string()),
+            Some(_) if response.too_large => Err("JWK Set too large".to_string()),
+            Some(200) => jwks::parse_thumbprints(&response.body).map_err(|e| e.to_string()),
+            Some(status) => Err(format!("HTTP status {status}")),
+        };
+        match result {
+            Ok(prints) => {
+                entry.thumbprints = prints.iter().map(|t| registration::hex(t)).collect();
+                entry.fetched_at_ms = Some(host.now_ms());
+                entry.last_error = None;
+                host.metric(Metric::JwksFetchOk, 1);
+            }
+            Err(e) => {
+                host.log(Level::Warn, &format!("jwks: fetching {} failed, keeping the last good copy: {e}", uri.uri));
+                entry.last_error = Some(response::one_line(&e));
+                host.metric(Metric::JwksFetchFailed, 1);
+            }
+        }
+        if host.shared_set(&key, &entry.encode(), None) == Err(SharedWriteError::Failed) {
+            host.log(Level::Error, "jwks: cannot write shared data");
+        }
+    }
+}
+
+fn unhex(h: &str) -> Option<jwks::Thumbprint> {
+    let mut out = [0u8; 32];
+    if h.len() != 64 {
+        return None;
+    }
+    for (slot, pair) in out.iter_mut().zip(h.as_bytes().chunks(2)) {
+        *slot = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The verdict's view of registrations and JWK Sets, backed by shared data.
+struct SharedDirectory<'a> {
+    worker: &'a Worker,
+    host: &'a dyn Host,
+    refetch_allowed: bool,
+}
+
+impl Directory for SharedDirectory<'_> {
+    fn client(&mut self, client_id: &str) -> Lookup {
+        self.worker.lookup(self.host, client_id)
+    }
+    fn jwks(&mut self, uri: &JwksUri) -> JwksView {
+        self.worker.jwks_view(self.host, uri, self.refetch_allowed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not (or no longer) a request this filter acts on.
+    Passive,
+    /// Headers held; the body is being buffered.
+    ReadingBody,
+    /// Headers and body held while a client's JWK Set is fetched.
+    AwaitingJwks,
+}
+
+/// What a decision leaves the request: flowing again, or stopped (a local reply was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Continue,
+    Stopped,
+}
+
+/// One HTTP request through the filter.
+pub struct RequestFilter {
+    worker: Rc<Worker>,
+    state: State,
+    body_size: usize,
+    saw_body: bool,
+    client_id: Option<String>,
+    presented: Option<Presented>,
+    jwks_call: Option<(u32, JwksUri)>,
+}
+
+impl RequestFilter {
+    pub fn new(worker: Rc<Worker>) -> RequestFilter {
+        RequestFilter {
+            worker,
+            state: State::Passive,
+            body_size: 0,
+            saw_body: false,
+            client_id: None,
+            presented: None,
+            jwks_call: None,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, s: &dyn Stream, end_of_stream: bool) -> Action {
+        let config = &self.worker.config;
+        // Read what the certificate source needs before anything inbound is stripped.
+        let forwarded_name = source::forwarded_header(config.certificate_source);
+        let forwarded = forwarded_name.map(|h| s.request_header_values(h)).unwrap_or_default();
+        for name in config.stripped_headers() {
+            s.set_request_header(name, None);
+        }
+        let peer = if config.certificate_source == CertificateSource::Connection {
+            None
+        } else {
+            let peer = read_peer(s);
+            // XFCC from a peer we do not trust must not reach the AS either.
+            if config.certificate_source == CertificateSource::Xfcc
+                && !forwarded.is_empty()
+                && !source::is_trusted_forwarder(config, &peer)
+            {
+                s.set_request_header("x-forwarded-client-cert", None);
+            }
+            Some(peer)
+        };
+        let method = s.request_header(":method").unwrap_or_default();
+        let path = s.request_header(":path").unwrap_or_default();
+        let classified = request::classify(
+            config,
+            &method,
+            &path,
+            s.request_header("content-type").as_deref(),
+            s.request_header("content-length").as_deref(),
+        );
+        match classified {
+            Classified::Ignore => Action::Continue,
+            Classified::Reject(rejection) => {
+                self.reject(s, &rejection);
+                Action::Pause
+            }
+            Classified::Enforce => {
+                let peer = peer.unwrap_or_else(|| read_peer(s));
+                self.presented = Some(source::presented(config, &peer, &forwarded));
+                if end_of_stream {
+                    self.decide(s, &[]).into()
+                } else {
+                    self.state = State::ReadingBody;
+                    Action::Pause
+                }
+            }
+        }
+    }
+
+    pub fn on_request_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
+        if self.state != State::ReadingBody {
+            return if self.state == State::AwaitingJwks { Action::Pause } else { Action::Continue };
+        }
+        self.saw_body = true;
+        self.body_size = body_size;
+        if body_size > self.worker.config.max_body_bytes {
+            self.state = State::Passive;
+            self.reject(s, &Rejection::too_large(self.worker.config.max_body_bytes));
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = s.request_body(body_size).unwrap_or_default();
+        self.decide(s, &body).into()
+    }
+
+    /// HTTP/2 (and chunked HTTP/1.1) bodies may end with trailers instead of an end-of-stream data frame.
+    pub fn on_request_trailers(&mut self, s: &dyn Stream) -> Action {
+        match self.state {
+            State::ReadingBody => {
+                self.saw_body = true;
+                let body = s.request_body(self.body_size).unwrap_or_default();
+                self.decide(s, &body).into()
+            }
+            State::AwaitingJwks => Action::Pause,
+            State::Passive => Action::Continue,
+        }
+    }
+
+    /// A JWK Set fetched for this request arrived (or failed): store it for every worker and decide.
+    pub fn on_call_response(&mut self, s: &dyn Stream, token: u32, response: CallResponse) {
+        let Some((expected, uri)) = self.jwks_call.take() else { return };
+        if expected != token {
+            self.jwks_call = Some((expected, uri));
+            return;
+        }
+        self.worker.store_jwks(s, &uri, &response);
+        self.state = State::ReadingBody;
+        if self.finish(s, false) == Outcome::Continue {
+            s.resume_request();
+        }
+    }
+
+    /// At the end of the stream: a request held for its body that never got one means the proxy did not
+    /// deliver body callbacks after a paused header callback.
+    pub fn on_log(&self, s: &dyn Stream) {
+        if self.state == State::ReadingBody && !self.saw_body {
+            s.log(
+                Level::Error,
+                "a token request was held for its body but the body never reached the filter: set \
+                 allow_on_headers_stop_iteration: true in the wasm filter's config (Envoy >= 1.35)",
+            );
+        }
+    }
+
+    fn decide(&mut self, s: &dyn Stream, body: &[u8]) -> Outcome {
+        let authorization = s.request_header("authorization");
+        match request::client_id(body, authorization.as_deref()) {
+            Ok(id) => {
+                self.client_id = id;
+                self.finish(s, true)
+            }
+            Err(rejection) => {
+                self.reject(s, &rejection);
+                Outcome::Stopped
+            }
+        }
+    }
+
+    fn finish(&mut self, s: &dyn Stream, refetch_allowed: bool) -> Outcome {
+        let worker = self.worker.clone();
+        let presented = self.presented.clone().unwrap_or(Presented::None);
+        let mut directory = SharedDirectory { worker: &worker, host: s, refetch_allowed };
+        let verdict =
+            verdict::decide(self.client_id.as_deref(), &presented, worker.config.unknown_client, &mut directory);
+        match verdict {
+            Verdict::Authenticated(a) => {
+                let Presented::Certificate { der, .. } = &presented else { return Outcome::Stopped };
+                let fc = &worker.config.forward_certificate;
+                s.set_request_header("x-mtls-client-id", Some(a.client_id.as_bytes()));
+                s.set_request_header("x-mtls-auth-method", Some(a.method.as_bytes()));
+                s.set_request_header("x-mtls-x5t-s256", Some(a.x5t_s256.as_bytes()));
+                s.set_request_header(&fc.header, Some(forward::encode(der, fc.format).as_bytes()));
+                s.metric(Metric::Authenticated, 1);
+                s.log(
+                    Level::Debug,
+                    &format!("authenticated client_id={} method={} x5t#S256={}", a.client_id, a.method, a.x5t_s256),
+                );
+                self.state = State::Passive;
+                Outcome::Continue
+            }
+            Verdict::Pass(_) => {
+                s.metric(Metric::Passed, 1);
+                self.state = State::Passive;
+                Outcome::Continue
+            }
+            Verdict::Reject(rejection) => {
+                self.reject(s, &rejection);
+                Outcome::Stopped
+            }
+            Verdict::FetchJwks(uri) => {
+                let cluster = worker.config.jwks_cluster.clone().unwrap_or_default();
+                if !worker.claim_jwks_fetch(s, &uri) {
+                    return self.finish(s, false);
+                }
+                match s.http_get(&cluster, &uri.authority, &uri.path, &[("accept", "application/json")], worker.config.jwks_timeout_ms) {
+                    Ok(token) => {
+                        self.jwks_call = Some((token, uri));
+                        self.state = State::AwaitingJwks;
+                        Outcome::Stopped
+                    }
+                    Err(e) => {
+                        worker.store_jwks(s, &uri, &CallResponse::default());
+                        s.log(Level::Warn, &format!("jwks: cannot call cluster {cluster}: {e}"));
+                        self.finish(s, false)
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, s: &dyn Stream, rejection: &Rejection) {
+        self.state = State::Passive;
+        let thumbprint = match &self.presented {
+            Some(Presented::Certificate { der, .. }) => crate::cert::x5t_s256(der),
+            _ => "-".to_string(),
+        };
+        s.metric(Metric::Rejected(rejection.reason), 1);
+        s.log(
+            Level::Info,
+            &format!(
+                "rejected client_id={} reason={} x5t#S256={} status={}: {}",
+                response::one_line(self.client_id.as_deref().unwrap_or("-")),
+                rejection.reason.name(),
+                thumbprint,
+                rejection.status,
+                response::one_line(&rejection.description)
+            ),
+        );
+        s.send_response(rejection.status, &response::HEADERS, response::body(rejection).as_bytes());
+    }
+}
+
+impl From<Outcome> for Action {
+    fn from(o: Outcome) -> Action {
+        match o {
+            Outcome::Continue => Action::Continue,
+            Outcome::Stopped => Action::Pause,
+        }
+    }
+}
+
+fn read_peer(s: &dyn Stream) -> Peer {
+    Peer {
+        certificate_pem: s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty()),
+        validated: s
+            .property(&["connection", "peer_certificate_valid"])
+            .is_some_and(|v| v.first().is_some_and(|b| *b != 0)),
+    }
+}

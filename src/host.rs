@@ -1,0 +1,117 @@
+//! What the filter needs from its proxy: a small trait the proxy-wasm shell implements and tests fake.
+
+/// A proxy callback's answer: go on, or hold the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// A shared-data write that lost a compare-and-swap race, or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWriteError {
+    CasMismatch,
+    Failed,
+}
+
+/// The metrics the filter keeps; the shell maps each to a proxy-wasm metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    Authenticated,
+    Passed,
+    Rejected(crate::verdict::Reason),
+    RegistryRefreshOk,
+    RegistryRefreshFailed,
+    RegistryNotModified,
+    /// Gauge: registrations loaded.
+    RegistryClients,
+    /// Gauge: registrations refused at load.
+    RegistryRefused,
+    /// Gauge: seconds since the last successful refresh.
+    RegistryAgeSeconds,
+    JwksFetchOk,
+    JwksFetchFailed,
+}
+
+impl Metric {
+    pub fn is_gauge(self) -> bool {
+        matches!(self, Metric::RegistryClients | Metric::RegistryRefused | Metric::RegistryAgeSeconds)
+    }
+
+    /// The stat name: Envoy shows it as `wasmcustom.<name>`.
+    pub fn name(self) -> String {
+        match self {
+            Metric::Authenticated => "oauth_mtls.authenticated".into(),
+            Metric::Passed => "oauth_mtls.passed".into(),
+            Metric::Rejected(reason) => format!("oauth_mtls.rejected.{}", reason.name()),
+            Metric::RegistryRefreshOk => "oauth_mtls.registry.refresh_ok".into(),
+            Metric::RegistryRefreshFailed => "oauth_mtls.registry.refresh_failed".into(),
+            Metric::RegistryNotModified => "oauth_mtls.registry.not_modified".into(),
+            Metric::RegistryClients => "oauth_mtls.registry.clients".into(),
+            Metric::RegistryRefused => "oauth_mtls.registry.refused".into(),
+            Metric::RegistryAgeSeconds => "oauth_mtls.registry.age_seconds".into(),
+            Metric::JwksFetchOk => "oauth_mtls.jwks.fetch_ok".into(),
+            Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
+        }
+    }
+
+    pub fn all() -> Vec<Metric> {
+        let mut all = vec![
+            Metric::Authenticated,
+            Metric::Passed,
+            Metric::RegistryRefreshOk,
+            Metric::RegistryRefreshFailed,
+            Metric::RegistryNotModified,
+            Metric::RegistryClients,
+            Metric::RegistryRefused,
+            Metric::RegistryAgeSeconds,
+            Metric::JwksFetchOk,
+            Metric::JwksFetchFailed,
+        ];
+        all.extend(crate::verdict::Reason::ALL.iter().map(|r| Metric::Rejected(*r)));
+        all
+    }
+}
+
+/// A response to an HTTP call the filter dispatched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallResponse {
+    /// `None` when the call failed before a response (timeout, reset, no healthy upstream).
+    pub status: Option<u16>,
+    pub etag: Option<String>,
+    pub body: Vec<u8>,
+    /// The body was larger than the caller's limit and was not read.
+    pub too_large: bool,
+}
+
+/// Host calls available in every context.
+pub trait Host {
+    fn now_ms(&self) -> u64;
+    fn log(&self, level: Level, message: &str);
+    fn metric(&self, metric: Metric, value: i64);
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError>;
+    /// Dispatches `GET` to `cluster`; the answer comes back as a [`CallResponse`] with the returned token.
+    fn http_get(&self, cluster: &str, authority: &str, path: &str, extra: &[(&str, &str)], timeout_ms: u64)
+        -> Result<u32, String>;
+}
+
+/// Host calls about the current HTTP request.
+pub trait Stream: Host {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every value of a header that may be repeated (a repeated header must be noticed, not folded).
+    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>>;
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>);
+    fn request_body(&self, size: usize) -> Option<Vec<u8>>;
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
+    fn resume_request(&self);
+}

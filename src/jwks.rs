@@ -1,0 +1,204 @@
+//! JSON Web Key Sets (RFC 7517) and `jwks_uri`s: the `x5c` certificates a self-signed client registers.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use std::fmt;
+
+/// SHA-256 of a certificate's DER: how a registered certificate is compared with a presented one.
+pub type Thumbprint = [u8; 32];
+
+/// Why a JWK Set could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    NotJson(String),
+    NotAnObject,
+    NoKeysArray,
+    KeyNotAnObject { index: usize },
+    X5cNotAnArrayOfStrings { index: usize },
+    X5cEmpty { index: usize },
+    X5cNotBase64 { index: usize },
+    NoX5c,
+}
+
+impl fmt::Display for JwksError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwksError::NotJson(e) => write!(f, "JWK Set is not JSON: {e}"),
+            JwksError::NotAnObject => write!(f, "JWK Set is not a JSON object"),
+            JwksError::NoKeysArray => write!(f, "JWK Set has no \"keys\" array"),
+            JwksError::KeyNotAnObject { index } => write!(f, "JWK Set key {index} is not an object"),
+            JwksError::X5cNotAnArrayOfStrings { index } => {
+                write!(f, "JWK Set key {index}: \"x5c\" is not an array of strings")
+            }
+            JwksError::X5cEmpty { index } => write!(f, "JWK Set key {index}: \"x5c\" is empty"),
+            JwksError::X5cNotBase64 { index } => {
+                write!(f, "JWK Set key {index}: \"x5c\"[0] is not standard base64 (RFC 7517 §4.7)")
+            }
+            JwksError::NoX5c => write!(
+                f,
+                "JWK Set has no key with an \"x5c\" certificate, so no certificate can match (RFC 8705 §2.2)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JwksError {}
+
+/// The thumbprints of the `x5c[0]` certificate of every key that has one (RFC 7517 §4.7: the first
+/// certificate holds the key). Keys without `x5c` are skipped; a set with none is an error.
+pub fn x5c_thumbprints(set: &Value) -> Result<Vec<Thumbprint>, JwksError> {
+    let keys = set
+        .as_object()
+        .ok_or(JwksError::NotAnObject)?
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(JwksError::NoKeysArray)?;
+    let mut out = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        let key = key.as_object().ok_or(JwksError::KeyNotAnObject { index })?;
+        let Some(x5c) = key.get("x5c") else { continue };
+        let chain = x5c.as_array().ok_or(JwksError::X5cNotAnArrayOfStrings { index })?;
+        let first = chain.first().ok_or(JwksError::X5cEmpty { index })?;
+        let b64 = first.as_str().ok_or(JwksError::X5cNotAnArrayOfStrings { index })?;
+        let der = STANDARD.decode(b64).map_err(|_| JwksError::X5cNotBase64 { index })?;
+        out.push(crate::cert::sha256(&der));
+    }
+    if out.is_empty() {
+        return Err(JwksError::NoX5c);
+    }
+    Ok(out)
+}
+
+/// [`x5c_thumbprints`] of a JWK Set document as fetched.
+pub fn parse_thumbprints(document: &[u8]) -> Result<Vec<Thumbprint>, JwksError> {
+    let value: Value =
+        serde_json::from_slice(document).map_err(|e| JwksError::NotJson(e.to_string()))?;
+    x5c_thumbprints(&value)
+}
+
+/// A registered `jwks_uri`, split into what an HTTP call through an Envoy cluster needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JwksUri {
+    pub uri: String,
+    pub authority: String,
+    pub path: String,
+}
+
+/// Why a `jwks_uri` is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksUriError {
+    NotHttp,
+    NoHost,
+    Fragment,
+    Whitespace,
+}
+
+impl fmt::Display for JwksUriError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JwksUriError::NotHttp => "jwks_uri must be an https:// (or http://) URL",
+            JwksUriError::NoHost => "jwks_uri has no host",
+            JwksUriError::Fragment => "jwks_uri must not have a fragment",
+            JwksUriError::Whitespace => "jwks_uri contains whitespace or control characters",
+        })
+    }
+}
+
+impl std::error::Error for JwksUriError {}
+
+impl JwksUri {
+    pub fn parse(uri: &str) -> Result<JwksUri, JwksUriError> {
+        if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(JwksUriError::Whitespace);
+        }
+        let rest = strip_prefix_ignore_case(uri, "https://")
+            .or_else(|| strip_prefix_ignore_case(uri, "http://"))
+            .ok_or(JwksUriError::NotHttp)?;
+        if rest.contains('#') {
+            return Err(JwksUriError::Fragment);
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        // userinfo is never sent as authority
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        if authority.is_empty() || authority.starts_with(':') {
+            return Err(JwksUriError::NoHost);
+        }
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(JwksUri { uri: uri.to_string(), authority: authority.to_string(), path })
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn thumbprint_is_sha256_of_x5c_first_certificate_der() {
+        let der = b"not really a certificate, but DER bytes all the same";
+        let set = json!({"keys": [{"kty": "EC", "x5c": [STANDARD.encode(der), STANDARD.encode(b"issuer")]}]});
+        assert_eq!(x5c_thumbprints(&set).unwrap(), vec![crate::cert::sha256(der)]);
+    }
+
+    #[test]
+    fn keys_without_x5c_are_skipped() {
+        let set = json!({"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}, {"kty": "EC", "x5c": [STANDARD.encode(b"c")]}]});
+        assert_eq!(x5c_thumbprints(&set).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_set_without_any_x5c_cannot_authenticate_anyone() {
+        let set = json!({"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}]});
+        assert_eq!(x5c_thumbprints(&set), Err(JwksError::NoX5c));
+    }
+
+    #[test]
+    fn x5c_is_standard_base64_not_base64url() {
+        let set = json!({"keys": [{"x5c": ["-_-_"]}]});
+        assert_eq!(x5c_thumbprints(&set), Err(JwksError::X5cNotBase64 { index: 0 }));
+    }
+
+    #[test]
+    fn malformed_sets_are_errors() {
+        assert_eq!(x5c_thumbprints(&json!([])), Err(JwksError::NotAnObject));
+        assert_eq!(x5c_thumbprints(&json!({})), Err(JwksError::NoKeysArray));
+        assert_eq!(x5c_thumbprints(&json!({"keys": [1]})), Err(JwksError::KeyNotAnObject { index: 0 }));
+        assert_eq!(x5c_thumbprints(&json!({"keys": [{"x5c": []}]})), Err(JwksError::X5cEmpty { index: 0 }));
+        assert!(matches!(parse_thumbprints(b"{"), Err(JwksError::NotJson(_))));
+    }
+
+    #[test]
+    fn jwks_uri_is_split_into_authority_and_path() {
+        let u = JwksUri::parse("https://clients.example.com:8443/a/jwks.json?v=1").unwrap();
+        assert_eq!(u.authority, "clients.example.com:8443");
+        assert_eq!(u.path, "/a/jwks.json?v=1");
+        assert_eq!(JwksUri::parse("http://jwks.test").unwrap().path, "/");
+    }
+
+    #[test]
+    fn jwks_uri_must_be_http_with_a_host() {
+        assert_eq!(JwksUri::parse("ftp://x/y"), Err(JwksUriError::NotHttp));
+        assert_eq!(JwksUri::parse("https:///y"), Err(JwksUriError::NoHost));
+        assert_eq!(JwksUri::parse("https://x/y#f"), Err(JwksUriError::Fragment));
+        assert_eq!(JwksUri::parse("https://x/y z"), Err(JwksUriError::Whitespace));
+    }
+}

@@ -1,0 +1,27 @@
+//! oauth-mtls-filter: RFC 8705 mutual-TLS OAuth client authentication as a proxy-wasm HTTP filter.
+//!
+//! Everything that decides is plain Rust in the modules below and is tested natively; the proxy-wasm
+//! glue lives in `shell` and is compiled only for wasm32.
+
+pub mod basic;
+pub mod cert;
+pub mod client_cert;
+pub mod config;
+pub mod dn;
+pub mod filter;
+pub mod form;
+pub mod forward;
+pub mod host;
+pub mod jwks;
+pub mod pem;
+pub mod registration;
+pub mod registry;
+pub mod request;
+pub mod source;
+pub mod response;
+pub mod san;
+pub mod verdict;
+pub mod xfcc;
+
+#[cfg(target_arch = "wasm32")]
+mod shell;

@@ -1,0 +1,350 @@
+//! OAuth client registrations (RFC 7591 metadata), checked against RFC 8705 and compiled for matching.
+
+use crate::dn::{Dn, DnError};
+use crate::jwks::{self, JwksError, JwksUri, JwksUriError, Thumbprint};
+use crate::san::{SanError, SanKind, SanRule};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+pub const TLS_CLIENT_AUTH: &str = "tls_client_auth";
+pub const SELF_SIGNED_TLS_CLIENT_AUTH: &str = "self_signed_tls_client_auth";
+
+/// The registered value a `tls_client_auth` client's leaf certificate must match (RFC 8705 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectRule {
+    Dn(Dn),
+    San(SanRule),
+}
+
+/// Where a `self_signed_tls_client_auth` client's certificates are registered (RFC 8705 §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Jwks(Vec<Thumbprint>),
+    JwksUri(JwksUri),
+}
+
+/// How the filter treats a client, by its `token_endpoint_auth_method`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    TlsClientAuth(SubjectRule),
+    SelfSigned(KeySource),
+    /// Any other method (`client_secret_basic`, `private_key_jwt`, `none`...): not ours to check.
+    Other(String),
+}
+
+/// A registration compiled for matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub method: Method,
+    pub bound_tokens: bool,
+}
+
+impl Client {
+    pub fn method_name(&self) -> &str {
+        match &self.method {
+            Method::TlsClientAuth(_) => TLS_CLIENT_AUTH,
+            Method::SelfSigned(_) => SELF_SIGNED_TLS_CLIENT_AUTH,
+            Method::Other(name) => name,
+        }
+    }
+}
+
+/// Why a registration was refused at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationError {
+    NotAnObject,
+    MissingClientId,
+    WrongType { field: &'static str, expected: &'static str },
+    /// `tls_client_auth` needs exactly one `tls_client_auth_*` value; lists the ones present.
+    SubjectValueCount(Vec<&'static str>),
+    InvalidSubjectDn(DnError),
+    EmptySubjectDn,
+    InvalidSan(SanError),
+    /// RFC 7591 §2: `jwks` and `jwks_uri` MUST NOT both be present.
+    JwksAndJwksUri,
+    NoJwks,
+    InvalidJwks(JwksError),
+    InvalidJwksUri(JwksUriError),
+}
+
+impl fmt::Display for RegistrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistrationError::NotAnObject => write!(f, "registration is not a JSON object"),
+            RegistrationError::MissingClientId => write!(f, "client_id is missing or empty"),
+            RegistrationError::WrongType { field, expected } => write!(f, "{field} must be {expected}"),
+            RegistrationError::SubjectValueCount(found) if found.is_empty() => write!(
+                f,
+                "tls_client_auth requires exactly one of tls_client_auth_subject_dn, _san_dns, _san_uri, _san_ip, _san_email; none is present (RFC 8705 §2.1.2)"
+            ),
+            RegistrationError::SubjectValueCount(found) => write!(
+                f,
+                "tls_client_auth requires exactly one tls_client_auth_* value, found {} (RFC 8705 §2.1.2)",
+                found.join(", ")
+            ),
+            RegistrationError::InvalidSubjectDn(e) => {
+                write!(f, "tls_client_auth_subject_dn is not an RFC 4514 DN: {e}")
+            }
+            RegistrationError::EmptySubjectDn => write!(f, "tls_client_auth_subject_dn is empty"),
+            RegistrationError::InvalidSan(e) => write!(f, "{e}"),
+            RegistrationError::JwksAndJwksUri => {
+                write!(f, "jwks and jwks_uri must not both be present (RFC 7591 §2)")
+            }
+            RegistrationError::NoJwks => write!(
+                f,
+                "self_signed_tls_client_auth requires jwks or jwks_uri (RFC 8705 §2.2)"
+            ),
+            RegistrationError::InvalidJwks(e) => write!(f, "jwks: {e}"),
+            RegistrationError::InvalidJwksUri(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistrationError {}
+
+const SUBJECT_FIELDS: [&str; 5] = [
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+];
+
+/// The part of a registration the filter keeps, in the compact form stored in shared data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    #[serde(rename = "i")]
+    pub client_id: String,
+    #[serde(rename = "m")]
+    pub method: String,
+    /// For `tls_client_auth`: which `tls_client_auth_*` field, and its value.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<(String, String)>,
+    /// For inline `jwks`: hex SHA-256 of each `x5c[0]`.
+    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbprints: Vec<String>,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
+    pub bound_tokens: bool,
+}
+
+/// Checks one RFC 7591 metadata object and returns its stored form, or why it breaks RFC 8705.
+pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
+    let obj = metadata.as_object().ok_or(RegistrationError::NotAnObject)?;
+    let client_id = match obj.get("client_id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) | None => return Err(RegistrationError::MissingClientId),
+        Some(_) => return Err(wrong("client_id", "a string")),
+    };
+    let method = match obj.get("token_endpoint_auth_method") {
+        None => "client_secret_basic".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(wrong("token_endpoint_auth_method", "a string")),
+    };
+    let bound_tokens = match obj.get("tls_client_certificate_bound_access_tokens") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(wrong("tls_client_certificate_bound_access_tokens", "a boolean")),
+    };
+    let mut stored = Stored {
+        client_id,
+        method,
+        subject: None,
+        thumbprints: Vec::new(),
+        jwks_uri: None,
+        bound_tokens,
+    };
+    match stored.method.as_str() {
+        TLS_CLIENT_AUTH => {
+            let mut present = Vec::new();
+            for field in SUBJECT_FIELDS {
+                match obj.get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(v)) => {
+                        present.push(field);
+                        stored.subject = Some((field.to_string(), v.clone()));
+                    }
+                    Some(_) => return Err(wrong(field, "a string")),
+                }
+            }
+            if present.len() != 1 {
+                return Err(RegistrationError::SubjectValueCount(present));
+            }
+        }
+        SELF_SIGNED_TLS_CLIENT_AUTH => {
+            let jwks = obj.get("jwks").filter(|v| !v.is_null());
+            let uri = obj.get("jwks_uri").filter(|v| !v.is_null());
+            match (jwks, uri) {
+                (Some(_), Some(_)) => return Err(RegistrationError::JwksAndJwksUri),
+                (None, None) => return Err(RegistrationError::NoJwks),
+                (Some(set), None) => {
+                    let prints =
+                        jwks::x5c_thumbprints(set).map_err(RegistrationError::InvalidJwks)?;
+                    stored.thumbprints = prints.iter().map(|t| hex(t)).collect();
+                }
+                (None, Some(Value::String(u))) => stored.jwks_uri = Some(u.clone()),
+                (None, Some(_)) => return Err(wrong("jwks_uri", "a string")),
+            }
+        }
+        _ => {}
+    }
+    // Compiling proves the values parse (DN, IP, URI), so a bad registration is refused at load.
+    stored.compile()?;
+    Ok(stored)
+}
+
+impl Stored {
+    /// The registration ready for matching.
+    pub fn compile(&self) -> Result<Client, RegistrationError> {
+        let method = match self.method.as_str() {
+            TLS_CLIENT_AUTH => {
+                let (field, value) =
+                    self.subject.as_ref().ok_or(RegistrationError::SubjectValueCount(Vec::new()))?;
+                let rule = match field.as_str() {
+                    "tls_client_auth_subject_dn" => {
+                        let dn = Dn::parse(value).map_err(RegistrationError::InvalidSubjectDn)?;
+                        if dn.is_empty() {
+                            return Err(RegistrationError::EmptySubjectDn);
+                        }
+                        SubjectRule::Dn(dn)
+                    }
+                    other => {
+                        let kind = san_kind(other).ok_or(RegistrationError::SubjectValueCount(Vec::new()))?;
+                        SubjectRule::San(
+                            SanRule::parse(kind, value).map_err(RegistrationError::InvalidSan)?,
+                        )
+                    }
+                };
+                Method::TlsClientAuth(rule)
+            }
+            SELF_SIGNED_TLS_CLIENT_AUTH => match &self.jwks_uri {
+                Some(uri) => Method::SelfSigned(KeySource::JwksUri(
+                    JwksUri::parse(uri).map_err(RegistrationError::InvalidJwksUri)?,
+                )),
+                None => {
+                    let prints: Option<Vec<Thumbprint>> =
+                        self.thumbprints.iter().map(|h| unhex32(h)).collect();
+                    match prints {
+                        Some(p) if !p.is_empty() => Method::SelfSigned(KeySource::Jwks(p)),
+                        _ => return Err(RegistrationError::InvalidJwks(JwksError::NoX5c)),
+                    }
+                }
+            },
+            other => Method::Other(other.to_string()),
+        };
+        Ok(Client { client_id: self.client_id.clone(), method, bound_tokens: self.bound_tokens })
+    }
+}
+
+fn san_kind(field: &str) -> Option<SanKind> {
+    Some(match field {
+        "tls_client_auth_san_dns" => SanKind::Dns,
+        "tls_client_auth_san_uri" => SanKind::Uri,
+        "tls_client_auth_san_ip" => SanKind::Ip,
+        "tls_client_auth_san_email" => SanKind::Email,
+        _ => return None,
+    })
+}
+
+fn wrong(field: &'static str, expected: &'static str) -> RegistrationError {
+    RegistrationError::WrongType { field, expected }
+}
+
+/// Lower-case hex, for thumbprints in storage and logs.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<Thumbprint> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (slot, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *slot = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The `client_id` of a metadata object, if it has one, for naming it in a log line.
+pub fn client_id_of(metadata: &Value) -> Option<&str> {
+    metadata.as_object().and_then(|o: &Map<String, Value>| o.get("client_id")).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tls_client_auth_needs_exactly_one_subject_value() {
+        let none = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"});
+        assert_eq!(check(&none), Err(RegistrationError::SubjectValueCount(vec![])));
+        let two = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "a.example.com", "tls_client_auth_san_uri": "spiffe://x"});
+        assert_eq!(
+            check(&two),
+            Err(RegistrationError::SubjectValueCount(vec![
+                "tls_client_auth_san_dns",
+                "tls_client_auth_san_uri"
+            ]))
+        );
+    }
+
+    #[test]
+    fn self_signed_needs_jwks_or_jwks_uri_but_not_both() {
+        let neither = json!({"client_id": "a", "token_endpoint_auth_method": "self_signed_tls_client_auth"});
+        assert_eq!(check(&neither), Err(RegistrationError::NoJwks));
+        let both = json!({"client_id": "a", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": {"keys": []}, "jwks_uri": "https://x/jwks"});
+        assert_eq!(check(&both), Err(RegistrationError::JwksAndJwksUri));
+    }
+
+    #[test]
+    fn inline_jwks_is_stored_as_thumbprints() {
+        use base64::Engine;
+        let der = b"certificate";
+        let reg = json!({"client_id": "ss", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": {"keys": [{"kty": "EC", "x5c": [base64::engine::general_purpose::STANDARD.encode(der)]}]}});
+        let stored = check(&reg).unwrap();
+        assert_eq!(stored.thumbprints, vec![hex(&crate::cert::sha256(der))]);
+        let client = stored.compile().unwrap();
+        assert_eq!(client.method, Method::SelfSigned(KeySource::Jwks(vec![crate::cert::sha256(der)])));
+    }
+
+    #[test]
+    fn jwks_uri_must_be_a_url() {
+        let reg = json!({"client_id": "ss", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks_uri": "not a url"});
+        assert!(matches!(check(&reg), Err(RegistrationError::InvalidJwksUri(_))));
+    }
+
+    #[test]
+    fn other_methods_are_kept_unchecked() {
+        let reg = json!({"client_id": "web", "token_endpoint_auth_method": "private_key_jwt"});
+        assert_eq!(check(&reg).unwrap().compile().unwrap().method, Method::Other("private_key_jwt".into()));
+        let default = json!({"client_id": "web"});
+        assert_eq!(check(&default).unwrap().method, "client_secret_basic");
+    }
+
+    #[test]
+    fn client_id_is_required_and_a_string() {
+        assert_eq!(check(&json!({})), Err(RegistrationError::MissingClientId));
+        assert_eq!(check(&json!({"client_id": ""})), Err(RegistrationError::MissingClientId));
+        assert_eq!(check(&json!({"client_id": 7})), Err(wrong("client_id", "a string")));
+        assert_eq!(check(&json!([])), Err(RegistrationError::NotAnObject));
+    }
+
+    #[test]
+    fn stored_form_round_trips_through_json() {
+        let reg = json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks_uri": "https://x/jwks", "tls_client_certificate_bound_access_tokens": true});
+        let stored = check(&reg).unwrap();
+        let text = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<Stored>(&text).unwrap(), stored);
+    }
+}

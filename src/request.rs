@@ -1,0 +1,65 @@
+//! Which requests are token requests the filter enforces, and the client_id they carry (RFC 6749 §2.3, §3.2).
+
+use crate::config::Config;
+use crate::verdict::Rejection;
+use crate::{basic, form};
+
+/// What the request headers say about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    /// Not a request this filter authenticates: only the inbound-header stripping applies.
+    Ignore,
+    /// A form POST to a configured endpoint: read the body, then decide.
+    Enforce,
+    Reject(Rejection),
+}
+
+/// Classifies a request from its method, path, content type and declared length.
+pub fn classify(
+    config: &Config,
+    method: &[u8],
+    path: &[u8],
+    content_type: Option<&[u8]>,
+    content_length: Option<&[u8]>,
+) -> Classified {
+    let Ok(path) = std::str::from_utf8(path) else { return Classified::Ignore };
+    if !config.is_endpoint(path) || !method.eq_ignore_ascii_case(b"POST") {
+        return Classified::Ignore;
+    }
+    if !content_type.is_some_and(form::is_form_content_type) {
+        return Classified::Reject(Rejection::invalid_request(
+            "requests to this endpoint must use content-type application/x-www-form-urlencoded",
+        ));
+    }
+    let declared = content_length
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+        return Classified::Reject(Rejection::too_large(config.max_body_bytes));
+    }
+    Classified::Enforce
+}
+
+/// The client_id of a token request: from the form body, else from HTTP Basic credentials.
+/// A repeated `client_id`, or Basic credentials naming another client, is `invalid_request`.
+pub fn client_id(body: &[u8], authorization: Option<&[u8]>) -> Result<Option<String>, Rejection> {
+    let from_body = form::client_id(body).map_err(|e| match e {
+        form::FormError::DuplicateParameter(name) => Rejection::invalid_request(format!(
+            "the {name} parameter is repeated in the request body (RFC 6749 §3.2)"
+        )),
+        other => Rejection::invalid_request(format!("the request body is not a valid form: {other}")),
+    })?;
+    let from_basic = match authorization {
+        None => None,
+        Some(value) => basic::client_id(value).map_err(|e| {
+            Rejection::invalid_request(format!("the Authorization header is not valid Basic credentials: {e}"))
+        })?,
+    };
+    match (from_body, from_basic) {
+        (Some(body_id), Some(basic_id)) if body_id != basic_id => Err(Rejection::invalid_request(
+            "the client_id in the Authorization header differs from the client_id in the request body",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(Some(id)),
+        (None, None) => Ok(None),
+    }
+}

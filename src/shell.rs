@@ -1,0 +1,265 @@
+//! The proxy-wasm shell: contexts and host calls that move data between Envoy and the pure core.
+
+use crate::config::Config;
+use crate::filter::{RequestFilter, Worker};
+use crate::host::{self, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, worker: None, metrics: Rc::new(RefCell::new(HashMap::new())) })
+    });
+}}
+
+type Metrics = Rc<RefCell<HashMap<Metric, u32>>>;
+
+/// Host calls, every one of them checked: a host status the SDK would panic on is logged instead.
+struct Proxy {
+    metrics: Metrics,
+    /// Largest response body read from an HTTP call.
+    max_call_body: usize,
+}
+
+impl Host for Proxy {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+
+    fn metric(&self, metric: Metric, value: i64) {
+        let Some(id) = self.metrics.borrow().get(&metric).copied() else { return };
+        let _ = if metric.is_gauge() {
+            hostcalls::record_metric(id, u64::try_from(value).unwrap_or(0))
+        } else {
+            hostcalls::increment_metric(id, value)
+        };
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+            Status::CasMismatch => SharedWriteError::CasMismatch,
+            _ => SharedWriteError::Failed,
+        })
+    }
+
+    fn http_get(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let mut headers = vec![(":method", "GET"), (":path", path), (":authority", authority), (":scheme", "http")];
+        headers.extend_from_slice(extra);
+        hostcalls::dispatch_http_call(cluster, headers, None, vec![], Duration::from_millis(timeout_ms))
+            .map_err(|s| format!("{s:?} (is the cluster defined?)"))
+    }
+}
+
+impl Proxy {
+    fn call_response(&self, num_headers: usize, body_size: usize) -> CallResponse {
+        let header = |name: &str| {
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten()
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            header(":status")
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<u16>().ok())
+        };
+        let too_large = body_size > self.max_call_body;
+        let body = if too_large || body_size == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default()
+        };
+        CallResponse {
+            status,
+            etag: header("etag").and_then(|v| String::from_utf8(v).ok()),
+            body,
+            too_large,
+        }
+    }
+}
+
+impl Stream for Proxy {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
+    }
+
+    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
+        if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value) {
+            self.log(Level::Error, &format!("cannot set request header {name}: {status:?}"));
+        }
+    }
+
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
+    }
+
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(s) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
+            self.log(Level::Error, &format!("cannot send the local reply: {s:?}"));
+        }
+    }
+
+    fn resume_request(&self) {
+        if let Err(s) = hostcalls::resume_http_request() {
+            self.log(Level::Error, &format!("cannot resume the request: {s:?}"));
+        }
+    }
+}
+
+struct Root {
+    context_id: u32,
+    worker: Option<Rc<Worker>>,
+    metrics: Metrics,
+}
+
+impl Root {
+    fn proxy(&self) -> Proxy {
+        let max_call_body = self.worker.as_ref().and_then(|w| w.config.registry.as_ref()).map_or(1 << 20, |r| r.max_bytes);
+        Proxy { metrics: self.metrics.clone(), max_call_body }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _: usize) {
+        let proxy = self.proxy();
+        if let Some(worker) = &self.worker {
+            if worker.is_registry_call(token_id) {
+                worker.on_registry_response(&proxy, proxy.call_response(num_headers, body_size));
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let proxy = self.proxy();
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size).ok().flatten().unwrap_or_default();
+        let config = match Config::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                proxy.log(Level::Error, &format!("oauth-mtls-filter: {e}"));
+                return false;
+            }
+        };
+        let mut metrics = HashMap::new();
+        for metric in Metric::all() {
+            let kind = if metric.is_gauge() { MetricType::Gauge } else { MetricType::Counter };
+            match hostcalls::define_metric(kind, &metric.name()) {
+                Ok(id) => {
+                    metrics.insert(metric, id);
+                }
+                Err(s) => proxy.log(Level::Warn, &format!("cannot define metric {}: {s:?}", metric.name())),
+            }
+        }
+        *self.metrics.borrow_mut() = metrics;
+        let plugin = proxy.property(&["plugin_name"]).and_then(|p| String::from_utf8(p).ok()).unwrap_or_default();
+        let prefix = config.shared_data_prefix.clone().unwrap_or_else(|| format!("oauth-mtls/{plugin}"));
+        let has_registry = config.registry.is_some();
+        let clients = config.clients.len();
+        let seed = proxy.now_ms() ^ (u64::from(self.context_id) << 32);
+        self.worker = Some(Rc::new(Worker::new(config, &prefix, seed)));
+        if has_registry {
+            let _ = hostcalls::set_tick_period(Duration::from_secs(1));
+        }
+        proxy.log(
+            Level::Info,
+            &format!("oauth-mtls-filter configured: {clients} inline clients, registry {}", if has_registry { "on" } else { "off" }),
+        );
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let proxy = self.proxy();
+        if let Some(worker) = &self.worker {
+            worker.on_tick(&proxy);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let worker = self.worker.clone()?;
+        Some(Box::new(Http { filter: RequestFilter::new(worker), proxy: Proxy { metrics: self.metrics.clone(), max_call_body: 1 << 20 } }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    filter: RequestFilter,
+    proxy: Proxy,
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _: usize) {
+        let response = self.proxy.call_response(num_headers, body_size);
+        self.filter.on_call_response(&self.proxy, token_id, response);
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        to_action(self.filter.on_request_headers(&self.proxy, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        to_action(self.filter.on_request_body(&self.proxy, body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        to_action(self.filter.on_request_trailers(&self.proxy))
+    }
+
+    fn on_log(&mut self) {
+        self.filter.on_log(&self.proxy);
+    }
+}
+
+fn to_action(action: host::Action) -> Action {
+    match action {
+        host::Action::Continue => Action::Continue,
+        host::Action::Pause => Action::Pause,
+    }
+}

@@ -1,0 +1,98 @@
+//! Where the client certificate comes from: the TLS connection, or a trusted forwarder's XFCC or Client-Cert header.
+
+use crate::cert::{self, Leaf};
+use crate::config::{CertificateSource, Config, Forwarder};
+use crate::verdict::Presented;
+use crate::{client_cert, pem, registration, xfcc};
+
+/// What Envoy knows of the direct peer's TLS connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// `connection.peer_certificate`: the leaf as PEM (possibly URL-encoded), if one was presented.
+    pub certificate_pem: Option<Vec<u8>>,
+    /// `connection.peer_certificate_valid`: the chain was validated against the trusted CAs.
+    pub validated: bool,
+}
+
+/// The request header the certificate source reads, if it reads one.
+pub fn forwarded_header(source: CertificateSource) -> Option<&'static str> {
+    match source {
+        CertificateSource::Connection => None,
+        CertificateSource::Xfcc => Some("x-forwarded-client-cert"),
+        CertificateSource::ClientCert => Some("client-cert"),
+    }
+}
+
+/// Whether the direct peer is one of the `trusted_forwarders`: its own certificate must be validated and
+/// carry the configured URI SAN (any of them) or subject DN.
+pub fn is_trusted_forwarder(config: &Config, peer: &Peer) -> bool {
+    if !peer.validated || config.trusted_forwarders.is_empty() {
+        return false;
+    }
+    let Some(leaf) = peer
+        .certificate_pem
+        .as_deref()
+        .and_then(|p| pem::decode_leaf(p).ok())
+        .and_then(|der| Leaf::from_der(&der).ok())
+    else {
+        return false;
+    };
+    config.trusted_forwarders.iter().any(|f| match f {
+        Forwarder::UriSan(uri) => leaf.sans.uri.iter().any(|u| u == uri),
+        Forwarder::SubjectDn(dn) => dn.matches(&leaf.subject),
+    })
+}
+
+/// The client certificate of this request. `forwarded` holds every value of the source's header, in order.
+pub fn presented(config: &Config, peer: &Peer, forwarded: &[Vec<u8>]) -> Presented {
+    match config.certificate_source {
+        CertificateSource::Connection => match &peer.certificate_pem {
+            None => Presented::None,
+            Some(text) => match pem::decode_leaf(text) {
+                Ok(der) => Presented::Certificate { der, validated: peer.validated },
+                Err(e) => Presented::Malformed(format!("the connection's peer certificate: {e}")),
+            },
+        },
+        source => {
+            // A forwarded certificate from anyone but a trusted forwarder is ignored, as if absent.
+            if !is_trusted_forwarder(config, peer) {
+                return Presented::None;
+            }
+            let value = match forwarded {
+                [] => return Presented::None,
+                [one] => one,
+                _ => {
+                    return Presented::Malformed(format!(
+                        "the {} header appears more than once",
+                        forwarded_header(source).unwrap_or("certificate")
+                    ))
+                }
+            };
+            let validated = config.forwarder_validates_chains;
+            let der = match source {
+                CertificateSource::ClientCert => client_cert::parse_client_cert(value).map_err(|e| e.to_string()),
+                _ => from_xfcc(value),
+            };
+            match der {
+                Ok(der) => Presented::Certificate { der, validated },
+                Err(why) => Presented::Malformed(why),
+            }
+        }
+    }
+}
+
+/// The leaf DER from the XFCC element the trusted forwarder added: the last one.
+fn from_xfcc(value: &[u8]) -> Result<Vec<u8>, String> {
+    let elements = xfcc::parse(value).map_err(|e| format!("x-forwarded-client-cert: {e}"))?;
+    let element = elements.last().ok_or("x-forwarded-client-cert is empty")?;
+    let cert = element.cert.as_deref().ok_or(
+        "the x-forwarded-client-cert element has no Cert (set set_current_client_cert_details.cert on the forwarder)",
+    )?;
+    let der = pem::decode_leaf(cert.as_bytes()).map_err(|e| format!("x-forwarded-client-cert Cert: {e}"))?;
+    if let Some(hash) = &element.hash {
+        if !hash.eq_ignore_ascii_case(&registration::hex(&cert::sha256(&der))) {
+            return Err("the x-forwarded-client-cert Hash does not match its Cert".to_string());
+        }
+    }
+    Ok(der)
+}
