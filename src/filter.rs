@@ -53,13 +53,10 @@ impl Worker {
         if self.registry_call.get().is_some() || now < meta.next_at_ms {
             return;
         }
-        let (current, cas) = host.shared_get(&self.keys.lease());
-        if !Lease::is_free(Lease::decode(current.as_deref()), now) {
-            return;
-        }
         let lease = Lease { expires_ms: now + reg.timeout_ms + 2000 };
-        // With no lease yet, cas 0 means "only if still absent" in Envoy, so two workers cannot both win.
-        if host.shared_set(&self.keys.lease(), &lease.encode(), Some(cas.unwrap_or(0))).is_err() {
+        if !take(host, &self.keys.lease(), &Lease { expires_ms: 0 }.encode(), |current| {
+            Lease::is_free(Lease::decode(current), now).then(|| lease.encode())
+        }) {
             return;
         }
         let etag = meta.etag.clone();
@@ -208,15 +205,16 @@ impl Worker {
 
     /// Claims the right to fetch a JWK Set now (one fetch per `jwks_min_refresh_seconds` across workers).
     fn claim_jwks_fetch(&self, host: &dyn Host, uri: &JwksUri) -> bool {
-        let key = self.keys.jwks(&uri.uri);
-        let (bytes, cas) = host.shared_get(&key);
-        let mut entry = JwksEntry::decode(bytes.as_deref()).unwrap_or_default();
         let now = host.now_ms();
-        if entry.fetched_at_ms.is_some() && !entry.may_refetch(now, self.config.jwks_min_refresh_seconds) {
-            return false;
-        }
-        entry.attempted_at_ms = now;
-        host.shared_set(&key, &entry.encode(), Some(cas.unwrap_or(0))).is_ok()
+        let min_refresh = self.config.jwks_min_refresh_seconds;
+        take(host, &self.keys.jwks(&uri.uri), &JwksEntry::default().encode(), |current| {
+            let mut entry = JwksEntry::decode(current).unwrap_or_default();
+            if entry.fetched_at_ms.is_some() && !entry.may_refetch(now, min_refresh) {
+                return None;
+            }
+            entry.attempted_at_ms = now;
+            Some(entry.encode())
+        })
     }
 
     fn store_jwks(&self, host: &dyn Host, uri: &JwksUri, response: &CallResponse) {
@@ -246,6 +244,24 @@ impl Worker {
             host.log(Level::Error, "jwks: cannot write shared data");
         }
     }
+}
+
+/// Compare-and-swap on a shared-data key: `update` sees the current value and returns the new one, or
+/// `None` to give up. Envoy checks a CAS only on a key that exists (and treats CAS 0 as "no check"), so an
+/// absent key is first created with `initial`. Once the key exists exactly one of several racing workers
+/// wins; only the very first claim of a key can let two through (both may create it), which costs one
+/// duplicate fetch, never a wrong answer.
+fn take(host: &dyn Host, key: &str, initial: &[u8], update: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>) -> bool {
+    let (mut value, mut cas) = host.shared_get(key);
+    if cas.unwrap_or(0) == 0 {
+        if host.shared_set(key, initial, None).is_err() {
+            return false;
+        }
+        (value, cas) = host.shared_get(key);
+    }
+    let Some(cas) = cas.filter(|c| *c != 0) else { return false };
+    let Some(next) = update(value.as_deref()) else { return false };
+    host.shared_set(key, &next, Some(cas)).is_ok()
 }
 
 fn unhex(h: &str) -> Option<jwks::Thumbprint> {
@@ -527,3 +543,7 @@ fn read_peer(s: &dyn Stream) -> Peer {
             .is_some_and(|v| v.first().is_some_and(|b| *b != 0)),
     }
 }
+
+#[cfg(test)]
+#[path = "filter_tests.rs"]
+mod tests;

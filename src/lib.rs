@@ -23,5 +23,11 @@ pub mod san;
 pub mod verdict;
 pub mod xfcc;
 
+#[cfg(test)]
+mod testdata;
+
+#[cfg(test)]
+mod fake;
+
 #[cfg(target_arch = "wasm32")]
 mod shell;

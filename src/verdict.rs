@@ -241,3 +241,224 @@ pub fn decide(
 fn reject(reason: Reason, description: impl Into<String>) -> Verdict {
     Verdict::Reject(Rejection::invalid_client(reason, description))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::registration::check;
+    use crate::testdata::{der, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Fixed {
+        clients: HashMap<String, Rc<Client>>,
+        unavailable: Option<String>,
+        jwks: Option<JwksView>,
+    }
+
+    impl Fixed {
+        fn with(metadata: serde_json::Value) -> Fixed {
+            let client = check(&metadata).unwrap().compile().unwrap();
+            let mut f = Fixed::default();
+            f.clients.insert(client.client_id.clone(), Rc::new(client));
+            f
+        }
+    }
+
+    impl Directory for Fixed {
+        fn client(&mut self, id: &str) -> Lookup {
+            if let Some(why) = &self.unavailable {
+                return Lookup::Unavailable(why.clone());
+            }
+            self.clients.get(id).map_or(Lookup::Unknown, |c| Lookup::Found(c.clone()))
+        }
+        fn jwks(&mut self, _: &JwksUri) -> JwksView {
+            self.jwks.clone().unwrap_or(JwksView::Known { thumbprints: vec![], may_refetch: true, last_error: None })
+        }
+    }
+
+    fn validated(pem: &str) -> Presented {
+        Presented::Certificate { der: der(pem), validated: true }
+    }
+
+    fn tls_client(field: &str, value: &str) -> Fixed {
+        Fixed::with(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", field: value}))
+    }
+
+    fn run(dir: &mut Fixed, presented: &Presented) -> Verdict {
+        decide(Some("c"), presented, UnknownClient::Pass, dir)
+    }
+
+    fn reason(v: &Verdict) -> Option<Reason> {
+        match v {
+            Verdict::Reject(r) => Some(r.reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn subject_dn_match_authenticates_and_reports_the_thumbprint() {
+        let mut dir = tls_client("tls_client_auth_subject_dn", "cn=DN-Client, ou=Payments, o=Example Bank, c=gb");
+        match run(&mut dir, &validated(LEAF)) {
+            Verdict::Authenticated(a) => {
+                assert_eq!(a.client_id, "c");
+                assert_eq!(a.method, "tls_client_auth");
+                assert_eq!(a.x5t_s256, crate::cert::x5t_s256(&der(LEAF)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subject_dn_in_another_rdn_order_does_not_match() {
+        let mut dir = tls_client("tls_client_auth_subject_dn", "C=GB,O=Example Bank,OU=Payments,CN=dn-client");
+        assert_eq!(reason(&run(&mut dir, &validated(LEAF))), Some(Reason::SubjectMismatch));
+    }
+
+    #[test]
+    fn tls_client_auth_requires_a_validated_chain() {
+        let mut dir = tls_client("tls_client_auth_subject_dn", "CN=dn-client,OU=Payments,O=Example Bank,C=GB");
+        let unvalidated = Presented::Certificate { der: der(LEAF), validated: false };
+        let v = run(&mut dir, &unvalidated);
+        assert_eq!(reason(&v), Some(Reason::NotValidated));
+        let Verdict::Reject(r) = v else { unreachable!() };
+        assert!(r.description.contains("not validated"));
+        assert_eq!((r.status, r.error), (401, "invalid_client"));
+    }
+
+    #[test]
+    fn any_dns_san_may_match_not_only_the_first() {
+        let mut dir = tls_client("tls_client_auth_san_dns", "CLIENT.example.com");
+        assert!(matches!(run(&mut dir, &validated(LEAF)), Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn ip_san_is_compared_in_binary() {
+        let mut dir = tls_client("tls_client_auth_san_ip", "2001:db8:0:0:0:0:0:1");
+        assert!(matches!(run(&mut dir, &validated(LEAF)), Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn san_mismatch_names_the_san_type() {
+        let mut dir = tls_client("tls_client_auth_san_uri", "spiffe://example.org/someone-else");
+        let Verdict::Reject(r) = run(&mut dir, &validated(LEAF)) else { panic!() };
+        assert!(r.description.contains("uniformResourceIdentifier"), "{}", r.description);
+    }
+
+    #[test]
+    fn email_san_matches_with_a_case_insensitive_domain() {
+        let mut dir = tls_client("tls_client_auth_san_email", "Ops@example.COM");
+        assert!(matches!(run(&mut dir, &validated(LEAF)), Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn no_certificate_is_invalid_client() {
+        let mut dir = tls_client("tls_client_auth_san_dns", "client.example.com");
+        assert_eq!(reason(&run(&mut dir, &Presented::None)), Some(Reason::NoCertificate));
+    }
+
+    #[test]
+    fn malformed_forwarded_certificate_is_invalid_client() {
+        let mut dir = tls_client("tls_client_auth_san_dns", "client.example.com");
+        let v = run(&mut dir, &Presented::Malformed("x".into()));
+        assert_eq!(reason(&v), Some(Reason::BadCertificate));
+        let garbage = Presented::Certificate { der: vec![0x30, 0x03, 1, 2], validated: true };
+        assert_eq!(reason(&run(&mut dir, &garbage)), Some(Reason::BadCertificate));
+    }
+
+    fn self_signed_inline(pem: &str) -> Fixed {
+        use base64::Engine;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der(pem));
+        Fixed::with(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": {"keys": [{"kty": "EC", "x5c": [x5c]}]}}))
+    }
+
+    #[test]
+    fn self_signed_certificate_registered_in_jwks_authenticates_without_validation() {
+        let mut dir = self_signed_inline(SELF_SIGNED_1);
+        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        let Verdict::Authenticated(a) = run(&mut dir, &presented) else { panic!() };
+        assert_eq!(a.method, "self_signed_tls_client_auth");
+    }
+
+    #[test]
+    fn self_signed_certificate_not_in_jwks_is_rejected() {
+        let mut dir = self_signed_inline(SELF_SIGNED_1);
+        let presented = Presented::Certificate { der: der(SELF_SIGNED_2), validated: false };
+        assert_eq!(reason(&run(&mut dir, &presented)), Some(Reason::JwkMismatch));
+    }
+
+    fn self_signed_by_uri() -> Fixed {
+        Fixed::with(json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks_uri": "https://jwks.test/c.json"}))
+    }
+
+    #[test]
+    fn jwks_uri_miss_asks_for_a_fetch_when_allowed() {
+        let mut dir = self_signed_by_uri();
+        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        assert!(matches!(run(&mut dir, &presented), Verdict::FetchJwks(u) if u.authority == "jwks.test"));
+    }
+
+    #[test]
+    fn jwks_uri_hit_authenticates() {
+        let mut dir = self_signed_by_uri();
+        dir.jwks = Some(JwksView::Known {
+            thumbprints: vec![crate::cert::sha256(&der(SELF_SIGNED_1))],
+            may_refetch: false,
+            last_error: None,
+        });
+        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        assert!(matches!(run(&mut dir, &presented), Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn jwks_uri_miss_after_refetch_is_rejected() {
+        let mut dir = self_signed_by_uri();
+        dir.jwks = Some(JwksView::Known {
+            thumbprints: vec![crate::cert::sha256(&der(SELF_SIGNED_1))],
+            may_refetch: false,
+            last_error: None,
+        });
+        let presented = Presented::Certificate { der: der(SELF_SIGNED_2), validated: false };
+        assert_eq!(reason(&run(&mut dir, &presented)), Some(Reason::JwkMismatch));
+    }
+
+    #[test]
+    fn jwks_uri_never_fetched_successfully_says_so() {
+        let mut dir = self_signed_by_uri();
+        dir.jwks = Some(JwksView::Known { thumbprints: vec![], may_refetch: false, last_error: Some("HTTP status 500".into()) });
+        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        let v = run(&mut dir, &presented);
+        assert_eq!(reason(&v), Some(Reason::JwksUnavailable));
+    }
+
+    #[test]
+    fn clients_of_other_methods_pass_unannotated() {
+        let mut dir = Fixed::with(json!({"client_id": "c", "token_endpoint_auth_method": "client_secret_basic"}));
+        assert_eq!(run(&mut dir, &Presented::None), Verdict::Pass(PassReason::NotMtlsClient));
+    }
+
+    #[test]
+    fn unknown_clients_pass_or_are_rejected_as_configured() {
+        let mut dir = Fixed::default();
+        assert_eq!(run(&mut dir, &validated(LEAF)), Verdict::Pass(PassReason::UnknownClient));
+        let v = decide(Some("c"), &validated(LEAF), UnknownClient::Reject, &mut dir);
+        assert_eq!(reason(&v), Some(Reason::UnknownClient));
+    }
+
+    #[test]
+    fn requests_without_client_id_pass_unannotated() {
+        let mut dir = Fixed::default();
+        assert_eq!(decide(None, &validated(LEAF), UnknownClient::Reject, &mut dir), Verdict::Pass(PassReason::NoClientId));
+    }
+
+    #[test]
+    fn an_unavailable_registry_rejects_with_its_reason() {
+        let mut dir = Fixed { unavailable: Some("the client registry is stale".into()), ..Fixed::default() };
+        let v = run(&mut dir, &validated(LEAF));
+        assert_eq!(reason(&v), Some(Reason::RegistryUnavailable));
+    }
+}

@@ -1,0 +1,216 @@
+//! A fake proxy for native tests of the filter's state machines: headers, properties, shared data with
+//! Envoy's CAS rules, dispatched calls, local replies, metrics and logs, all in memory.
+
+use crate::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Shared data is shared by every worker of a VM: tests give several fakes the same store.
+pub type SharedStore = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub token: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+pub struct Fake {
+    pub now: Cell<u64>,
+    pub shared: SharedStore,
+    next_cas: Rc<Cell<u32>>,
+    pub headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub properties: RefCell<HashMap<String, Vec<u8>>>,
+    pub body: RefCell<Vec<u8>>,
+    pub reply: RefCell<Option<Reply>>,
+    pub resumed: Cell<u32>,
+    pub calls: RefCell<Vec<Call>>,
+    pub fail_calls: Cell<bool>,
+    pub metrics: RefCell<HashMap<String, i64>>,
+    pub logs: RefCell<Vec<String>>,
+}
+
+impl Fake {
+    pub fn new() -> Fake {
+        Fake::sharing(Rc::new(RefCell::new(HashMap::new())), Rc::new(Cell::new(1)))
+    }
+
+    /// Another worker of the same VM: same shared data, its own request and metrics.
+    pub fn worker_of(other: &Fake) -> Fake {
+        let f = Fake::sharing(other.shared.clone(), other.next_cas.clone());
+        f.now.set(other.now.get());
+        f
+    }
+
+    fn sharing(shared: SharedStore, next_cas: Rc<Cell<u32>>) -> Fake {
+        Fake {
+            now: Cell::new(1_800_000_000_000),
+            shared,
+            next_cas,
+            headers: RefCell::new(Vec::new()),
+            properties: RefCell::new(HashMap::new()),
+            body: RefCell::new(Vec::new()),
+            reply: RefCell::new(None),
+            resumed: Cell::new(0),
+            calls: RefCell::new(Vec::new()),
+            fail_calls: Cell::new(false),
+            metrics: RefCell::new(HashMap::new()),
+            logs: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn advance_s(&self, seconds: u64) {
+        self.now.set(self.now.get() + seconds * 1000);
+    }
+
+    /// A request with these headers (pseudo-headers included) and, on an mTLS connection, this peer.
+    pub fn request(&self, headers: &[(&str, &str)]) -> &Fake {
+        *self.headers.borrow_mut() = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+        *self.reply.borrow_mut() = None;
+        self
+    }
+
+    pub fn peer(&self, pem: &str, validated: bool) -> &Fake {
+        let mut p = self.properties.borrow_mut();
+        p.insert("connection.peer_certificate".into(), pem.as_bytes().to_vec());
+        p.insert("connection.peer_certificate_valid".into(), vec![u8::from(validated)]);
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.header_values(name).into_iter().next()
+    }
+
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .borrow()
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn counter(&self, name: &str) -> i64 {
+        self.metrics.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn last_call(&self) -> Option<Call> {
+        self.calls.borrow().last().cloned()
+    }
+
+    pub fn reply_status(&self) -> Option<u16> {
+        self.reply.borrow().as_ref().map(|r| r.status)
+    }
+
+    pub fn reply_json(&self) -> serde_json::Value {
+        self.reply.borrow().as_ref().and_then(|r| serde_json::from_str(&r.body).ok()).unwrap_or_default()
+    }
+
+    pub fn ok(status: u16, body: &str) -> CallResponse {
+        CallResponse { status: Some(status), etag: None, body: body.as_bytes().to_vec(), too_large: false }
+    }
+}
+
+impl Host for Fake {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push(format!("{level:?}: {message}"));
+    }
+
+    fn metric(&self, metric: Metric, value: i64) {
+        let mut m = self.metrics.borrow_mut();
+        let slot = m.entry(metric.name()).or_insert(0);
+        if metric.is_gauge() {
+            *slot = value;
+        } else {
+            *slot += value;
+        }
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
+        let mut map = self.shared.borrow_mut();
+        // Envoy: a CAS is checked only against an existing key, and 0 means "no check".
+        if let (Some(expected), Some((_, current))) = (cas.filter(|c| *c != 0), map.get(key)) {
+            if expected != *current {
+                return Err(SharedWriteError::CasMismatch);
+            }
+        }
+        let next = self.next_cas.get() + 1;
+        self.next_cas.set(next);
+        map.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    fn http_get(&self, cluster: &str, authority: &str, path: &str, extra: &[(&str, &str)], _: u64) -> Result<u32, String> {
+        if self.fail_calls.get() {
+            return Err("BadArgument".into());
+        }
+        let token = u32::try_from(self.calls.borrow().len()).unwrap_or(0) + 100;
+        self.calls.borrow_mut().push(Call {
+            cluster: cluster.into(),
+            authority: authority.into(),
+            path: path.into(),
+            headers: extra.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            token,
+        });
+        Ok(token)
+    }
+}
+
+impl Stream for Fake {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.borrow().get(&path.join(".")).cloned()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.headers.borrow().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+
+    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers.borrow().iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
+        let mut h = self.headers.borrow_mut();
+        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(v) = value {
+            h.push((name.to_string(), v.to_vec()));
+        }
+    }
+
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.body.borrow().iter().take(size).copied().collect())
+    }
+
+    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        *self.reply.borrow_mut() = Some(Reply {
+            status,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+    }
+
+    fn resume_request(&self) {
+        self.resumed.set(self.resumed.get() + 1);
+    }
+}

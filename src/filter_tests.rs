@@ -1,0 +1,476 @@
+//! The filter's state machines driven through the fake proxy, as Envoy drives them.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use super::*;
+use crate::fake::Fake;
+use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+const DN: &str = "CN=dn-client,OU=Payments,O=Example Bank,C=GB";
+
+fn worker(config: &str) -> Rc<Worker> {
+    Rc::new(Worker::new(Config::parse(config.as_bytes()).unwrap(), "test", 1))
+}
+
+fn dn_worker() -> Rc<Worker> {
+    worker(&format!(
+        r#"{{"clients": [{{"client_id": "dn", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{DN}"}},
+                         {{"client_id": "web", "token_endpoint_auth_method": "client_secret_basic"}}]}}"#
+    ))
+}
+
+fn token_request<'a>(fake: &'a Fake, extra: &[(&str, &str)]) -> &'a Fake {
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", "/token"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    headers.extend_from_slice(extra);
+    fake.request(&headers)
+}
+
+/// Runs a whole request: headers, then the body in the given chunks. Returns the last action.
+fn send(filter: &mut RequestFilter, fake: &Fake, chunks: &[&[u8]]) -> Action {
+    let action = filter.on_request_headers(fake, chunks.is_empty());
+    if chunks.is_empty() || action == Action::Pause && fake.reply.borrow().is_some() {
+        return action;
+    }
+    assert_eq!(action, Action::Pause, "a token request is held until its body is read");
+    let mut last = action;
+    let mut size = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        fake.body.borrow_mut().extend_from_slice(chunk);
+        size += chunk.len();
+        last = filter.on_request_body(fake, size, i + 1 == chunks.len());
+        if fake.reply.borrow().is_some() {
+            break;
+        }
+    }
+    last
+}
+
+#[test]
+fn annotation_headers_sent_by_the_client_are_stripped_on_every_path() {
+    let w = dn_worker();
+    let fake = Fake::new();
+    fake.request(&[
+        (":method", "GET"),
+        (":path", "/userinfo"),
+        ("x-mtls-client-id", "admin"),
+        ("x-mtls-auth-method", "tls_client_auth"),
+        ("x-mtls-x5t-s256", "abc"),
+        ("client-cert", ":AAAA:"),
+        ("client-cert-chain", ":AAAA:"),
+    ]);
+    assert_eq!(RequestFilter::new(w).on_request_headers(&fake, true), Action::Continue);
+    for h in ["x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256", "client-cert", "client-cert-chain"] {
+        assert_eq!(fake.header(h), None, "{h}");
+    }
+}
+
+#[test]
+fn a_matching_certificate_is_authenticated_and_annotated() {
+    let w = dn_worker();
+    let fake = Fake::new();
+    token_request(&fake, &[("x-mtls-client-id", "spoofed")]).peer(LEAF, true);
+    let action = send(&mut RequestFilter::new(w), &fake, &[b"grant_type=client_credentials&client_id=dn"]);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(fake.header_values("x-mtls-client-id"), vec!["dn"]);
+    assert_eq!(fake.header("x-mtls-auth-method").as_deref(), Some("tls_client_auth"));
+    assert_eq!(fake.header("x-mtls-x5t-s256"), Some(crate::cert::x5t_s256(&der(LEAF))));
+    assert_eq!(fake.header("client-cert"), Some(format!(":{}:", STANDARD.encode(der(LEAF)))));
+    assert_eq!(fake.counter("oauth_mtls.authenticated"), 1);
+}
+
+#[test]
+fn a_mismatching_certificate_is_stopped_with_invalid_client() {
+    let w = dn_worker();
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(SELF_SIGNED_1, true);
+    let action = send(&mut RequestFilter::new(w), &fake, &[b"client_id=dn"]);
+    assert_eq!(action, Action::Pause);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert_eq!(fake.reply_json()["error"], "invalid_client");
+    let reply = fake.reply.borrow().clone().unwrap();
+    assert!(reply.headers.contains(&("cache-control".into(), "no-store".into())));
+    assert!(reply.headers.contains(&("content-type".into(), "application/json".into())));
+    assert_eq!(fake.header("x-mtls-client-id"), None);
+    assert_eq!(fake.counter("oauth_mtls.rejected.subject_mismatch"), 1);
+    let log = fake.logs.borrow().join("\n");
+    assert!(log.contains("client_id=dn reason=subject_mismatch"), "{log}");
+    assert!(!log.contains("BEGIN CERTIFICATE"), "a log line never holds a certificate");
+}
+
+#[test]
+fn a_body_in_one_byte_chunks_gives_the_same_result_as_one_chunk() {
+    let body = b"grant_type=client_credentials&client_id=dn";
+    let chunks: Vec<&[u8]> = body.chunks(1).collect();
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(LEAF, true);
+    assert_eq!(send(&mut RequestFilter::new(dn_worker()), &fake, &chunks), Action::Continue);
+    assert_eq!(fake.header("x-mtls-client-id").as_deref(), Some("dn"));
+}
+
+#[test]
+fn a_body_ending_in_trailers_is_decided_at_the_trailers() {
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(LEAF, true);
+    let mut f = RequestFilter::new(dn_worker());
+    assert_eq!(f.on_request_headers(&fake, false), Action::Pause);
+    *fake.body.borrow_mut() = b"client_id=dn".to_vec();
+    assert_eq!(f.on_request_body(&fake, 12, false), Action::Pause);
+    assert_eq!(f.on_request_trailers(&fake), Action::Continue);
+    assert_eq!(fake.header("x-mtls-client-id").as_deref(), Some("dn"));
+}
+
+#[test]
+fn a_body_over_the_limit_is_413() {
+    let w = worker(r#"{"max_body_bytes": 16}"#);
+    let fake = Fake::new();
+    token_request(&fake, &[]);
+    send(&mut RequestFilter::new(w.clone()), &fake, &[b"client_id=dn&", b"grant_type=client_credentials"]);
+    assert_eq!(fake.reply_status(), Some(413));
+    assert_eq!(fake.reply_json()["error"], "invalid_request");
+    // A declared content-length over the limit is refused before any body is buffered.
+    token_request(&fake, &[("content-length", "17")]);
+    assert_eq!(RequestFilter::new(w).on_request_headers(&fake, false), Action::Pause);
+    assert_eq!(fake.reply_status(), Some(413));
+}
+
+#[test]
+fn a_repeated_client_id_is_invalid_request() {
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(LEAF, true);
+    send(&mut RequestFilter::new(dn_worker()), &fake, &[b"client_id=dn&client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(400));
+    assert_eq!(fake.reply_json()["error"], "invalid_request");
+}
+
+#[test]
+fn basic_credentials_naming_another_client_are_invalid_request() {
+    let fake = Fake::new();
+    let basic = format!("Basic {}", STANDARD.encode("web:secret"));
+    token_request(&fake, &[("authorization", &basic)]).peer(LEAF, true);
+    send(&mut RequestFilter::new(dn_worker()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(400));
+}
+
+#[test]
+fn a_token_request_that_is_not_a_form_is_invalid_request() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "POST"), (":path", "/token"), ("content-type", "application/json")]);
+    assert_eq!(RequestFilter::new(dn_worker()).on_request_headers(&fake, false), Action::Pause);
+    assert_eq!(fake.reply_status(), Some(400));
+}
+
+#[test]
+fn clients_of_other_methods_pass_unannotated() {
+    let fake = Fake::new();
+    token_request(&fake, &[("x-mtls-client-id", "dn")]).peer(LEAF, true);
+    assert_eq!(send(&mut RequestFilter::new(dn_worker()), &fake, &[b"client_id=web"]), Action::Continue);
+    assert_eq!(fake.reply_status(), None);
+    assert_eq!(fake.header("x-mtls-client-id"), None);
+    assert_eq!(fake.counter("oauth_mtls.passed"), 1);
+}
+
+#[test]
+fn client_id_only_in_the_query_string_is_not_authenticated() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "POST"), (":path", "/token?client_id=dn"), ("content-type", "application/x-www-form-urlencoded")])
+        .peer(LEAF, true);
+    assert_eq!(send(&mut RequestFilter::new(dn_worker()), &fake, &[b"grant_type=client_credentials"]), Action::Continue);
+    assert_eq!(fake.header("x-mtls-client-id"), None);
+}
+
+#[test]
+fn the_forward_header_format_is_configurable() {
+    let w = worker(&format!(
+        r#"{{"forward_certificate": {{"header": "x-wso2-mtls-cert", "format": "pem"}},
+            "clients": [{{"client_id": "dn", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{DN}"}}]}}"#
+    ));
+    let fake = Fake::new();
+    token_request(&fake, &[("x-wso2-mtls-cert", "spoofed")]).peer(LEAF, true);
+    send(&mut RequestFilter::new(w), &fake, &[b"client_id=dn"]);
+    let v = fake.header("x-wso2-mtls-cert").unwrap();
+    assert!(v.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(crate::pem::decode_leaf(v.as_bytes()).unwrap(), der(LEAF));
+    assert_eq!(fake.header("client-cert"), None);
+}
+
+fn xfcc_worker() -> Rc<Worker> {
+    worker(&format!(
+        r#"{{"certificate_source": "xfcc", "trusted_forwarders": [{{"uri_san": "spiffe://example.org/front-proxy"}}],
+            "clients": [{{"client_id": "dn", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{DN}"}}]}}"#
+    ))
+}
+
+fn xfcc_for(pem: &str) -> String {
+    let encoded: String = pem
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    format!("By=spiffe://example.org/as;Cert=\"{encoded}\";Subject=\"x\"")
+}
+
+#[test]
+fn xfcc_from_a_trusted_forwarder_is_used_and_passed_on() {
+    let fake = Fake::new();
+    let xfcc = xfcc_for(LEAF);
+    token_request(&fake, &[("x-forwarded-client-cert", &xfcc)]).peer(FORWARDER, true);
+    assert_eq!(send(&mut RequestFilter::new(xfcc_worker()), &fake, &[b"client_id=dn"]), Action::Continue);
+    assert_eq!(fake.header("x-mtls-client-id").as_deref(), Some("dn"));
+    assert!(fake.header("x-forwarded-client-cert").is_some());
+}
+
+#[test]
+fn xfcc_from_an_untrusted_peer_is_ignored_and_removed() {
+    let fake = Fake::new();
+    let xfcc = xfcc_for(LEAF);
+    // The peer presents the client's own certificate, not a forwarder's.
+    token_request(&fake, &[("x-forwarded-client-cert", &xfcc)]).peer(LEAF, true);
+    send(&mut RequestFilter::new(xfcc_worker()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert_eq!(fake.reply_json()["error_description"].as_str().unwrap().contains("no client certificate"), true);
+    assert_eq!(fake.header("x-forwarded-client-cert"), None);
+}
+
+#[test]
+fn a_forwarder_whose_own_chain_was_not_validated_is_not_trusted() {
+    let fake = Fake::new();
+    let xfcc = xfcc_for(LEAF);
+    token_request(&fake, &[("x-forwarded-client-cert", &xfcc)]).peer(FORWARDER, false);
+    send(&mut RequestFilter::new(xfcc_worker()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(401));
+}
+
+#[test]
+fn two_xfcc_headers_are_invalid_client() {
+    let fake = Fake::new();
+    let xfcc = xfcc_for(LEAF);
+    token_request(&fake, &[("x-forwarded-client-cert", &xfcc), ("x-forwarded-client-cert", &xfcc)]).peer(FORWARDER, true);
+    send(&mut RequestFilter::new(xfcc_worker()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert!(fake.reply_json()["error_description"].as_str().unwrap().contains("more than once"));
+}
+
+#[test]
+fn rfc9440_client_cert_from_a_trusted_forwarder_is_used() {
+    let w = worker(&format!(
+        r#"{{"certificate_source": "client-cert", "trusted_forwarders": [{{"subject_dn": "CN=front-proxy,O=Example"}}],
+            "clients": [{{"client_id": "dn", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{DN}"}}]}}"#
+    ));
+    let fake = Fake::new();
+    let value = format!(":{}:", STANDARD.encode(der(LEAF)));
+    token_request(&fake, &[("client-cert", &value)]).peer(FORWARDER, true);
+    assert_eq!(send(&mut RequestFilter::new(w), &fake, &[b"client_id=dn"]), Action::Continue);
+    assert_eq!(fake.header("x-mtls-client-id").as_deref(), Some("dn"));
+    assert_eq!(fake.header_values("client-cert"), vec![value]);
+}
+
+// ---- registry ----
+
+fn registry_worker(extra: &str) -> Rc<Worker> {
+    worker(&format!(
+        r#"{{"unknown_client": "reject", "registry": {{"cluster": "registry", "authority": "registry.local", "path": "/clients",
+             "refresh_seconds": 10, "max_stale_seconds": 60, "buckets": 4}}{extra}}}"#
+    ))
+}
+
+fn registry_doc(ids: &[&str]) -> String {
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"client_id": "{id}", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{DN}"}}"#))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// One refresh: tick, then answer the call the worker made.
+fn refresh(w: &Worker, fake: &Fake, response: CallResponse) {
+    let before = fake.calls.borrow().len();
+    w.on_tick(fake);
+    assert_eq!(fake.calls.borrow().len(), before + 1, "a refresh was due");
+    let token = fake.last_call().unwrap().token;
+    assert!(w.is_registry_call(token));
+    w.on_registry_response(fake, response);
+}
+
+fn authenticate(w: &Rc<Worker>, fake: &Fake, client_id: &str) -> Option<u16> {
+    token_request(fake, &[]).peer(LEAF, true);
+    fake.body.borrow_mut().clear();
+    send(&mut RequestFilter::new(w.clone()), fake, &[format!("client_id={client_id}").as_bytes()]);
+    fake.reply_status()
+}
+
+#[test]
+fn registry_clients_are_served_after_a_refresh() {
+    let w = registry_worker("");
+    let fake = Fake::new();
+    assert_eq!(authenticate(&w, &fake, "a"), Some(401), "nothing loaded yet");
+    assert!(fake.reply_json()["error_description"].as_str().unwrap().contains("registry"));
+    refresh(&w, &fake, Fake::ok(200, &registry_doc(&["a", "b"])));
+    let call = fake.calls.borrow()[0].clone();
+    assert_eq!((call.cluster.as_str(), call.authority.as_str(), call.path.as_str()), ("registry", "registry.local", "/clients"));
+    assert_eq!(authenticate(&w, &fake, "a"), None);
+    assert_eq!(authenticate(&w, &fake, "b"), None);
+    assert_eq!(fake.counter("oauth_mtls.registry.clients"), 2);
+}
+
+#[test]
+fn registry_clients_load_on_every_worker_from_shared_data() {
+    let fetching = Fake::new();
+    let w1 = registry_worker("");
+    refresh(&w1, &fetching, Fake::ok(200, &registry_doc(&["a"])));
+    let other = Fake::worker_of(&fetching);
+    let w2 = registry_worker("");
+    assert_eq!(authenticate(&w2, &other, "a"), None);
+}
+
+#[test]
+fn only_one_worker_fetches_at_a_time() {
+    let f1 = Fake::new();
+    let f2 = Fake::worker_of(&f1);
+    let (w1, w2) = (registry_worker(""), registry_worker(""));
+    w1.on_tick(&f1);
+    w2.on_tick(&f2);
+    assert_eq!(f1.calls.borrow().len() + f2.calls.borrow().len(), 1);
+}
+
+#[test]
+fn removed_clients_disappear_after_the_next_refresh() {
+    let w = registry_worker("");
+    let fake = Fake::new();
+    refresh(&w, &fake, Fake::ok(200, &registry_doc(&["a", "b"])));
+    fake.advance_s(12);
+    refresh(&w, &fake, Fake::ok(200, &registry_doc(&["a"])));
+    assert_eq!(authenticate(&w, &fake, "a"), None);
+    assert_eq!(authenticate(&w, &fake, "b"), Some(401));
+    assert!(fake.reply_json()["error_description"].as_str().unwrap().contains("unknown client"));
+}
+
+#[test]
+fn garbage_and_outages_keep_the_last_good_copy_until_max_stale() {
+    let w = registry_worker("");
+    let fake = Fake::new();
+    refresh(&w, &fake, Fake::ok(200, &registry_doc(&["a"])));
+    fake.advance_s(12);
+    refresh(&w, &fake, Fake::ok(200, "<html>oops</html>"));
+    assert_eq!(authenticate(&w, &fake, "a"), None);
+    fake.advance_s(10);
+    refresh(&w, &fake, CallResponse::default());
+    assert_eq!(authenticate(&w, &fake, "a"), None);
+    assert_eq!(fake.counter("oauth_mtls.registry.refresh_failed"), 2);
+    fake.advance_s(50);
+    assert_eq!(authenticate(&w, &fake, "a"), Some(401));
+    let d = fake.reply_json()["error_description"].as_str().unwrap().to_string();
+    assert!(d.contains("stale"), "{d}");
+}
+
+#[test]
+fn etag_is_sent_and_not_modified_refreshes_the_age() {
+    let w = registry_worker("");
+    let fake = Fake::new();
+    refresh(&w, &fake, CallResponse { etag: Some("\"v1\"".into()), ..Fake::ok(200, &registry_doc(&["a"])) });
+    fake.advance_s(55);
+    refresh(&w, &fake, Fake::ok(304, ""));
+    assert!(fake.last_call().unwrap().headers.contains(&("if-none-match".into(), "\"v1\"".into())));
+    fake.advance_s(30);
+    assert_eq!(authenticate(&w, &fake, "a"), None, "a 304 counts as a successful refresh");
+}
+
+#[test]
+fn inline_clients_work_while_the_registry_is_down() {
+    let w = registry_worker(&format!(
+        r#", "clients": [{{"client_id": "inline", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{DN}"}}]"#
+    ));
+    let fake = Fake::new();
+    refresh(&w, &fake, CallResponse::default());
+    assert_eq!(authenticate(&w, &fake, "inline"), None);
+}
+
+// ---- jwks_uri ----
+
+fn jwks_doc(pem: &str) -> String {
+    format!(r#"{{"keys": [{{"kty": "EC", "x5c": ["{}"]}}]}}"#, STANDARD.encode(der(pem)))
+}
+
+fn jwks_worker() -> Rc<Worker> {
+    worker(
+        r#"{"jwks_cluster": "jwks", "jwks_min_refresh_seconds": 5, "clients": [{"client_id": "ss",
+            "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://jwks.test/ss.json"}]}"#,
+    )
+}
+
+/// A self-signed request; if it triggers a JWK Set fetch, answer it with `jwks`.
+fn self_signed(w: &Rc<Worker>, fake: &Fake, pem: &str, jwks: Option<&str>) -> Option<u16> {
+    token_request(fake, &[]).peer(pem, false);
+    fake.body.borrow_mut().clear();
+    fake.resumed.set(0);
+    let calls = fake.calls.borrow().len();
+    let mut f = RequestFilter::new(w.clone());
+    let action = send(&mut f, fake, &[b"client_id=ss"]);
+    if fake.calls.borrow().len() > calls {
+        assert_eq!(action, Action::Pause, "held while the JWK Set is fetched");
+        let call = fake.last_call().unwrap();
+        assert_eq!((call.cluster.as_str(), call.authority.as_str(), call.path.as_str()), ("jwks", "jwks.test", "/ss.json"));
+        let response = jwks.map_or_else(CallResponse::default, |doc| Fake::ok(200, doc));
+        f.on_call_response(fake, call.token, response);
+        if fake.reply_status().is_none() {
+            assert_eq!(fake.resumed.get(), 1, "resumed after the fetch");
+        }
+    }
+    fake.reply_status()
+}
+
+#[test]
+fn jwks_uri_is_fetched_on_first_use_and_authenticates() {
+    let (w, fake) = (jwks_worker(), Fake::new());
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, Some(&jwks_doc(SELF_SIGNED_1))), None);
+    assert_eq!(fake.header("x-mtls-auth-method").as_deref(), Some("self_signed_tls_client_auth"));
+    // Cached in shared data: the next request needs no fetch.
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, None), None);
+    assert_eq!(fake.calls.borrow().len(), 1);
+}
+
+#[test]
+fn jwks_uri_rotation_works_after_min_refresh_without_restart() {
+    let (w, fake) = (jwks_worker(), Fake::new());
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, Some(&jwks_doc(SELF_SIGNED_1))), None);
+    // The client rotates to a new certificate; within min refresh the old set answers.
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_2, Some(&jwks_doc(SELF_SIGNED_2))), Some(401));
+    assert_eq!(fake.calls.borrow().len(), 1, "no refetch within jwks_min_refresh_seconds");
+    fake.advance_s(5);
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_2, Some(&jwks_doc(SELF_SIGNED_2))), None);
+    assert_eq!(fake.calls.borrow().len(), 2);
+}
+
+#[test]
+fn a_failing_jwks_uri_keeps_the_last_good_set() {
+    let (w, fake) = (jwks_worker(), Fake::new());
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, Some(&jwks_doc(SELF_SIGNED_1))), None);
+    fake.advance_s(6);
+    // A miss triggers a refetch, which fails: the old set still serves the old certificate.
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_2, Some("garbage")), Some(401));
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, None), None);
+}
+
+#[test]
+fn a_jwks_uri_that_never_answered_says_so() {
+    let (w, fake) = (jwks_worker(), Fake::new());
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, None), Some(401));
+    let d = fake.reply_json()["error_description"].as_str().unwrap().to_string();
+    assert!(d.contains("could not be fetched"), "{d}");
+}
+
+#[test]
+fn a_paused_request_whose_body_never_came_is_logged_as_a_configuration_error() {
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(LEAF, true);
+    let f = {
+        let mut f = RequestFilter::new(dn_worker());
+        assert_eq!(f.on_request_headers(&fake, false), Action::Pause);
+        f
+    };
+    f.on_log(&fake);
+    assert!(fake.logs.borrow().iter().any(|l| l.contains("allow_on_headers_stop_iteration")));
+}
