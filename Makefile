@@ -47,7 +47,7 @@ unit:
 	cargo test --quiet
 
 lint:
-	cargo clippy --quiet --lib --bins -- -D warnings
+	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --lib --target $(TARGET) -- -D warnings
 
 integration: build venv

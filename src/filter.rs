@@ -93,7 +93,10 @@ impl Worker {
             }
             Some(200) => match registry::parse_document(&response.body) {
                 Err(e) => self.registry_failed(host, e.to_string()),
-                Ok(doc) => {
+                Ok(mut doc) => {
+                    if self.config.jwks_cluster.is_none() {
+                        doc.refuse_jwks_uri_clients("jwks_uri needs jwks_cluster in the plugin configuration");
+                    }
                     for (client, e) in &doc.refused {
                         host.log(Level::Warn, &format!("registry: client {client} refused: {e}"));
                     }

@@ -67,6 +67,8 @@ pub enum RegistrationError {
     NoJwks,
     InvalidJwks(JwksError),
     InvalidJwksUri(JwksUriError),
+    /// Valid metadata this deployment cannot serve; the text says why.
+    Unsupported(String),
 }
 
 impl fmt::Display for RegistrationError {
@@ -98,6 +100,7 @@ impl fmt::Display for RegistrationError {
             ),
             RegistrationError::InvalidJwks(e) => write!(f, "jwks: {e}"),
             RegistrationError::InvalidJwksUri(e) => write!(f, "{e}"),
+            RegistrationError::Unsupported(why) => write!(f, "{why}"),
         }
     }
 }

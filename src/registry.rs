@@ -36,6 +36,18 @@ pub struct Document {
     pub duplicates: Vec<String>,
 }
 
+impl Document {
+    /// Moves every `jwks_uri` registration to `refused` (used when no cluster can fetch them).
+    pub fn refuse_jwks_uri_clients(&mut self, why: &str) {
+        let (uri, keep): (Vec<Stored>, Vec<Stored>) =
+            std::mem::take(&mut self.clients).into_iter().partition(|c| c.jwks_uri.is_some());
+        self.clients = keep;
+        self.refused.extend(
+            uri.into_iter().map(|c| (c.client_id, RegistrationError::Unsupported(why.to_string()))),
+        );
+    }
+}
+
 /// Parses a registry document: a JSON array of RFC 7591 client metadata, or `{"clients": [...]}`.
 pub fn parse_document(bytes: &[u8]) -> Result<Document, DocumentError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| DocumentError::NotJson(e.to_string()))?;
@@ -308,6 +320,17 @@ mod tests {
         let n = 1;
         assert!(decode_bucket(&encode_buckets(&before.clients, n)[0]).contains_key("b"));
         assert!(!decode_bucket(&encode_buckets(&after.clients, n)[0]).contains_key("b"));
+    }
+
+    #[test]
+    fn jwks_uri_clients_are_refused_when_nothing_can_fetch_them() {
+        let mut doc = parse_document(
+            br#"[{"client_id": "a"}, {"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"}]"#,
+        )
+        .unwrap();
+        doc.refuse_jwks_uri_clients("no jwks_cluster");
+        assert_eq!(doc.clients.len(), 1);
+        assert_eq!(doc.refused[0].0, "s");
     }
 
     #[test]
