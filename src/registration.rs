@@ -299,6 +299,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unparseable_subject_dn_is_refused_at_load() {
+        let reg = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=a,O"});
+        assert!(matches!(check(&reg), Err(RegistrationError::InvalidSubjectDn(_))));
+        let empty = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": ""});
+        assert_eq!(check(&empty), Err(RegistrationError::EmptySubjectDn));
+    }
+
+    #[test]
+    fn a_bad_san_ip_is_refused_at_load() {
+        let reg = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_ip": "10.1.2.300"});
+        assert!(matches!(check(&reg), Err(RegistrationError::InvalidSan(_))));
+    }
+
+    #[test]
+    fn a_subject_value_that_is_not_a_string_is_refused() {
+        let reg = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": ["a.example.com"]});
+        assert_eq!(check(&reg), Err(wrong("tls_client_auth_san_dns", "a string")));
+    }
+
+    #[test]
     fn self_signed_needs_jwks_or_jwks_uri_but_not_both() {
         let neither = json!({"client_id": "a", "token_endpoint_auth_method": "self_signed_tls_client_auth"});
         assert_eq!(check(&neither), Err(RegistrationError::NoJwks));
