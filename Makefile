@@ -46,7 +46,7 @@ build: rust-target
 unit:
 	cargo test --quiet
 
-lint:
+lint: rust-target
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --lib --target $(TARGET) -- -D warnings
 

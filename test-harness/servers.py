@@ -1,0 +1,207 @@
+"""In-process HTTP/1.1 servers the tests put behind Envoy: the echo "AS", the registry, the JWKS host.
+
+Each runs a ThreadingHTTPServer on 127.0.0.1 (a free port unless one is given) in a daemon thread.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    te = (handler.headers.get("transfer-encoding") or "").lower()
+    if "chunked" in te:
+        out = b""
+        while True:
+            line = handler.rfile.readline()
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                # trailers until the empty line
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return out
+            out += handler.rfile.read(size)
+            handler.rfile.readline()
+    length = int(handler.headers.get("content-length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
+def _headers_dict(handler: BaseHTTPRequestHandler) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in handler.headers.items():
+        out.setdefault(k.lower(), []).append(v)
+    return out
+
+
+class _BaseHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class ServerBase:
+    def __init__(self, handler_cls, port: int = 0):
+        handler = type("H", (handler_cls,), {"owner": self})
+        self.httpd = _Server(("127.0.0.1", port), handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=type(self).__name__, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ------------------------------------------------------------------ the echo upstream ("AS")
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, list[str]]
+    body: str
+
+    def header(self, name: str) -> str | None:
+        v = self.headers.get(name.lower())
+        return v[0] if v else None
+
+
+class _EchoHandler(_BaseHandler):
+    owner: "EchoUpstream"
+
+    def _handle(self) -> None:
+        body = _read_body(self)
+        seen = Seen(self.command, self.path, _headers_dict(self), body.decode("utf-8", "replace"))
+        with self.owner.lock:
+            self.owner.requests.append(seen)
+        doc = {"method": seen.method, "path": seen.path, "headers": seen.headers, "body": seen.body}
+        self._send(200, json.dumps(doc).encode(), {"content-type": "application/json"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+class EchoUpstream(ServerBase):
+    """Answers every request 200 with JSON {method, path, headers: {name: [values]}, body} and records it."""
+
+    def __init__(self, port: int = 0):
+        self.lock = threading.Lock()
+        self.requests: list[Seen] = []
+        super().__init__(_EchoHandler, port)
+
+    def find(self, test_id: str) -> list[Seen]:
+        """Requests that carried `x-test-id: <test_id>` (the client helpers add one to every request)."""
+        with self.lock:
+            return [r for r in self.requests if test_id in r.headers.get("x-test-id", [])]
+
+
+# ------------------------------------------------------------------ registry / JWKS document server
+
+@dataclass
+class Document:
+    body: bytes = b"[]"
+    status: int = 200
+    delay: float = 0.0
+    etag: bool = True          # send an ETag and honour If-None-Match with 304
+    content_type: str = "application/json"
+    drop: bool = False         # close the connection without any response
+
+
+@dataclass
+class Fetch:
+    path: str
+    headers: dict[str, list[str]]
+    status: int
+    at: float = field(default_factory=time.monotonic)
+
+
+class _DocHandler(_BaseHandler):
+    owner: "DocumentServer"
+
+    def do_GET(self) -> None:
+        _read_body(self)
+        with self.owner.lock:
+            doc = self.owner.docs.get(self.path) or self.owner.docs.get(self.path.split("?", 1)[0])
+            doc = Document(**doc.__dict__) if doc else None
+        headers = _headers_dict(self)
+        if doc is None:
+            self._record(headers, 404)
+            self._send(404, b'{"error":"no document at this path"}', {"content-type": "application/json"})
+            return
+        if doc.delay:
+            time.sleep(doc.delay)
+        if doc.drop:
+            self._record(headers, 0)
+            self.close_connection = True
+            return
+        tag = '"' + hashlib.sha256(doc.body).hexdigest()[:16] + '"'
+        extra = {"content-type": doc.content_type}
+        if doc.etag and doc.status == 200:
+            extra["etag"] = tag
+            inm = [v.strip() for h in headers.get("if-none-match", []) for v in h.split(",")]
+            if tag in inm:
+                self._record(headers, 304)
+                self.send_response(304)
+                self.send_header("etag", tag)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+        self._record(headers, doc.status)
+        self._send(doc.status, doc.body, extra)
+
+    def _record(self, headers: dict[str, list[str]], status: int) -> None:
+        with self.owner.lock:
+            self.owner.fetches.append(Fetch(self.path, headers, status))
+
+
+class DocumentServer(ServerBase):
+    """Serves per-path documents that tests change at runtime (body, status, delay, ETag, drop)."""
+
+    def __init__(self, port: int = 0):
+        self.lock = threading.Lock()
+        self.docs: dict[str, Document] = {}
+        self.fetches: list[Fetch] = []
+        super().__init__(_DocHandler, port)
+
+    def set(self, path: str, body: bytes | str | list | dict | None = None, **kw) -> None:
+        """Replace the document at `path`; dict/list bodies are JSON-encoded. Unnamed fields keep defaults."""
+        if isinstance(body, (list, dict)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        with self.lock:
+            doc = Document(**kw) if body is None else Document(body=body, **kw)
+            self.docs[path] = doc
+
+    def update(self, path: str, **kw) -> None:
+        """Change some fields (status, delay, drop, ...) of the document at `path`."""
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self.docs[path], k, v)
+
+    def fetch_count(self, path: str | None = None, status: int | None = None) -> int:
+        with self.lock:
+            return sum(1 for f in self.fetches
+                       if (path is None or f.path == path) and (status is None or f.status == status))
+
+    def fetches_of(self, path: str) -> list[Fetch]:
+        with self.lock:
+            return [f for f in self.fetches if f.path == path]
