@@ -3,7 +3,7 @@
 use crate::config::{CertificateSource, Config};
 use crate::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::jwks::{self, JwksUri};
-use crate::registration::{self, Client};
+use crate::registration::Client;
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
 use crate::request::{self, Classified};
 use crate::source::{self, Peer};
@@ -199,7 +199,7 @@ impl Worker {
         match entry {
             None => JwksView::Known { thumbprints: Vec::new(), may_refetch: refetch_allowed, last_error: None },
             Some(e) => JwksView::Known {
-                thumbprints: e.thumbprints.iter().filter_map(|h| unhex(h)).collect(),
+                thumbprints: e.thumbprints.iter().filter_map(|h| jwks::thumbprint_from_hex(h)).collect(),
                 may_refetch: refetch_allowed && e.may_refetch(now, self.config.jwks_min_refresh_seconds),
                 last_error: e.last_error,
             },
@@ -232,7 +232,7 @@ impl Worker {
         };
         match result {
             Ok(prints) => {
-                entry.thumbprints = prints.iter().map(|t| registration::hex(t)).collect();
+                entry.thumbprints = prints.iter().map(|t| jwks::hex(t)).collect();
                 entry.fetched_at_ms = Some(host.now_ms());
                 entry.last_error = None;
                 host.metric(Metric::JwksFetchOk, 1);
@@ -265,17 +265,6 @@ fn take(host: &dyn Host, key: &str, initial: &[u8], update: impl Fn(Option<&[u8]
     let Some(cas) = cas.filter(|c| *c != 0) else { return false };
     let Some(next) = update(value.as_deref()) else { return false };
     host.shared_set(key, &next, Some(cas)).is_ok()
-}
-
-fn unhex(h: &str) -> Option<jwks::Thumbprint> {
-    let mut out = [0u8; 32];
-    if h.len() != 64 {
-        return None;
-    }
-    for (slot, pair) in out.iter_mut().zip(h.as_bytes().chunks(2)) {
-        *slot = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The verdict's view of registrations and JWK Sets, backed by shared data.

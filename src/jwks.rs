@@ -70,6 +70,23 @@ pub fn x5c_thumbprints(set: &Value) -> Result<Vec<Thumbprint>, JwksError> {
     Ok(out)
 }
 
+/// Lower-case hex, how thumbprints are stored in shared data and compared with XFCC's `Hash`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The thumbprint written by [`hex`], or `None` if `text` is not 64 hex digits.
+pub fn thumbprint_from_hex(text: &str) -> Option<Thumbprint> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (slot, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
+        *slot = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// [`x5c_thumbprints`] of a JWK Set document as fetched.
 pub fn parse_thumbprints(document: &[u8]) -> Result<Vec<Thumbprint>, JwksError> {
     let value: Value =
@@ -184,6 +201,14 @@ mod tests {
         assert_eq!(x5c_thumbprints(&json!({"keys": [1]})), Err(JwksError::KeyNotAnObject { index: 0 }));
         assert_eq!(x5c_thumbprints(&json!({"keys": [{"x5c": []}]})), Err(JwksError::X5cEmpty { index: 0 }));
         assert!(matches!(parse_thumbprints(b"{"), Err(JwksError::NotJson(_))));
+    }
+
+    #[test]
+    fn thumbprints_round_trip_through_hex() {
+        let t = crate::cert::sha256(b"x");
+        assert_eq!(thumbprint_from_hex(&hex(&t)), Some(t));
+        assert_eq!(thumbprint_from_hex("abc"), None);
+        assert_eq!(thumbprint_from_hex(&"zz".repeat(32)), None);
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
                 (Some(set), None) => {
                     let prints =
                         jwks::x5c_thumbprints(set).map_err(RegistrationError::InvalidJwks)?;
-                    stored.thumbprints = prints.iter().map(|t| hex(t)).collect();
+                    stored.thumbprints = prints.iter().map(|t| jwks::hex(t)).collect();
                 }
                 (None, Some(Value::String(u))) => stored.jwks_uri = Some(u.clone()),
                 (None, Some(_)) => return Err(wrong("jwks_uri", "a string")),
@@ -229,7 +229,7 @@ impl Stored {
                 )),
                 None => {
                     let prints: Option<Vec<Thumbprint>> =
-                        self.thumbprints.iter().map(|h| unhex32(h)).collect();
+                        self.thumbprints.iter().map(|h| jwks::thumbprint_from_hex(h)).collect();
                     match prints {
                         Some(p) if !p.is_empty() => Method::SelfSigned(KeySource::Jwks(p)),
                         _ => return Err(RegistrationError::InvalidJwks(JwksError::NoX5c)),
@@ -256,22 +256,6 @@ fn wrong(field: &'static str, expected: &'static str) -> RegistrationError {
     RegistrationError::WrongType { field, expected }
 }
 
-/// Lower-case hex, for thumbprints in storage and logs.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex32(s: &str) -> Option<Thumbprint> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (slot, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *slot = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
-}
 
 /// The `client_id` of a metadata object, if it has one, for naming it in a log line.
 pub fn client_id_of(metadata: &Value) -> Option<&str> {
@@ -338,7 +322,7 @@ mod tests {
         let reg = json!({"client_id": "ss", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks": {"keys": [{"kty": "EC", "x5c": [base64::engine::general_purpose::STANDARD.encode(der)]}]}});
         let stored = check(&reg).unwrap();
-        assert_eq!(stored.thumbprints, vec![hex(&crate::cert::sha256(der))]);
+        assert_eq!(stored.thumbprints, vec![jwks::hex(&crate::cert::sha256(der))]);
         let client = stored.compile().unwrap();
         assert_eq!(client.method, Method::SelfSigned(KeySource::Jwks(vec![crate::cert::sha256(der)])));
     }

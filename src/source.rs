@@ -3,7 +3,7 @@
 use crate::cert::{self, Leaf};
 use crate::config::{CertificateSource, Config, Forwarder};
 use crate::verdict::Presented;
-use crate::{client_cert, pem, registration, xfcc};
+use crate::{client_cert, jwks, pem, xfcc};
 
 /// What Envoy knows of the direct peer's TLS connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,7 +90,7 @@ fn from_xfcc(value: &[u8]) -> Result<Vec<u8>, String> {
     )?;
     let der = pem::decode_leaf(cert.as_bytes()).map_err(|e| format!("x-forwarded-client-cert Cert: {e}"))?;
     if let Some(hash) = &element.hash {
-        if !hash.eq_ignore_ascii_case(&registration::hex(&cert::sha256(&der))) {
+        if !hash.eq_ignore_ascii_case(&jwks::hex(&cert::sha256(&der))) {
             return Err("the x-forwarded-client-cert Hash does not match its Cert".to_string());
         }
     }
