@@ -174,12 +174,15 @@ def ensure_pki() -> pathlib.Path:
 
 # ---------------------------------------------------------------- helpers on the generated files
 
+# Every helper builds the PKI first if needed: test modules read certificates at import (collection) time,
+# which on a fresh clone comes before any fixture has run.
+
 def cert_path(name: str) -> pathlib.Path:
-    return pki_dir() / f"{name}.pem"
+    return ensure_pki() / f"{name}.pem"
 
 
 def key_path(name: str) -> pathlib.Path:
-    return pki_dir() / f"{name}.key"
+    return ensure_pki() / f"{name}.key"
 
 
 def pem(name: str) -> str:
