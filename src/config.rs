@@ -62,6 +62,27 @@ pub struct RegistryConfig {
     pub max_bytes: usize,
 }
 
+/// A protected resource: requests under `prefix` need an access token bound to the presented certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub prefix: String,
+    pub require_binding: bool,
+}
+
+/// Where `jwt_authn` leaves the verified token payload (`payload_in_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadMetadata {
+    pub namespace: String,
+    pub key: String,
+}
+
+/// Amending the AS's metadata documents with what the edge provides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub mtls_endpoint_aliases: Option<serde_json::Map<String, serde_json::Value>>,
+    pub max_bytes: usize,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -78,6 +99,9 @@ pub struct Config {
     pub jwks_min_refresh_seconds: u64,
     pub jwks_timeout_ms: u64,
     pub shared_data_prefix: Option<String>,
+    pub resources: Vec<Resource>,
+    pub jwt_payload_metadata: PayloadMetadata,
+    pub discovery: Option<Discovery>,
 }
 
 /// The headers this filter produces; inbound copies are removed from every request.
@@ -124,6 +148,30 @@ struct Raw {
     jwks_min_refresh_seconds: Option<u64>,
     jwks_timeout_ms: Option<u64>,
     shared_data_prefix: Option<String>,
+    resources: Option<Vec<RawResource>>,
+    jwt_payload_metadata: Option<RawPayloadMetadata>,
+    discovery: Option<RawDiscovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    prefix: String,
+    require_binding: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPayloadMetadata {
+    namespace: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    mtls_endpoint_aliases: Option<serde_json::Map<String, serde_json::Value>>,
+    max_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -302,7 +350,43 @@ impl Config {
             }
         };
 
+        let mut resources = Vec::new();
+        for (i, r) in raw.resources.unwrap_or_default().into_iter().enumerate() {
+            if !r.prefix.starts_with('/') {
+                return Err(err(format!("resources[{i}].prefix"), "must start with /"));
+            }
+            if endpoints.iter().any(|e| endpoint_key(e).starts_with(&r.prefix.to_ascii_lowercase())) {
+                return Err(err(format!("resources[{i}].prefix"), "must not cover an endpoint"));
+            }
+            resources.push(Resource { prefix: r.prefix, require_binding: r.require_binding.unwrap_or(true) });
+        }
+        let pm = raw.jwt_payload_metadata.unwrap_or(RawPayloadMetadata { namespace: None, key: None });
+        let jwt_payload_metadata = PayloadMetadata {
+            namespace: pm.namespace.unwrap_or_else(|| "envoy.filters.http.jwt_authn".to_string()),
+            key: pm.key.unwrap_or_else(|| "jwt_payload".to_string()),
+        };
+        if jwt_payload_metadata.namespace.is_empty() || jwt_payload_metadata.key.is_empty() {
+            return Err(err("jwt_payload_metadata", "namespace and key must not be empty"));
+        }
+        let discovery = match raw.discovery {
+            None => None,
+            Some(d) => {
+                if let Some(aliases) = &d.mtls_endpoint_aliases {
+                    if let Some((k, _)) = aliases.iter().find(|(_, v)| !v.is_string()) {
+                        return Err(err(format!("discovery.mtls_endpoint_aliases.{k}"), "must be a URL string"));
+                    }
+                }
+                Some(Discovery {
+                    mtls_endpoint_aliases: d.mtls_endpoint_aliases,
+                    max_bytes: in_range("discovery.max_bytes", d.max_bytes, 65536, 1024, 1 << 20)? as usize,
+                })
+            }
+        };
+
         Ok(Config {
+            resources,
+            jwt_payload_metadata,
+            discovery,
             endpoints,
             max_body_bytes,
             certificate_source,
@@ -333,6 +417,13 @@ impl Config {
     pub fn is_endpoint(&self, path: &str) -> bool {
         let wanted = endpoint_key(path);
         self.endpoints.iter().any(|e| endpoint_key(e) == wanted)
+    }
+
+    /// The protected resource `path` falls under, if any (prefix match, case-insensitive so that a
+    /// resource server routing case-insensitively cannot be reached around the check).
+    pub fn resource(&self, path: &str) -> Option<&Resource> {
+        let path = path.split(['?', '#']).next().unwrap_or(path).to_ascii_lowercase();
+        self.resources.iter().find(|r| path.starts_with(&r.prefix.to_ascii_lowercase()))
     }
 
     /// Every header removed from inbound requests.
@@ -434,6 +525,30 @@ mod tests {
         for variant in ["/oauth2/token/", "/OAUTH2/Token", "/oauth2/token;jsessionid=1", "/oauth2;x/token", "/oauth2/token//"] {
             assert!(c.is_endpoint(variant), "{variant}");
         }
+    }
+
+    #[test]
+    fn resources_require_binding_by_default_and_match_by_prefix() {
+        let c = Config::parse(br#"{"resources": [{"prefix": "/api/"}, {"prefix": "/legacy/", "require_binding": false}]}"#).unwrap();
+        assert!(c.resource("/api/accounts?x=1").unwrap().require_binding);
+        assert!(c.resource("/API/accounts").is_some());
+        assert!(!c.resource("/legacy/x").unwrap().require_binding);
+        assert!(c.resource("/token").is_none());
+        assert_eq!(c.jwt_payload_metadata, PayloadMetadata { namespace: "envoy.filters.http.jwt_authn".into(), key: "jwt_payload".into() });
+    }
+
+    #[test]
+    fn a_resource_may_not_cover_a_token_endpoint() {
+        assert_eq!(problem(r#"{"resources": [{"prefix": "/"}]}"#).key, "resources[0].prefix");
+        assert_eq!(problem(r#"{"resources": [{"prefix": "api"}]}"#).key, "resources[0].prefix");
+    }
+
+    #[test]
+    fn discovery_aliases_must_be_strings() {
+        let c = Config::parse(br#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": "https://mtls/token"}}}"#).unwrap();
+        assert!(c.discovery.unwrap().mtls_endpoint_aliases.unwrap().contains_key("token_endpoint"));
+        assert_eq!(problem(r#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": 1}}}"#).key, "discovery.mtls_endpoint_aliases.token_endpoint");
+        assert!(Config::parse(b"{}").unwrap().discovery.is_none());
     }
 
     #[test]

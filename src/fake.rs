@@ -34,6 +34,8 @@ pub struct Fake {
     pub body: RefCell<Vec<u8>>,
     pub reply: RefCell<Option<Reply>>,
     pub resumed: Cell<u32>,
+    pub response_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub response_body: RefCell<Vec<u8>>,
     pub calls: RefCell<Vec<Call>>,
     pub fail_calls: Cell<bool>,
     pub metrics: RefCell<HashMap<String, i64>>,
@@ -62,6 +64,8 @@ impl Fake {
             body: RefCell::new(Vec::new()),
             reply: RefCell::new(None),
             resumed: Cell::new(0),
+            response_headers: RefCell::new(Vec::new()),
+            response_body: RefCell::new(Vec::new()),
             calls: RefCell::new(Vec::new()),
             fail_calls: Cell::new(false),
             metrics: RefCell::new(HashMap::new()),
@@ -212,5 +216,28 @@ impl Stream for Fake {
 
     fn resume_request(&self) {
         self.resumed.set(self.resumed.get() + 1);
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.response_headers.borrow().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&[u8]>) {
+        let mut h = self.response_headers.borrow_mut();
+        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(v) = value {
+            h.push((name.to_string(), v.to_vec()));
+        }
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.response_body.borrow().iter().take(size).copied().collect())
+    }
+
+    fn replace_response_body(&self, size: usize, body: &[u8]) {
+        let mut b = self.response_body.borrow_mut();
+        let rest: Vec<u8> = b.iter().skip(size).copied().collect();
+        *b = body.to_vec();
+        b.extend(rest);
     }
 }

@@ -8,7 +8,7 @@ use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
 use crate::request::{self, Classified};
 use crate::source::{self, Peer};
 use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
-use crate::{forward, response};
+use crate::{binding, discovery, forward, response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -309,6 +309,9 @@ pub struct RequestFilter {
     client_id: Option<String>,
     presented: Option<Presented>,
     jwks_call: Option<(u32, JwksUri)>,
+    /// This is a metadata request whose response is to be amended (`discovery`).
+    amend_metadata: bool,
+    amending: bool,
 }
 
 impl RequestFilter {
@@ -321,6 +324,8 @@ impl RequestFilter {
             client_id: None,
             presented: None,
             jwks_call: None,
+            amend_metadata: false,
+            amending: false,
         }
     }
 
@@ -347,6 +352,17 @@ impl RequestFilter {
         };
         let method = s.request_header(":method").unwrap_or_default();
         let path = s.request_header(":path").unwrap_or_default();
+        let path_text = String::from_utf8_lossy(&path);
+        if let Some(resource) = config.resource(&path_text) {
+            let peer = peer.unwrap_or_else(|| read_peer(s));
+            return self.check_resource(s, resource.require_binding, &peer, &forwarded);
+        }
+        if config.discovery.is_some() && method == b"GET" && discovery::is_metadata_path(&path_text) {
+            // The filter rewrites the JSON, so it must arrive uncompressed.
+            s.set_request_header("accept-encoding", None);
+            self.amend_metadata = true;
+            return Action::Continue;
+        }
         let classified = request::classify(
             config,
             &method,
@@ -389,6 +405,82 @@ impl RequestFilter {
         }
         let body = s.request_body(body_size).unwrap_or_default();
         self.decide(s, &body).into()
+    }
+
+    /// A protected resource: the verified token's `cnf` must name the presented certificate (RFC 8705 §3).
+    fn check_resource(&mut self, s: &dyn Stream, require_binding: bool, peer: &Peer, forwarded: &[Vec<u8>]) -> Action {
+        let config = &self.worker.config;
+        let presented = source::presented(config, peer, forwarded);
+        let presented_x5t = match &presented {
+            Presented::Certificate { der, .. } => Some(crate::cert::x5t_s256(der)),
+            _ => None,
+        };
+        let meta = &config.jwt_payload_metadata;
+        let payload = ["metadata", "filter_metadata", meta.namespace.as_str(), meta.key.as_str()];
+        let verified_payload = s.property(&payload).is_some_and(|p| !p.is_empty());
+        let cnf = s
+            .property(&[payload[0], payload[1], payload[2], payload[3], "cnf", "x5t#S256"])
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|v| !v.is_empty());
+        let evidence = binding::Evidence {
+            verified_payload,
+            cnf_x5t_s256: cnf.as_deref(),
+            presented_x5t_s256: presented_x5t.as_deref(),
+        };
+        self.presented = Some(presented.clone());
+        match binding::check(&evidence, require_binding) {
+            Ok(()) => {
+                s.metric(Metric::ResourceAllowed, 1);
+                Action::Continue
+            }
+            Err(rejection) => {
+                self.reject(s, &rejection);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Holds a metadata document's response until its body is complete, so it can be amended.
+    pub fn on_response_headers(&mut self, s: &dyn Stream, end_of_stream: bool) -> Action {
+        if !self.amend_metadata || end_of_stream {
+            return Action::Continue;
+        }
+        let ok = s.response_header(":status").as_deref() == Some(b"200".as_slice());
+        let json = s
+            .response_header("content-type")
+            .is_some_and(|t| String::from_utf8_lossy(&t).to_ascii_lowercase().contains("json"));
+        let encoded = s.response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
+        if !ok || !json || encoded {
+            return Action::Continue;
+        }
+        self.amending = true;
+        Action::Pause
+    }
+
+    pub fn on_response_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.amending {
+            return Action::Continue;
+        }
+        let Some(d) = &self.worker.config.discovery else { return Action::Continue };
+        if body_size > d.max_bytes {
+            self.amending = false;
+            s.log(Level::Warn, "discovery: metadata document larger than discovery.max_bytes; passed on unchanged");
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.amending = false;
+        let body = s.response_body(body_size).unwrap_or_default();
+        match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref()) {
+            Ok(amended) => {
+                s.replace_response_body(body_size, &amended);
+                s.set_response_header("content-length", Some(amended.len().to_string().as_bytes()));
+                s.metric(Metric::DiscoveryAmended, 1);
+            }
+            Err(e) => s.log(Level::Warn, &format!("discovery: passed on unchanged: {e}")),
+        }
+        Action::Continue
     }
 
     /// HTTP/2 (and chunked HTTP/1.1) bodies may end with trailers instead of an end-of-stream data frame.
@@ -514,7 +606,9 @@ impl RequestFilter {
                 response::one_line(&rejection.description)
             ),
         );
-        s.send_response(rejection.status, &response::HEADERS, response::body(rejection).as_bytes());
+        let headers = response::headers(rejection);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        s.send_response(rejection.status, &headers, response::body(rejection).as_bytes());
     }
 }
 

@@ -474,3 +474,131 @@ fn a_paused_request_whose_body_never_came_is_logged_as_a_configuration_error() {
     f.on_log(&fake);
     assert!(fake.logs.borrow().iter().any(|l| l.contains("allow_on_headers_stop_iteration")));
 }
+
+// ---- protected resources (RFC 8705 §3) ----
+
+fn resource_worker() -> Rc<Worker> {
+    worker(r#"{"resources": [{"prefix": "/api/"}, {"prefix": "/legacy/", "require_binding": false}]}"#)
+}
+
+/// A request to `path` on which jwt_authn verified a token with this `cnf` (`None`: no metadata at all).
+fn resource_request<'a>(fake: &'a Fake, path: &str, cnf: Option<Option<&str>>) -> &'a Fake {
+    fake.request(&[(":method", "GET"), (":path", path), ("authorization", "Bearer x.y.z")]);
+    let mut p = fake.properties.borrow_mut();
+    p.remove("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload");
+    p.remove("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256");
+    if let Some(cnf) = cnf {
+        p.insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload".into(), b"\x0a\x03iss".to_vec());
+        if let Some(x5t) = cnf {
+            p.insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256".into(), x5t.as_bytes().to_vec());
+        }
+    }
+    drop(p);
+    fake
+}
+
+fn www_authenticate(fake: &Fake) -> String {
+    let reply = fake.reply.borrow().clone().unwrap();
+    reply.headers.iter().find(|(n, _)| n == "www-authenticate").map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_token_bound_to_the_presented_certificate_reaches_the_resource() {
+    let fake = Fake::new();
+    let x5t = crate::cert::x5t_s256(&der(LEAF));
+    resource_request(&fake, "/api/accounts", Some(Some(&x5t))).peer(LEAF, true);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Continue);
+    assert_eq!(fake.counter("oauth_mtls.resource.allowed"), 1);
+}
+
+#[test]
+fn a_token_bound_to_another_certificate_gets_a_bearer_invalid_token_challenge() {
+    let fake = Fake::new();
+    let x5t = crate::cert::x5t_s256(&der(LEAF));
+    resource_request(&fake, "/api/accounts", Some(Some(&x5t))).peer(SELF_SIGNED_1, false);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Pause);
+    assert_eq!(fake.reply_status(), Some(401));
+    let challenge = www_authenticate(&fake);
+    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("another certificate"), "{challenge}");
+    assert_eq!(fake.counter("oauth_mtls.rejected.invalid_token"), 1);
+}
+
+#[test]
+fn a_resource_without_jwt_authn_metadata_fails_closed() {
+    let fake = Fake::new();
+    resource_request(&fake, "/api/accounts", None).peer(LEAF, true);
+    RequestFilter::new(resource_worker()).on_request_headers(&fake, true);
+    assert!(www_authenticate(&fake).contains("no verified access token"));
+}
+
+#[test]
+fn an_unbound_token_passes_only_where_binding_is_not_required() {
+    let fake = Fake::new();
+    resource_request(&fake, "/api/x", Some(None)).peer(LEAF, true);
+    RequestFilter::new(resource_worker()).on_request_headers(&fake, true);
+    assert!(www_authenticate(&fake).contains("not certificate-bound"));
+    resource_request(&fake, "/legacy/x", Some(None)).peer(LEAF, true);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Continue);
+    assert_eq!(fake.reply_status(), None);
+}
+
+// ---- discovery ----
+
+fn discovery_worker() -> Rc<Worker> {
+    worker(r#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": "https://mtls.example.com/token"}}}"#)
+}
+
+fn metadata_response(fake: &Fake, status: &str, content_type: &str, body: &str) {
+    *fake.response_headers.borrow_mut() = vec![
+        (":status".into(), status.as_bytes().to_vec()),
+        ("content-type".into(), content_type.as_bytes().to_vec()),
+        ("content-length".into(), body.len().to_string().into_bytes()),
+    ];
+    *fake.response_body.borrow_mut() = body.as_bytes().to_vec();
+}
+
+#[test]
+fn the_as_metadata_is_amended_with_a_correct_content_length() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "GET"), (":path", "/.well-known/openid-configuration"), ("accept-encoding", "gzip")]);
+    let mut f = RequestFilter::new(discovery_worker());
+    assert_eq!(f.on_request_headers(&fake, true), Action::Continue);
+    assert_eq!(fake.header("accept-encoding"), None, "asked uncompressed, so it can be rewritten");
+    let doc = r#"{"issuer":"https://as","token_endpoint_auth_methods_supported":["private_key_jwt"]}"#;
+    metadata_response(&fake, "200", "application/json; charset=utf-8", doc);
+    assert_eq!(f.on_response_headers(&fake, false), Action::Pause);
+    assert_eq!(f.on_response_body(&fake, doc.len(), true), Action::Continue);
+    let body = fake.response_body.borrow().clone();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["token_endpoint_auth_methods_supported"], serde_json::json!(["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"]));
+    assert_eq!(v["mtls_endpoint_aliases"]["token_endpoint"], "https://mtls.example.com/token");
+    let length: usize = String::from_utf8(fake.response_headers.borrow().iter().find(|(n, _)| n == "content-length").unwrap().1.clone()).unwrap().parse().unwrap();
+    assert_eq!(length, body.len());
+}
+
+#[test]
+fn metadata_errors_and_non_json_responses_pass_unchanged() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "GET"), (":path", "/.well-known/oauth-authorization-server")]);
+    let mut f = RequestFilter::new(discovery_worker());
+    f.on_request_headers(&fake, true);
+    metadata_response(&fake, "404", "application/json", "{}");
+    assert_eq!(f.on_response_headers(&fake, false), Action::Continue);
+    let mut f = RequestFilter::new(discovery_worker());
+    f.on_request_headers(&fake, true);
+    metadata_response(&fake, "200", "application/json", "not json");
+    assert_eq!(f.on_response_headers(&fake, false), Action::Pause);
+    assert_eq!(f.on_response_body(&fake, 8, true), Action::Continue);
+    assert_eq!(fake.response_body.borrow().as_slice(), b"not json");
+}
+
+#[test]
+fn other_responses_are_never_held() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "GET"), (":path", "/userinfo")]);
+    let mut f = RequestFilter::new(discovery_worker());
+    f.on_request_headers(&fake, true);
+    metadata_response(&fake, "200", "application/json", "{}");
+    assert_eq!(f.on_response_headers(&fake, false), Action::Continue);
+}

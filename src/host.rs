@@ -39,6 +39,10 @@ pub enum Metric {
     RegistryAgeSeconds,
     JwksFetchOk,
     JwksFetchFailed,
+    /// Requests to a protected resource whose token binding checked out.
+    ResourceAllowed,
+    /// Metadata documents amended.
+    DiscoveryAmended,
 }
 
 impl Metric {
@@ -60,6 +64,8 @@ impl Metric {
             Metric::RegistryAgeSeconds => "oauth_mtls.registry.age_seconds".into(),
             Metric::JwksFetchOk => "oauth_mtls.jwks.fetch_ok".into(),
             Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
+            Metric::ResourceAllowed => "oauth_mtls.resource.allowed".into(),
+            Metric::DiscoveryAmended => "oauth_mtls.discovery.amended".into(),
         }
     }
 
@@ -75,6 +81,8 @@ impl Metric {
             Metric::RegistryAgeSeconds,
             Metric::JwksFetchOk,
             Metric::JwksFetchFailed,
+            Metric::ResourceAllowed,
+            Metric::DiscoveryAmended,
         ];
         all.extend(crate::verdict::Reason::ALL.iter().map(|r| Metric::Rejected(*r)));
         all
@@ -114,4 +122,9 @@ pub trait Stream: Host {
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     fn resume_request(&self);
+    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    fn set_response_header(&self, name: &str, value: Option<&[u8]>);
+    fn response_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// Replaces the first `size` bytes of the buffered response body with `body`.
+    fn replace_response_body(&self, size: usize, body: &[u8]);
 }

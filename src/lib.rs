@@ -7,9 +7,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod basic;
+pub mod binding;
 pub mod cert;
 pub mod client_cert;
 pub mod config;
+pub mod discovery;
 pub mod dn;
 pub mod filter;
 pub mod form;

@@ -8,9 +8,25 @@ pub fn body(rejection: &Rejection) -> String {
     serde_json::json!({"error": rejection.error, "error_description": description}).to_string()
 }
 
-/// Headers of every rejection.
-pub const HEADERS: [(&str, &str); 3] =
-    [("content-type", "application/json"), ("cache-control", "no-store"), ("pragma", "no-cache")];
+/// Headers of a rejection: JSON and never cached; for a resource, the RFC 6750 §3 challenge too.
+pub fn headers(rejection: &Rejection) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("content-type", "application/json".to_string()),
+        ("cache-control", "no-store".to_string()),
+        ("pragma", "no-cache".to_string()),
+    ];
+    if rejection.bearer {
+        h.push((
+            "www-authenticate",
+            format!(
+                "Bearer error=\"{}\", error_description=\"{}\"",
+                rejection.error,
+                one_line(&rejection.description)
+            ),
+        ));
+    }
+    h
+}
 
 /// Replaces control characters (CR, LF, TAB, NUL...) with a space and `"`/`\` with `'`, so the text is
 /// safe in a JSON string, a log line and an RFC 6749 error_description (%x20-21 / %x23-5B / %x5D-7E).
@@ -35,6 +51,16 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body(&r)).unwrap();
         assert_eq!(v["error"], "invalid_client");
         assert_eq!(v["error_description"], "no client certificate was presented");
+    }
+
+    #[test]
+    fn a_resource_rejection_carries_a_bearer_challenge() {
+        let r = Rejection::invalid_token("the access token is bound to another \"certificate\"");
+        let h = headers(&r);
+        let challenge = &h.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
+        assert_eq!(challenge, "Bearer error=\"invalid_token\", error_description=\"the access token is bound to another 'certificate'\"");
+        let client = headers(&Rejection::invalid_client(Reason::NoCertificate, "x"));
+        assert!(client.iter().all(|(n, _)| *n != "www-authenticate"));
     }
 
     #[test]

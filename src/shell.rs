@@ -146,6 +146,26 @@ impl Stream for Proxy {
             self.log(Level::Error, &format!("cannot resume the request: {s:?}"));
         }
     }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name).ok().flatten()
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&[u8]>) {
+        if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, value) {
+            self.log(Level::Error, &format!("cannot set response header {name}: {status:?}"));
+        }
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+    }
+
+    fn replace_response_body(&self, size: usize, body: &[u8]) {
+        if let Err(s) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body) {
+            self.log(Level::Error, &format!("cannot replace the response body: {s:?}"));
+        }
+    }
 }
 
 struct Root {
@@ -250,6 +270,14 @@ impl HttpContext for Http {
 
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
         to_action(self.filter.on_request_trailers(&self.proxy))
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        to_action(self.filter.on_response_headers(&self.proxy, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        to_action(self.filter.on_response_body(&self.proxy, body_size, end_of_stream))
     }
 
     fn on_log(&mut self) {

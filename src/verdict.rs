@@ -19,10 +19,12 @@ pub enum Reason {
     RegistryUnavailable,
     InvalidRequest,
     BodyTooLarge,
+    /// A protected resource refused the access token (RFC 6750 `invalid_token`).
+    InvalidToken,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::NoCertificate,
         Reason::BadCertificate,
         Reason::NotValidated,
@@ -33,6 +35,7 @@ impl Reason {
         Reason::RegistryUnavailable,
         Reason::InvalidRequest,
         Reason::BodyTooLarge,
+        Reason::InvalidToken,
     ];
 
     /// The name used in stats (`oauth_mtls.rejected.<name>`) and log lines.
@@ -48,26 +51,36 @@ impl Reason {
             Reason::RegistryUnavailable => "registry_unavailable",
             Reason::InvalidRequest => "invalid_request",
             Reason::BodyTooLarge => "body_too_large",
+            Reason::InvalidToken => "invalid_token",
         }
     }
 }
 
-/// A request stopped at the proxy, with the RFC 6749 §5.2 error the client sees.
+/// A request stopped at the proxy, with the error the client sees: RFC 6749 §5.2 JSON at the AS's
+/// endpoints, an RFC 6750 §3 Bearer challenge at protected resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub status: u16,
     pub error: &'static str,
     pub description: String,
     pub reason: Reason,
+    /// Answer with `WWW-Authenticate: Bearer ...` (a resource server's refusal).
+    pub bearer: bool,
 }
 
 impl Rejection {
     pub fn invalid_client(reason: Reason, description: impl Into<String>) -> Rejection {
-        Rejection { status: 401, error: "invalid_client", description: description.into(), reason }
+        Rejection { status: 401, error: "invalid_client", description: description.into(), reason, bearer: false }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Rejection {
-        Rejection { status: 400, error: "invalid_request", description: description.into(), reason: Reason::InvalidRequest }
+        Rejection {
+            status: 400,
+            error: "invalid_request",
+            description: description.into(),
+            reason: Reason::InvalidRequest,
+            bearer: false,
+        }
     }
 
     pub fn too_large(limit: usize) -> Rejection {
@@ -76,6 +89,17 @@ impl Rejection {
             error: "invalid_request",
             description: format!("the request body exceeds the limit of {limit} bytes"),
             reason: Reason::BodyTooLarge,
+            bearer: false,
+        }
+    }
+
+    pub fn invalid_token(description: impl Into<String>) -> Rejection {
+        Rejection {
+            status: 401,
+            error: "invalid_token",
+            description: description.into(),
+            reason: Reason::InvalidToken,
+            bearer: true,
         }
     }
 }
