@@ -17,6 +17,7 @@ pub mod filter;
 pub mod form;
 pub mod forward;
 pub mod host;
+pub mod issuer;
 pub mod jwks;
 pub mod pem;
 pub mod registration;

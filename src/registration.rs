@@ -1,6 +1,7 @@
 //! OAuth client registrations (RFC 7591 metadata), checked against RFC 8705 and compiled for matching.
 
 use crate::dn::{Dn, DnError};
+use crate::issuer::{IssuerError, IssuerKey};
 use crate::jwks::{self, JwksError, JwksUri, JwksUriError, Thumbprint};
 use crate::san::{SanError, SanKind, SanRule};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,8 @@ pub struct Client {
     pub client_id: String,
     pub method: Method,
     pub bound_tokens: bool,
+    /// `tls_client_auth_issuer_keys`: the CA keys this client's leaf must be signed by (none: any trusted CA).
+    pub pinned_issuers: Vec<IssuerKey>,
 }
 
 impl Client {
@@ -67,6 +70,9 @@ pub enum RegistrationError {
     NoJwks,
     InvalidJwks(JwksError),
     InvalidJwksUri(JwksUriError),
+    InvalidIssuerKey(IssuerError),
+    /// `tls_client_auth_issuer_keys` on a client that does not use `tls_client_auth`.
+    IssuerKeysWithoutTlsClientAuth,
     /// Valid metadata this deployment cannot serve; the text says why.
     Unsupported(String),
 }
@@ -101,6 +107,10 @@ impl fmt::Display for RegistrationError {
             RegistrationError::InvalidJwks(e) => write!(f, "jwks: {e}"),
             RegistrationError::InvalidJwksUri(e) => write!(f, "{e}"),
             RegistrationError::Unsupported(why) => write!(f, "{why}"),
+            RegistrationError::InvalidIssuerKey(e) => write!(f, "tls_client_auth_issuer_keys: {e}"),
+            RegistrationError::IssuerKeysWithoutTlsClientAuth => {
+                write!(f, "tls_client_auth_issuer_keys applies only to tls_client_auth clients")
+            }
         }
     }
 }
@@ -132,6 +142,9 @@ pub struct Stored {
     pub jwks_uri: Option<String>,
     #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
     pub bound_tokens: bool,
+    /// Pinned issuer keys: base64 DER SubjectPublicKeyInfo.
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub issuer_keys: Vec<String>,
 }
 
 /// Checks one RFC 7591 metadata object and returns its stored form, or why it breaks RFC 8705.
@@ -159,7 +172,22 @@ pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
         thumbprints: Vec::new(),
         jwks_uri: None,
         bound_tokens,
+        issuer_keys: Vec::new(),
     };
+    match obj.get("tls_client_auth_issuer_keys") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(keys)) => {
+            if stored.method != TLS_CLIENT_AUTH {
+                return Err(RegistrationError::IssuerKeysWithoutTlsClientAuth);
+            }
+            for key in keys {
+                let text = key.as_str().ok_or(wrong("tls_client_auth_issuer_keys", "an array of base64 strings"))?;
+                let pin = IssuerKey::parse(text).map_err(RegistrationError::InvalidIssuerKey)?;
+                stored.issuer_keys.push(pin.to_base64());
+            }
+        }
+        Some(_) => return Err(wrong("tls_client_auth_issuer_keys", "an array of base64 strings")),
+    }
     match stored.method.as_str() {
         TLS_CLIENT_AUTH => {
             let mut present = Vec::new();
@@ -238,7 +266,13 @@ impl Stored {
             },
             other => Method::Other(other.to_string()),
         };
-        Ok(Client { client_id: self.client_id.clone(), method, bound_tokens: self.bound_tokens })
+        let pinned_issuers = self
+            .issuer_keys
+            .iter()
+            .map(|k| IssuerKey::parse(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RegistrationError::InvalidIssuerKey)?;
+        Ok(Client { client_id: self.client_id.clone(), method, bound_tokens: self.bound_tokens, pinned_issuers })
     }
 }
 
@@ -290,6 +324,25 @@ mod tests {
         let empty = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
             "tls_client_auth_subject_dn": ""});
         assert_eq!(check(&empty), Err(RegistrationError::EmptySubjectDn));
+    }
+
+    #[test]
+    fn issuer_keys_are_stored_as_subject_public_key_infos() {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(crate::testdata::der(crate::testdata::TEST_CA));
+        let reg = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "a.example.com", "tls_client_auth_issuer_keys": [ca]});
+        let client = check(&reg).unwrap().compile().unwrap();
+        assert_eq!(client.pinned_issuers, vec![IssuerKey::parse(&ca).unwrap()]);
+    }
+
+    #[test]
+    fn issuer_keys_must_be_keys_and_only_for_tls_client_auth() {
+        let bad = json!({"client_id": "a", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_dns": "a.example.com", "tls_client_auth_issuer_keys": ["bm90IGEga2V5"]});
+        assert!(matches!(check(&bad), Err(RegistrationError::InvalidIssuerKey(_))));
+        let other = json!({"client_id": "a", "token_endpoint_auth_method": "private_key_jwt", "tls_client_auth_issuer_keys": []});
+        assert_eq!(check(&other), Err(RegistrationError::IssuerKeysWithoutTlsClientAuth));
     }
 
     #[test]

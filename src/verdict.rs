@@ -21,10 +21,12 @@ pub enum Reason {
     BodyTooLarge,
     /// A protected resource refused the access token (RFC 6750 `invalid_token`).
     InvalidToken,
+    /// The leaf was not signed by a CA key pinned for the client.
+    IssuerMismatch,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::NoCertificate,
         Reason::BadCertificate,
         Reason::NotValidated,
@@ -36,6 +38,7 @@ impl Reason {
         Reason::InvalidRequest,
         Reason::BodyTooLarge,
         Reason::InvalidToken,
+        Reason::IssuerMismatch,
     ];
 
     /// The name used in stats (`oauth_mtls.rejected.<name>`) and log lines.
@@ -52,6 +55,7 @@ impl Reason {
             Reason::InvalidRequest => "invalid_request",
             Reason::BodyTooLarge => "body_too_large",
             Reason::InvalidToken => "invalid_token",
+            Reason::IssuerMismatch => "issuer_mismatch",
         }
     }
 }
@@ -217,6 +221,16 @@ pub fn decide(
                     "the client certificate chain was not validated against a trusted CA, which tls_client_auth requires",
                 );
             }
+            match crate::issuer::issued_by_any(&client.pinned_issuers, der) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return reject(
+                        Reason::IssuerMismatch,
+                        "the client certificate was not issued by a CA key pinned for this client (tls_client_auth_issuer_keys)",
+                    )
+                }
+                Err(e) => return reject(Reason::IssuerMismatch, format!("the pinned issuer cannot be checked: {e}")),
+            }
             match rule {
                 SubjectRule::Dn(dn) if dn.matches(&leaf.subject) => authenticated(TLS_CLIENT_AUTH),
                 SubjectRule::Dn(_) => reject(
@@ -350,6 +364,26 @@ mod tests {
         let Verdict::Reject(r) = v else { unreachable!() };
         assert!(r.description.contains("not validated"));
         assert_eq!((r.status, r.error), (401, "invalid_client"));
+    }
+
+    fn pinned(ca_pem: &str) -> Fixed {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.encode(der(ca_pem));
+        Fixed::with(json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=dn-client,OU=Payments,O=Example Bank,C=GB",
+            "tls_client_auth_issuer_keys": [key]}))
+    }
+
+    #[test]
+    fn a_client_pinned_to_its_ca_key_is_authenticated_by_a_leaf_that_ca_signed() {
+        assert!(matches!(run(&mut pinned(crate::testdata::TEST_CA), &validated(LEAF)), Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn the_right_subject_from_another_trusted_ca_does_not_authenticate_a_pinned_client() {
+        // Pinned to another CA's key: the leaf (issued by TEST_CA, right DN, validated) is refused.
+        let v = run(&mut pinned(SELF_SIGNED_1), &validated(LEAF));
+        assert_eq!(reason(&v), Some(Reason::IssuerMismatch));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 """tls_client_auth by subject DN (RFC 8705 §2.1.2): distinguishedNameMatch equivalence, what is not
 equivalent, and which chains count."""
+import base64
+
 import pytest
 
 import client
@@ -21,7 +23,14 @@ REGISTRATIONS = {
     "special-escaped": pki.SPECIAL_DN_RFC4514,
     "special-hex-escaped": "CN=Widget\\2C Inc. \\2B \\22Q\\22 \\5C x\\3B y \\3D z,O=Example Bank,C=GB",
 }
-PLUGIN = {"clients": [tls_client(cid, subject_dn=dn) for cid, dn in REGISTRATIONS.items()]}
+CA1_KEY = base64.b64encode(pki.der("ca1")).decode()
+CA2_KEY = base64.b64encode(pki.der("ca2")).decode()
+PLUGIN = {"clients": [tls_client(cid, subject_dn=dn) for cid, dn in REGISTRATIONS.items()] + [
+    # RFC 8705 §7.4: per-client issuer pinning by CA key (tls_client_auth_issuer_keys).
+    tls_client("dn-pinned-ca1", subject_dn=DN, issuer_keys=[CA1_KEY]),
+    tls_client("dn-pinned-ca2", subject_dn=DN, issuer_keys=[CA2_KEY]),
+    tls_client("dn-pinned-either", subject_dn=DN, issuer_keys=[CA2_KEY, CA1_KEY]),
+]}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +102,16 @@ def test_self_signed_certificate_is_not_validated_for_tls_client_auth(envoy, ups
     rejected(envoy, upstream, "dn-exact", "self-signed-1", "not validated")
 
 
-def test_same_dn_from_second_trusted_ca_is_accepted__current_behaviour_until_ca_pinning(envoy, upstream):
-    """CURRENT BEHAVIOUR, NOT A GOAL: RFC 8705 §7.4 warns that another trusted CA can issue the same subject.
-    Until per-client CA pinning exists, any CA in the listener's trust bundle may vouch for a DN. When pinning
-    lands, this test must flip to a rejection."""
+def test_an_unpinned_client_accepts_its_dn_from_any_trusted_ca(envoy, upstream):
+    """RFC 8705 §7.4: without a pin, any CA in the listener's trust bundle may vouch for a DN."""
     accepted(envoy, upstream, "dn-exact", "dn-client-ca2")
+
+
+def test_a_client_pinned_to_its_ca_key_accepts_a_leaf_from_that_ca(envoy, upstream):
+    accepted(envoy, upstream, "dn-pinned-ca1", "dn-client")
+    accepted(envoy, upstream, "dn-pinned-either", "dn-client")
+
+
+def test_the_same_dn_from_another_trusted_ca_does_not_authenticate_a_pinned_client(envoy, upstream):
+    rejected(envoy, upstream, "dn-pinned-ca1", "dn-client-ca2", "pinned")
+    rejected(envoy, upstream, "dn-pinned-ca2", "dn-client", "pinned")
