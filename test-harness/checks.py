@@ -1,8 +1,10 @@
 """Assertions shared by the integration tests: what an authenticated, a rejected and a passed request
-look like at the client and at the authorization server (the echo upstream)."""
+look like at the client and at the authorization server (the echo upstream); what a refused API request
+(RFC 6750 invalid_token) looks like."""
 from __future__ import annotations
 
 import base64
+import re
 import urllib.parse
 
 import pki
@@ -112,3 +114,27 @@ def assert_passed_without_annotation(resp: Response, upstream, extra_headers: tu
     for h in FILTER_HEADERS + tuple(h.lower() for h in extra_headers):
         assert h not in req.headers, f"{h} reached the AS on a request the filter did not authenticate: {req.headers}"
     return req
+
+
+def www_authenticate_params(value: str) -> dict[str, str]:
+    """The auth-params of a `Bearer ...` challenge (RFC 6750 §3), quoted values unquoted."""
+    scheme, _, rest = value.partition(" ")
+    assert scheme.lower() == "bearer", f"not a Bearer challenge: {value!r}"
+    return {m.group(1).lower(): m.group(2).replace('\\"', '"').replace("\\\\", "\\")
+            for m in re.finditer(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"', rest)}
+
+
+def assert_invalid_token(resp: Response, api, *keywords: str) -> dict[str, str]:
+    """401 with `WWW-Authenticate: Bearer error="invalid_token", error_description="..."` (RFC 6750 §3)
+    whose description contains every keyword (case-insensitive), and the API never saw the request."""
+    assert resp.status == 401, f"expected 401 invalid_token, got {resp!r}"
+    challenge = resp.header("www-authenticate")
+    assert challenge, f"no WWW-Authenticate on a 401: {resp!r}"
+    params = www_authenticate_params(challenge)
+    assert params.get("error") == "invalid_token", challenge
+    desc = params.get("error_description", "")
+    for kw in keywords:
+        assert kw.lower() in desc.lower(), f"error_description {desc!r} lacks {kw!r}"
+    assert not any(c in challenge for c in "\r\n"), challenge
+    assert api.find(resp.test_id) == [], "a rejected request reached the API"
+    return params

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shlex
 import socket
 import ssl
@@ -326,3 +327,35 @@ def http1_twice_with_resumed_session(port: int, method: str, path: str, header_l
             session = s.session
         out.append(_parse_http1(data, test_id))
     return out[0], out[1], reused
+
+
+# ------------------------------------------------------------------------------------------ openid-client
+
+AS_DIR = pathlib.Path(__file__).resolve().parent / "as"
+
+
+def openid_client(command: str, *, cert: str | None = None, refresh_cert: str | None = None,
+                  test_id: str | None = None, timeout: float = 60, **options: str) -> dict:
+    """Run `node test-harness/as/client.mjs <command>` (openid-client v6 over mTLS with PKI cert `cert`) and
+    return the JSON object it prints. `options` become `--name value` (underscores -> dashes), e.g.
+    issuer=..., client_id=..., metadata=json.dumps(...). The result's `test_id` is the x-test-id its
+    requests carried (a fresh one unless given)."""
+    d = pki.pki_dir()
+    test_id = test_id or new_test_id()
+    cmd = ["node", str(AS_DIR / "client.mjs"), command, "--ca", str(d / "ca.pem"), "--test-id", test_id]
+    if cert:
+        cmd += ["--cert", str(pki.cert_path(cert)), "--key", str(pki.key_path(cert))]
+    if refresh_cert:
+        cmd += ["--refresh-cert", str(pki.cert_path(refresh_cert)), "--refresh-key", str(pki.key_path(refresh_cert))]
+    for k, v in options.items():
+        if v is not None:
+            cmd += ["--" + k.replace("_", "-"), str(v)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"client.mjs {command} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}\n"
+                           + " ".join(shlex.quote(c) for c in cmd))
+    out = json.loads(lines[-1])
+    out["test_id"] = test_id
+    out["command"] = " ".join(shlex.quote(c) for c in cmd)
+    return out

@@ -1,17 +1,22 @@
-"""`make demo`: the shipped envoy/direct-mtls.yaml in action, unattended.
+"""`make demo`: the full RFC 8705 flow of envoy/as-resources.yaml, unattended.
 
-Builds the test PKI (build/pki), starts an echo "authorization server" on 127.0.0.1:9080 and a client
-registry on 127.0.0.1:9081, runs Envoy with envoy/direct-mtls.yaml from the repository root, then sends
-  1. a token request from demo-client with its registered certificate  -> expected 200, annotated at the AS
-  2. a token request for demo-client with another client's certificate -> expected 401 invalid_client
-printing the curl commands, the responses and what the AS received. Exits 0 only if both outcomes are as
-expected.
+Builds the test PKI (build/pki), starts the real authorization server (node-oidc-provider,
+test-harness/as/server.mjs) on 127.0.0.1:9080 with its client registry on 127.0.0.1:9081, an echo "API" on
+127.0.0.1:9090, and Envoy with envoy/as-resources.yaml from the repository root (listener 8443), then:
+  1. a real client (openid-client) authenticates as demo-client with its certificate (tls_client_auth) and
+     obtains an access token bound to that certificate            -> expected: cnf."x5t#S256" = its thumbprint
+  2. it calls the protected API with the token and the same certificate        -> expected 200
+  3. the same token is replayed with another valid certificate                  -> expected 401 invalid_token
+  4. a token request for demo-client with that other certificate                -> expected 401 invalid_client,
+     and the AS never sees it
+printing the commands and results. Exits 0 only if every outcome is as expected.
 """
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import shlex
 import socket
 import subprocess
 import sys
@@ -29,13 +34,22 @@ import envoy as envoy_mod  # noqa: E402
 import pki  # noqa: E402
 import servers  # noqa: E402
 
-CONFIG = "envoy/direct-mtls.yaml"
-PORTS = {"listener": 8443, "AS": 9080, "registry": 9081, "jwks": 9082, "admin": 9901}
-SHOWN_HEADERS = ("x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256", "client-cert")
+CONFIG = "envoy/as-resources.yaml"
+PORTS = {"listener": 8443, "AS": 9080, "AS registry": 9081, "API": 9090, "admin": 9901}
+ISSUER = f"https://localhost:{PORTS['listener']}"
+CLIENTS = [{
+    "client_id": "demo-client", "token_endpoint_auth_method": "tls_client_auth",
+    "tls_client_auth_subject_dn": pki.DN_CLIENT_RFC4514, "tls_client_certificate_bound_access_tokens": True,
+    "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
+}]
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
+
+
+def short(value: str, n: int = 60) -> str:
+    return value if len(value) <= n else value[: n - 3] + "..."
 
 
 def port_free(port: int) -> bool:
@@ -47,7 +61,14 @@ def port_free(port: int) -> bool:
             return False
 
 
+def admin_stat(name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['admin']}/stats?format=json", timeout=2) as r:
+        doc = json.loads(r.read())
+    return sum(s.get("value", 0) for s in doc.get("stats", []) if s.get("name", "").endswith(name))
+
+
 def wait_ready(proc: subprocess.Popen, log: pathlib.Path, timeout: float = 60) -> None:
+    """Envoy ready, listening, and the filter has loaded the AS's clients from the registry."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -56,17 +77,37 @@ def wait_ready(proc: subprocess.Popen, log: pathlib.Path, timeout: float = 60) -
             with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['admin']}/ready", timeout=1) as r:
                 if r.status == 200:
                     with socket.create_connection(("127.0.0.1", PORTS["listener"]), timeout=1):
-                        return
+                        if admin_stat("oauth_mtls.registry.clients") >= len(CLIENTS):
+                            return
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"Envoy not ready after {timeout}s; see {log}")
+    raise RuntimeError(f"Envoy not ready (or registry not loaded) after {timeout}s; see {log}")
+
+
+def show_node(result: dict) -> None:
+    cmd = result["command"]
+    # the x-test-id is harness bookkeeping; keep the command readable
+    print("$ " + cmd.replace(f" --test-id {result['test_id']}", "").replace(str(REPO) + "/", ""))
+
+
+def show_api_call(cert: str, path: str) -> None:
+    d = pki.pki_dir()
+    parts = ["curl", "-sS", "--cacert", str(d / "ca.pem"), "--cert", str(d / f"{cert}.pem"),
+             "--key", str(d / f"{cert}.key"), "-H", "authorization: Bearer $TOKEN",
+             f"https://localhost:{PORTS['listener']}{path}"]
+    print("$ " + " ".join(shlex.quote(p) if "$TOKEN" not in p else f'"{p}"' for p in parts))
 
 
 def main() -> int:
     wasm = REPO / envoy_mod.SHIPPED_WASM
     if not wasm.is_file():
         print(f"missing {wasm}: run `make build` first", file=sys.stderr)
+        return 2
+    try:
+        servers.require_node_modules()
+    except servers.NodeMissing as e:
+        print(str(e), file=sys.stderr)
         return 2
     busy = [f"{name} {p}" for name, p in PORTS.items() if not port_free(p)]
     if busy:
@@ -76,57 +117,72 @@ def main() -> int:
     banner("test PKI")
     print(pki.ensure_pki())
 
-    upstream = servers.EchoUpstream(PORTS["AS"])
-    registry = servers.DocumentServer(PORTS["registry"])
-    registry.set("/clients", [{"client_id": "registry-client", "token_endpoint_auth_method": "tls_client_auth",
-                               "tls_client_auth_san_uri": "spiffe://example.org/client"}])
-    jwks = servers.DocumentServer(PORTS["jwks"])
-    print(f"echo AS on 127.0.0.1:{upstream.port}, registry on 127.0.0.1:{registry.port}")
-
     log_dir = REPO / "build" / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
+    api = servers.EchoUpstream(PORTS["API"])
+    oidc = servers.OidcProvider(ISSUER, PORTS["AS"], PORTS["AS registry"], CLIENTS, log_dir, name="demo-as")
+    banner("authorization server (node-oidc-provider)")
+    oidc.start()
+    print("$ " + " ".join(shlex.quote(c) for c in oidc.cmd).replace(str(REPO) + "/", ""))
+    print(f"issuer {ISSUER}; registrations (GET http://127.0.0.1:{PORTS['AS registry']}/registry/clients):")
+    print("  " + json.dumps(oidc.registry_document()))
+
     log = log_dir / "envoy.log"
     cmd = envoy_mod.envoy_command() + ["-c", CONFIG, "--concurrency", "1", "--use-dynamic-base-id",
                                        "-l", "info", "--log-path", str(log)]
-    banner("envoy")
+    banner("envoy (jwt_authn + oauth-mtls filter)")
     print("$ (cd " + str(REPO) + " && " + " ".join(cmd) + ")")
     with open(log_dir / "envoy.out", "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     ok = True
+
+    def expect(cond: bool, what: str) -> None:
+        nonlocal ok
+        print(("  ok: " if cond else "  UNEXPECTED: ") + what)
+        ok = ok and cond
+
     try:
         wait_ready(proc, log)
         port = PORTS["listener"]
 
-        banner("1. demo-client presents its registered certificate (dn-client)")
-        r = client.token_request(port, "dn-client", "demo-client", print_command=True)
-        print(f"HTTP {r.status}")
-        seen = upstream.find(r.test_id)
-        if r.status == 200 and len(seen) == 1:
-            print("headers the AS received:")
-            for h in SHOWN_HEADERS:
-                v = seen[0].header(h) or "(absent)"
-                print(f"  {h}: {v if len(v) < 90 else v[:87] + '...'}")
-            expected = pki.x5t_s256("dn-client")
-            if seen[0].header("x-mtls-client-id") != "demo-client" or seen[0].header("x-mtls-x5t-s256") != expected:
-                print(f"UNEXPECTED: annotations do not describe demo-client / x5t#S256 {expected}")
-                ok = False
-        else:
-            print(f"UNEXPECTED: expected 200 at the AS, got {r.status}: {r.text}")
-            ok = False
+        banner("1. demo-client gets an access token over mTLS with its certificate (dn-client)")
+        r = client.openid_client("client-credentials", issuer=ISSUER, cert="dn-client", client_id="demo-client")
+        show_node(r)
+        if not r.get("ok"):
+            raise RuntimeError(f"no token: {json.dumps(r.get('error'))}")
+        claims = r["access_token_claims"]
+        print("access token claims:", json.dumps({k: claims[k] for k in ("iss", "aud", "client_id", "cnf")}))
+        (seen,) = oidc.requests(r["test_id"], path="/token")
+        print("the filter told the AS: " + ", ".join(
+            f"{h}: {seen.get(h)}" for h in ("x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256")))
+        expected = pki.x5t_s256("dn-client")
+        expect(seen.get("x-mtls-client-id") == "demo-client", "the filter authenticated demo-client")
+        expect(claims.get("cnf", {}).get("x5t#S256") == expected,
+               f'cnf."x5t#S256" is base64url(SHA-256(dn-client DER)) = {expected}')
+        token = r["token_response"]["access_token"]
+        print(f"TOKEN={short(token)}")
 
-        banner("2. someone presents other-client's (valid, trusted) certificate as demo-client")
-        r = client.token_request(port, "other-client", "demo-client", print_command=True)
-        print(f"HTTP {r.status}")
-        print(r.text)
-        try:
-            doc = r.json()
-        except ValueError:
-            doc = {}
-        if r.status != 401 or doc.get("error") != "invalid_client" or upstream.find(r.test_id):
-            print("UNEXPECTED: expected 401 invalid_client, and nothing at the AS")
-            ok = False
-        else:
-            print("the AS never saw this request")
+        banner("2. demo-client calls the protected API with the token and its certificate")
+        show_api_call("dn-client", "/api/accounts")
+        resp = client.curl(port, "/api/accounts", cert="dn-client", headers=[("authorization", f"Bearer {token}")])
+        print(f"HTTP {resp.status}")
+        expect(resp.status == 200 and len(api.find(resp.test_id)) == 1, "200 from the API")
+
+        banner("3. the same token replayed with another valid certificate (other-client)")
+        show_api_call("other-client", "/api/accounts")
+        resp = client.curl(port, "/api/accounts", cert="other-client", headers=[("authorization", f"Bearer {token}")])
+        print(f"HTTP {resp.status}")
+        print(f"www-authenticate: {resp.header('www-authenticate')}")
+        expect(resp.status == 401 and 'error="invalid_token"' in (resp.header("www-authenticate") or "")
+               and not api.find(resp.test_id), "401 invalid_token, and the API never saw the request")
+
+        banner("4. a token request as demo-client with other-client's certificate")
+        r = client.openid_client("client-credentials", issuer=ISSUER, cert="other-client", client_id="demo-client")
+        show_node(r)
+        err = r.get("error") or {}
+        print(f"HTTP {err.get('status')} {json.dumps({k: err.get(k) for k in ('error', 'error_description')})}")
+        expect(not r.get("ok") and err.get("error") == "invalid_client" and not oidc.requests(r["test_id"], "/token"),
+               "401 invalid_client from the filter, and the AS never saw the request")
     except Exception as e:  # noqa: BLE001 - report and fail
         print(f"demo failed: {e}", file=sys.stderr)
         ok = False
@@ -136,10 +192,10 @@ def main() -> int:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        for s in (upstream, registry, jwks):
-            s.stop()
+        oidc.stop()
+        api.stop()
     banner("result")
-    print("demo OK" if ok else f"demo FAILED (Envoy log: {log})")
+    print("demo OK" if ok else f"demo FAILED (logs: {log_dir})")
     return 0 if ok else 1
 
 

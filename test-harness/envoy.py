@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import pathlib
+import re
 import shlex
 import shutil
 import socket
@@ -109,13 +110,29 @@ def plugin_json(config: dict) -> dict:
     return json.loads(f["typed_config"]["config"]["configuration"]["value"])
 
 
+# `localhost:P` / `127.0.0.1:P` inside a string (jwt_authn issuer, audiences and JWKS URI, the plugin's
+# discovery aliases): P is a template port like any `port_value`.
+_HOST_PORT = re.compile(r"\b(localhost|127\.0\.0\.1):(\d+)\b")
+
+
+def _rewrite_host_ports(value: str, ports: dict[int, int]) -> str:
+    def sub(m: re.Match) -> str:
+        port = int(m.group(2))
+        if port not in ports:
+            raise KeyError(f"port {port} of the template (in {value!r}) has no test port")
+        return f"{m.group(1)}:{ports[port]}"
+    return _HOST_PORT.sub(sub, value)
+
+
 def render(template: dict | str, ports: dict[int, int], plugin: dict | None = None,
-           with_filter: bool = True) -> dict:
+           with_filter: bool = True, without_http_filters: tuple[str, ...] = ()) -> dict:
     """A copy of `template` (a dict or a file name under envoy/) with:
     - every `port_value` P replaced by ports[P] (unmapped ports are an error: nothing may use fixed ports),
+      and so every `localhost:P` / `127.0.0.1:P` inside a string (URLs such as jwt_authn's issuer),
     - `build/pki/...` paths made absolute under the test PKI, the shipped wasm path replaced by OAUTH_MTLS_WASM,
     - the wasm filter's plugin JSON replaced by `plugin` (when given),
-    - the wasm filter removed (with_filter=False: for checking the harness against a plain Envoy)."""
+    - the wasm filter removed (with_filter=False: for checking the harness against a plain Envoy),
+    - the HTTP filters named in `without_http_filters` removed (e.g. envoy.filters.http.jwt_authn)."""
     config = copy.deepcopy(load(template) if isinstance(template, str) else template)
     pki_dir = pki.pki_dir()
 
@@ -129,6 +146,8 @@ def render(template: dict | str, ports: dict[int, int], plugin: dict | None = No
                 return str(pki_dir / value[len("build/pki/"):])
             if value == SHIPPED_WASM:
                 return str(wasm_path())
+            if _HOST_PORT.search(value):
+                return _rewrite_host_ports(value, ports)
         return None
 
     _walk(config, fix)
@@ -138,6 +157,8 @@ def render(template: dict | str, ports: dict[int, int], plugin: dict | None = No
                 tc = f.get("typed_config", {})
                 if "http_filters" in tc and not with_filter:
                     tc["http_filters"] = [h for h in tc["http_filters"] if h["name"] != WASM_FILTER]
+                if "http_filters" in tc and without_http_filters:
+                    tc["http_filters"] = [h for h in tc["http_filters"] if h["name"] not in without_http_filters]
     if plugin is not None and with_filter:
         for h in wasm_filters(config):
             h["typed_config"]["config"]["configuration"]["value"] = json.dumps(plugin, indent=1)

@@ -1,13 +1,18 @@
 """In-process HTTP/1.1 servers the tests put behind Envoy: the echo "AS", the registry, the JWKS host.
 
 Each runs a ThreadingHTTPServer on 127.0.0.1 (a free port unless one is given) in a daemon thread.
+`OidcProvider` runs the real AS instead (node-oidc-provider, test-harness/as/server.mjs) as a process.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import pathlib
+import shutil
+import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -205,3 +210,117 @@ class DocumentServer(ServerBase):
     def fetches_of(self, path: str) -> list[Fetch]:
         with self.lock:
             return [f for f in self.fetches if f.path == path]
+
+
+# ------------------------------------------------------------------ the real AS: node-oidc-provider
+
+AS_DIR = pathlib.Path(__file__).resolve().parent / "as"
+
+
+class NodeMissing(RuntimeError):
+    pass
+
+
+def require_node_modules() -> None:
+    """test-harness/as/node_modules must exist (`make deps` / the Makefile runs `npm ci` there)."""
+    if not shutil.which("node"):
+        raise NodeMissing("node (>= 20.18) is not on the PATH: the real AS and client need it")
+    if not (AS_DIR / "node_modules" / "oidc-provider").is_dir():
+        raise NodeMissing(f"missing {AS_DIR / 'node_modules'}: run `npm ci` in {AS_DIR} (the Makefile does)")
+
+
+@dataclass
+class AsRequest:
+    """One line of the AS's request log: what reached it, and the filter's annotations it carried."""
+    method: str
+    path: str
+    fields: dict[str, str]
+
+    def get(self, name: str) -> str | None:
+        v = self.fields.get(name)
+        return None if v in (None, "-") else v
+
+
+class OidcProvider:
+    """test-harness/as/server.mjs (node-oidc-provider) on 127.0.0.1:`port`, its registry endpoint on
+    `registry_port`, issuer `issuer` (the public URL through Envoy). stdout/stderr go to `log_path`."""
+
+    def __init__(self, issuer: str, port: int, registry_port: int, clients: list[dict], log_dir,
+                 initial_access_token: str | None = None, name: str = "oidc-provider"):
+        require_node_modules()
+        self.issuer = issuer
+        self.port = port
+        self.registry_port = registry_port
+        self.name = name
+        self.dir = pathlib.Path(log_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.clients_path = self.dir / "as-clients.json"
+        self.clients_path.write_text(json.dumps(clients, indent=1))
+        self.log_path = self.dir / "as.log"
+        self.initial_access_token = initial_access_token
+        self.proc = None
+
+    def start(self, timeout: float = 30.0) -> "OidcProvider":
+        cmd = ["node", str(AS_DIR / "server.mjs"), "--issuer", self.issuer, "--port", str(self.port),
+               "--registry-port", str(self.registry_port), "--clients", str(self.clients_path)]
+        if self.initial_access_token:
+            cmd += ["--initial-access-token", self.initial_access_token]
+        self.cmd = cmd
+        out = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the AS exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+            if any(l.startswith("ready ") for l in self.lines()):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the AS was not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def alive(self) -> bool:
+        return bool(self.proc) and self.proc.poll() is None
+
+    def lines(self) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.lines()[-lines:]) + f"\n(full log: {self.log_path})"
+
+    def requests(self, test_id: str | None = None, path: str | None = None) -> list[AsRequest]:
+        """Requests the AS logged (registry fetches excluded), optionally only those carrying
+        `x-test-id: test_id` and/or with this exact path."""
+        out = []
+        for line in self.lines():
+            parts = line.split(" ")
+            if len(parts) < 3 or not parts[0].isupper() or not parts[1].startswith("/") or "(registry)" in line:
+                continue
+            fields = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+            r = AsRequest(parts[0], parts[1], fields)
+            if test_id is not None and r.get("x-test-id") != test_id:
+                continue
+            if path is not None and r.path != path:
+                continue
+            out.append(r)
+        return out
+
+    def events(self) -> list[str]:
+        return [l for l in self.lines() if l.startswith("event ")]
+
+    def registry_document(self) -> list[dict]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.registry_port}/registry/clients", timeout=5) as r:
+            return json.loads(r.read())

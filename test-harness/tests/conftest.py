@@ -1,5 +1,6 @@
 """Session fixtures: the test PKI, the in-process AS/registry/JWKS servers, and Envoy instances started
-from the shipped configurations (envoy/*.yaml) with a given plugin configuration."""
+from the shipped configurations (envoy/*.yaml) with a given plugin configuration; `as_deployment` runs
+envoy/as-resources.yaml in front of the real AS (node-oidc-provider)."""
 from __future__ import annotations
 
 import json
@@ -130,6 +131,110 @@ def front_proxy_with(upstream, registry, jwks_server):
         return _start(key, start)
 
     yield make
+
+
+# ---------------------------------------------------------------- the real AS behind envoy/as-resources.yaml
+
+AS_INITIAL_ACCESS_TOKEN = "test-initial-access-token"
+AS_REDIRECT_URI = "https://client.example.org/cb"
+
+# The AS's registrations at start (the filter learns them from the AS's registry endpoint).
+AS_CLIENTS = [
+    {"client_id": "bank-dn", "token_endpoint_auth_method": "tls_client_auth",
+     "tls_client_auth_subject_dn": pki.DN_CLIENT_RFC4514, "tls_client_certificate_bound_access_tokens": True,
+     "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": []},
+    {"client_id": "self-signed", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+     "jwks": pki.jwks("self-signed-1"), "tls_client_certificate_bound_access_tokens": True,
+     "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": []},
+    # tls_client_auth by DNS SAN, tokens NOT bound (for `require_binding`)
+    {"client_id": "unbound-dns", "token_endpoint_auth_method": "tls_client_auth",
+     "tls_client_auth_san_dns": "client.example.com", "tls_client_certificate_bound_access_tokens": False,
+     "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": []},
+    # a public client (authorization code + PKCE): its refresh tokens are bound to its certificate too
+    {"client_id": "public-app", "token_endpoint_auth_method": "none",
+     "tls_client_certificate_bound_access_tokens": True, "grant_types": ["authorization_code", "refresh_token"],
+     "response_types": ["code"], "redirect_uris": [AS_REDIRECT_URI]},
+]
+
+
+class AsDeployment:
+    """envoy/as-resources.yaml (filter + jwt_authn) in front of node-oidc-provider, the echo upstream as the
+    protected API. `issuer` is the AS's public URL (https://localhost:<envoy port>)."""
+
+    def __init__(self, envoy: envoy_mod.Envoy, oidc: servers.OidcProvider, api):
+        self.envoy, self.oidc, self.api = envoy, oidc, api
+        self.port = envoy.port
+        self.issuer = oidc.issuer
+        self.api_resource = f"{self.issuer}/api/"
+        self.name = envoy.name
+
+    def alive(self) -> bool:
+        return self.envoy.alive() and self.oidc.alive()
+
+    def stop(self) -> None:
+        self.envoy.stop()
+        self.oidc.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return f"{self.envoy.log_tail(lines)}\n--- AS log (tail) ---\n{self.oidc.log_tail(lines)}"
+
+    @staticmethod
+    def shipped_plugin() -> dict:
+        """The plugin JSON as shipped in envoy/as-resources.yaml (template ports, e.g. localhost:8443)."""
+        return envoy_mod.plugin_json(envoy_mod.load("as-resources.yaml"))
+
+
+def _require_node() -> None:
+    try:
+        servers.require_node_modules()
+    except servers.NodeMissing as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def as_deployment(upstream):
+    """as_deployment(plugin_changes=None, without_http_filters=(), name=None) -> a running AsDeployment:
+    the shipped envoy/as-resources.yaml on free ports (its URLs rewritten to them), its plugin JSON updated
+    with `plugin_changes` (top-level keys replaced), the HTTP filters named in `without_http_filters`
+    removed. A fresh AS (with AS_CLIENTS) per deployment; deployments are cached like envoy_with's."""
+
+    def make(plugin_changes: dict | None = None, without_http_filters: tuple[str, ...] = (),
+             name: str | None = None) -> AsDeployment:
+        _require_wasm()
+        _require_node()
+        key = json.dumps(["as-resources", plugin_changes, list(without_http_filters)], sort_keys=True)
+
+        def start():
+            port, admin = envoy_mod.free_port(), envoy_mod.free_port()
+            as_port, registry_port = envoy_mod.free_port(), envoy_mod.free_port()
+            ports = {8443: port, 9901: admin, 9080: as_port, 9081: registry_port, 9090: upstream.port}
+            cfg = envoy_mod.render("as-resources.yaml", ports, without_http_filters=tuple(without_http_filters))
+            if plugin_changes:
+                plugin = envoy_mod.plugin_json(cfg)
+                plugin.update(plugin_changes)
+                (wasm,) = envoy_mod.wasm_filters(cfg)
+                wasm["typed_config"]["config"]["configuration"]["value"] = json.dumps(plugin, indent=1)
+            label = name or "as-resources"
+            env = envoy_mod.Envoy(cfg, label, port, admin)
+            oidc = servers.OidcProvider(f"https://localhost:{port}", as_port, registry_port, AS_CLIENTS, env.dir,
+                                        initial_access_token=AS_INITIAL_ACCESS_TOKEN, name=f"{label}-as")
+            oidc.start()
+            try:
+                env.start()
+                # ready for tests once the filter has loaded the AS's registrations
+                envoy_mod.poll(lambda: env.stat("oauth_mtls.registry.clients") >= len(AS_CLIENTS), timeout=20,
+                               what="the filter loaded the AS's clients from its registry endpoint")
+            except Exception:
+                env.stop()
+                oidc.stop()
+                raise
+            return AsDeployment(env, oidc, upstream)
+
+        return _start(key, start)
+
+    yield make
+    for key in [k for k, v in _live.items() if isinstance(v, AsDeployment)]:
+        _stop(_live.pop(key))
 
 
 @pytest.hookimpl(hookwrapper=True)
