@@ -103,7 +103,9 @@ impl Worker {
                     for client in &doc.duplicates {
                         host.log(Level::Warn, &format!("registry: client {client} is listed twice; the first entry is used"));
                     }
+                    let mut bytes = 0usize;
                     for (index, value) in registry::encode_buckets(&doc.clients, reg.buckets).iter().enumerate() {
+                        bytes += value.len();
                         let key = self.keys.bucket(reg.buckets, u32::try_from(index).unwrap_or(0));
                         if host.shared_get(&key).0.as_deref() != Some(value.as_slice())
                             && host.shared_set(&key, value, None).is_err()
@@ -117,6 +119,8 @@ impl Worker {
                     meta.etag = response.etag;
                     meta.succeeded(now, reg.refresh_seconds, self.next_seed());
                     self.write_meta(host, &meta);
+                    bytes += meta.encode().len();
+                    host.metric(Metric::RegistryBytes, i64::try_from(bytes).unwrap_or(i64::MAX));
                     host.metric(Metric::RegistryRefreshOk, 1);
                     host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
                     host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));

@@ -314,6 +314,25 @@ fn registry_clients_are_served_after_a_refresh() {
     assert_eq!(authenticate(&w, &fake, "a"), None);
     assert_eq!(authenticate(&w, &fake, "b"), None);
     assert_eq!(fake.counter("oauth_mtls.registry.clients"), 2);
+    let stored: usize = fake.shared.borrow().iter().filter(|(k, _)| k.starts_with("test/registry/4/") || k.ends_with("/meta")).map(|(_, (v, _))| v.len()).sum();
+    assert_eq!(fake.counter("oauth_mtls.registry.bytes"), stored as i64);
+}
+
+#[test]
+fn registry_churn_does_not_grow_shared_data() {
+    let w = registry_worker("");
+    let fake = Fake::new();
+    let mut sizes = Vec::new();
+    for round in 0..20 {
+        let ids: Vec<String> = (round * 10..round * 10 + 10).map(|i| format!("client-{i:04}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        refresh(&w, &fake, Fake::ok(200, &registry_doc(&ids)));
+        fake.advance_s(12);
+        sizes.push((fake.shared.borrow().len(), fake.counter("oauth_mtls.registry.bytes")));
+    }
+    // A fixed set of keys (buckets, meta, lease), whatever clients come and go.
+    assert!(sizes.iter().all(|(keys, _)| *keys == sizes[0].0), "{sizes:?}");
+    assert!(sizes.iter().all(|(_, bytes)| (*bytes - sizes[0].1).abs() < sizes[0].1 / 10), "{sizes:?}");
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub enum Metric {
     RegistryRefused,
     /// Gauge: seconds since the last successful refresh.
     RegistryAgeSeconds,
+    /// Gauge: bytes of registry data in shared data (buckets and metadata).
+    RegistryBytes,
     JwksFetchOk,
     JwksFetchFailed,
     /// Requests to a protected resource whose token binding checked out.
@@ -47,7 +49,10 @@ pub enum Metric {
 
 impl Metric {
     pub fn is_gauge(self) -> bool {
-        matches!(self, Metric::RegistryClients | Metric::RegistryRefused | Metric::RegistryAgeSeconds)
+        matches!(
+            self,
+            Metric::RegistryClients | Metric::RegistryRefused | Metric::RegistryAgeSeconds | Metric::RegistryBytes
+        )
     }
 
     /// The stat name: Envoy shows it as `wasmcustom.<name>`.
@@ -62,6 +67,7 @@ impl Metric {
             Metric::RegistryClients => "oauth_mtls.registry.clients".into(),
             Metric::RegistryRefused => "oauth_mtls.registry.refused".into(),
             Metric::RegistryAgeSeconds => "oauth_mtls.registry.age_seconds".into(),
+            Metric::RegistryBytes => "oauth_mtls.registry.bytes".into(),
             Metric::JwksFetchOk => "oauth_mtls.jwks.fetch_ok".into(),
             Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
             Metric::ResourceAllowed => "oauth_mtls.resource.allowed".into(),
@@ -79,6 +85,7 @@ impl Metric {
             Metric::RegistryClients,
             Metric::RegistryRefused,
             Metric::RegistryAgeSeconds,
+            Metric::RegistryBytes,
             Metric::JwksFetchOk,
             Metric::JwksFetchFailed,
             Metric::ResourceAllowed,
