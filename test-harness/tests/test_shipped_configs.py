@@ -11,8 +11,8 @@ from checks import assert_authenticated, assert_invalid_client
 YAMLS = sorted(p.name for p in envoy_mod.ENVOY_DIR.glob("*.yaml"))
 
 
-def test_envoy_directory_has_the_three_deployments():
-    assert {"direct-mtls.yaml", "front-proxy.yaml", "behind-front-proxy.yaml"} <= set(YAMLS)
+def test_envoy_directory_has_the_documented_deployments():
+    assert {"direct-mtls.yaml", "front-proxy.yaml", "behind-front-proxy.yaml", "as-resources.yaml"} <= set(YAMLS)
 
 
 @pytest.mark.parametrize("name", YAMLS)
