@@ -24,7 +24,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv node-deps unit lint integration test demo clean
+.PHONY: build deps rust-target venv node-deps unit lint integration test demo soak cli clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -49,7 +49,7 @@ node-deps: $(AS_DIR)/node_modules/.installed
 deps: rust-target venv node-deps
 
 build: rust-target
-	cargo build --release --target $(TARGET)
+	cargo build --release --target $(TARGET) --lib
 
 unit:
 	cargo test --quiet
@@ -66,6 +66,15 @@ test: unit lint integration
 
 demo: build venv node-deps
 	$(PY) test-harness/demo.py
+
+# Ten minutes of mixed load with registry churn every second (a 60 s version runs in `make test`).
+SOAK_SECONDS ?= 600
+soak: build venv
+	$(PY) test-harness/soak.py --duration $(SOAK_SECONDS)
+
+# The oauth-mtls command line (check, lint, thumbprint), native, into ~/.cargo/bin.
+cli:
+	cargo install --path . --bin oauth-mtls
 
 clean:
 	cargo clean

@@ -129,7 +129,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), problem: problem.into() }
+    // Keys and serde messages quote the document (an unknown field's name): keep the message one line.
+    let one_line = |s: String| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    ConfigError { key: one_line(key.into()), problem: one_line(problem.into()) }
 }
 
 #[derive(Deserialize)]
@@ -454,6 +456,19 @@ mod tests {
         assert_eq!(c.unknown_client, UnknownClient::Pass);
         assert!(c.registry.is_none());
         assert_eq!(c.jwks_min_refresh_seconds, 60);
+    }
+
+    #[test]
+    fn regression_control_characters_in_an_unknown_key_do_not_break_the_error_line() {
+        // Found by the `config` fuzz target: the unknown field's name was echoed with its CR.
+        let e = problem("{\"trusted_forw\\rders\": [], \"registry\": {\"cluster\": \"r\", \"\\nx\": 1}}");
+        assert!(e.problem.contains("trusted_forw ders"), "{e}");
+        assert!(!e.to_string().contains(['\r', '\n']), "{e:?}");
+        let e = problem("{\"registry\": {\"cluster\": \"r\", \"authority\": \"a\", \"path\": \"/\", \"\\u0085x\\n\": 1}}");
+        assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
+        let e = problem("{\"certificate_source\": \"xfcc\\r\\nX-Injected: 1\"}");
+        assert_eq!(e.key, "certificate_source");
+        assert!(!e.to_string().contains(['\r', '\n']), "{e:?}");
     }
 
     #[test]

@@ -9,10 +9,12 @@
 pub mod basic;
 pub mod binding;
 pub mod cert;
+pub mod cli;
 pub mod client_cert;
 pub mod config;
 pub mod discovery;
 pub mod dn;
+pub mod explain;
 pub mod filter;
 pub mod form;
 pub mod forward;
@@ -34,6 +36,9 @@ mod testdata;
 
 #[cfg(test)]
 mod fake;
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;

