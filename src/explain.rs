@@ -216,7 +216,7 @@ fn finish(
             format!("x-mtls-client-id: {}, x-mtls-auth-method: {}, x-mtls-x5t-s256: {}", a.client_id, a.method, a.x5t_s256),
         ),
         Verdict::Pass(_) => ("passed", "passed to the AS without annotation".to_string()),
-        Verdict::Reject(r) => ("rejected", format!("{} {}: {}", r.status, r.error, r.description)),
+        Verdict::Reject(r) => ("rejected", format!("{} {}: {}", r.status, r.error, crate::response::one_line(&r.description))),
         Verdict::FetchJwks(u) => ("rejected", format!("the JWK Set at {} is needed: give it with --jwks", u.uri)),
     };
     Explanation { leaf, steps, verdict: name.to_string(), outcome }

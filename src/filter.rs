@@ -626,12 +626,16 @@ impl From<Outcome> for Action {
 }
 
 fn read_peer(s: &dyn Stream) -> Peer {
-    Peer {
-        certificate_pem: s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty()),
-        validated: s
-            .property(&["connection", "peer_certificate_valid"])
-            .is_some_and(|v| v.first().is_some_and(|b| *b != 0)),
+    let certificate_pem = s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty());
+    let valid = s.property(&["connection", "peer_certificate_valid"]);
+    if certificate_pem.is_some() && valid.is_none() {
+        // Fails closed (not validated), but say why: an Envoy without this attribute cannot serve tls_client_auth.
+        s.log(
+            Level::Error,
+            "this Envoy does not provide connection.peer_certificate_valid, so no certificate counts as validated              and every tls_client_auth client is refused: run the Envoy version this filter supports (see README)",
+        );
     }
+    Peer { certificate_pem, validated: valid.is_some_and(|v| v.first().is_some_and(|b| *b != 0)) }
 }
 
 #[cfg(test)]

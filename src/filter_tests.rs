@@ -621,3 +621,13 @@ fn other_responses_are_never_held() {
     metadata_response(&fake, "200", "application/json", "{}");
     assert_eq!(f.on_response_headers(&fake, false), Action::Continue);
 }
+
+#[test]
+fn an_envoy_without_peer_certificate_valid_fails_closed_and_says_why() {
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(LEAF, true);
+    fake.properties.borrow_mut().remove("connection.peer_certificate_valid");
+    send(&mut RequestFilter::new(dn_worker()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert!(fake.logs.borrow().iter().any(|l| l.contains("does not provide connection.peer_certificate_valid")));
+}
