@@ -145,12 +145,6 @@ impl Leaf {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use base64::engine::general_purpose::STANDARD;

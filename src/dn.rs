@@ -735,12 +735,6 @@ impl fmt::Display for Dn {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use x509_parser::prelude::FromDer;

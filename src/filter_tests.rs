@@ -1,5 +1,4 @@
 //! The filter's state machines driven through the fake proxy, as Envoy drives them.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use super::*;
 use crate::fake::Fake;

@@ -281,7 +281,6 @@ fn reject(reason: Reason, description: impl Into<String>) -> Verdict {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::registration::check;

@@ -234,7 +234,6 @@ fn url_decode(value: &str, key: &str) -> Result<String, XfccError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
