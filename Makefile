@@ -24,7 +24,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv node-deps unit lint integration test demo soak cli clean
+.PHONY: build deps rust-target venv node-deps unit lint integration test demo soak cli fuzz clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -71,6 +71,28 @@ demo: build venv node-deps
 SOAK_SECONDS ?= 600
 soak: build venv
 	$(PY) test-harness/soak.py --duration $(SOAK_SECONDS)
+
+# Fuzzing: every cargo-fuzz target in test-harness/fuzz in turn, FUZZ_SECONDS each (15 targets: 75 min at
+# the default). FUZZ_TARGETS="xfcc verdict" limits the run. New corpus entries go under the fuzz project's
+# target/ (ignored); the committed seeds are read, never written. Crashes land in test-harness/fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?=
+FUZZ_DIR     := test-harness/fuzz
+
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
+	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
+	@failed=""; \
+	for t in $(or $(FUZZ_TARGETS),$$(cargo +nightly fuzz list --fuzz-dir $(FUZZ_DIR))); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  mkdir -p $(FUZZ_DIR)/target/corpus/$$t; \
+	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/target/corpus/$$t $(FUZZ_DIR)/corpus/$$t \
+	    -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 2>&1 \
+	    | grep -E --line-buffered '^#[0-9]+.*(INITED|pulse|DONE)|^stat::|ERROR|panicked|SUMMARY|Test unit written'; \
+	  [ "$${PIPESTATUS[0]}" = 0 ] || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see $(FUZZ_DIR)/artifacts/)"; exit 1; fi
 
 # The oauth-mtls command line (check, lint, thumbprint), native, into ~/.cargo/bin.
 cli:
