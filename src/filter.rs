@@ -15,6 +15,9 @@ use std::rc::Rc;
 
 type Bucket = Rc<HashMap<String, Rc<Client>>>;
 
+/// Parsed client certificates kept per worker.
+const LEAF_CACHE_ENTRIES: usize = 1024;
+
 /// Per-worker state: the configuration, the decoded caches, and this worker's registry call.
 pub struct Worker {
     pub config: Config,
@@ -24,6 +27,7 @@ pub struct Worker {
     meta: RefCell<Option<(u32, Meta)>>,
     registry_call: Cell<Option<u32>>,
     seed: Cell<u64>,
+    leaves: RefCell<crate::cache::LeafCache>,
 }
 
 impl Worker {
@@ -37,6 +41,7 @@ impl Worker {
             meta: RefCell::new(None),
             registry_call: Cell::new(None),
             seed: Cell::new(seed),
+            leaves: RefCell::new(crate::cache::LeafCache::new(LEAF_CACHE_ENTRIES)),
         }
     }
 
@@ -284,6 +289,9 @@ impl Directory for SharedDirectory<'_> {
     }
     fn jwks(&mut self, uri: &JwksUri) -> JwksView {
         self.worker.jwks_view(self.host, uri, self.refetch_allowed)
+    }
+    fn leaf(&mut self, der: &[u8]) -> Result<Rc<crate::cert::Leaf>, crate::cert::CertError> {
+        self.worker.leaves.borrow_mut().get_or_parse(der)
     }
 }
 

@@ -630,3 +630,14 @@ fn an_envoy_without_peer_certificate_valid_fails_closed_and_says_why() {
     assert_eq!(fake.reply_status(), Some(401));
     assert!(fake.logs.borrow().iter().any(|l| l.contains("does not provide connection.peer_certificate_valid")));
 }
+
+#[test]
+fn a_worker_parses_a_client_certificate_once_across_requests() {
+    let w = dn_worker();
+    for _ in 0..3 {
+        let fake = Fake::new();
+        token_request(&fake, &[]).peer(LEAF, true);
+        assert_eq!(send(&mut RequestFilter::new(w.clone()), &fake, &[b"client_id=dn"]), Action::Continue);
+    }
+    assert_eq!(w.leaves.borrow().len(), 1);
+}

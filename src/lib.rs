@@ -8,6 +8,7 @@
 
 pub mod basic;
 pub mod binding;
+pub mod cache;
 pub mod cert;
 pub mod cli;
 pub mod client_cert;

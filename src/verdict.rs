@@ -162,6 +162,10 @@ pub enum JwksView {
 pub trait Directory {
     fn client(&mut self, client_id: &str) -> Lookup;
     fn jwks(&mut self, uri: &JwksUri) -> JwksView;
+    /// The parsed leaf; the filter's directory answers from a per-worker cache.
+    fn leaf(&mut self, der: &[u8]) -> Result<Rc<Leaf>, crate::cert::CertError> {
+        Leaf::from_der(der).map(Rc::new)
+    }
 }
 
 /// Decides a token request whose `client_id` is known (or absent).
@@ -202,7 +206,7 @@ pub fn decide(
         }
         Presented::Certificate { der, validated } => (der, *validated),
     };
-    let leaf = match Leaf::from_der(der) {
+    let leaf = match directory.leaf(der) {
         Ok(leaf) => leaf,
         Err(e) => return reject(Reason::BadCertificate, format!("the client certificate cannot be parsed: {e}")),
     };
