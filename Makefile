@@ -24,7 +24,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv node-deps unit lint integration test demo soak cli fuzz clean
+.PHONY: build deps rust-target venv node-deps system-deps cli-build unit lint integration test demo soak cli fuzz oci clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -46,7 +46,21 @@ $(AS_DIR)/node_modules/.installed: $(AS_DIR)/package-lock.json
 
 node-deps: $(AS_DIR)/node_modules/.installed
 
-deps: rust-target venv node-deps
+# Debian packages the OCI test needs (a local registry and skopeo); nothing to do when present.
+system-deps:
+	@missing=""; \
+	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
+	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+deps: rust-target venv node-deps system-deps
+
+# The oauth-mtls CLI, native (the Istio tests lint embedded plugin configurations with it).
+cli-build:
+	cargo build --release --bin oauth-mtls
 
 build: rust-target
 	cargo build --release --target $(TARGET) --lib
@@ -58,7 +72,7 @@ lint: rust-target
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --lib --target $(TARGET) -- -D warnings
 
-integration: build venv node-deps
+integration: build cli-build venv node-deps system-deps
 	@echo "envoy: $(ENVOY)"; $(ENVOY) --version 2>/dev/null | head -1 || true
 	$(PY) -m pytest test-harness/tests -q -p no:cacheprovider
 
@@ -93,6 +107,10 @@ fuzz:
 	  [ "$${PIPESTATUS[0]}" = 0 ] || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see $(FUZZ_DIR)/artifacts/)"; exit 1; fi
+
+# The filter as an OCI image layout for Istio (no Docker), reproducible; prints the digests to pin.
+oci: build
+	python3 test-harness/oci.py
 
 # The oauth-mtls command line (check, lint, thumbprint), native, into ~/.cargo/bin.
 cli:

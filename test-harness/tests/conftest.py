@@ -246,3 +246,44 @@ def pytest_runtest_makereport(item, call):
         for e in _live.values():
             for x in (e if isinstance(e, tuple) else (e,)):
                 rep.sections.append((f"envoy {x.name} log (tail)", x.log_tail(40)))
+
+
+# ---------------------------------------------------------------- which Envoy the suite ran on
+
+_envoy_version: "str | None" = None
+
+
+def envoy_version() -> str:
+    """The Envoy version, e.g. `1.40.0 (<sha>/1.40.0/Clean/RELEASE/BoringSSL)`, from `<envoy command> --version`
+    (run once); also written to $OAUTH_MTLS_BUILD/envoy-version.txt with the command that ran it."""
+    global _envoy_version
+    if _envoy_version is None:
+        import re
+        import subprocess
+        try:
+            cmd = envoy_mod.envoy_command()
+            proc = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=300)
+            lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if "version:" in ln]
+            if proc.returncode == 0 and lines:
+                build = lines[-1].split("version:", 1)[1].strip()  # <sha>/<x.y.z>/<state>/<type>/<ssl>
+                m = re.search(r"/(\d+\.\d+\.\d+[^/]*)/", build)
+                _envoy_version = f"{m.group(1) if m else '?'} ({build})"
+            else:
+                _envoy_version = f"unknown (`{' '.join(cmd)} --version` exited {proc.returncode})"
+        except Exception as e:  # noqa: BLE001 - reported, never fatal here: the tests that need Envoy fail
+            cmd, _envoy_version = [], f"unavailable ({e})"
+        try:
+            out = pki.build_dir() / "envoy-version.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(f"{_envoy_version}\ncommand: {' '.join(cmd)}\n")
+        except OSError:
+            pass
+    return _envoy_version
+
+
+def pytest_report_header(config):
+    return f"envoy: {envoy_version()} (recorded in {pki.build_dir() / 'envoy-version.txt'})"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_line(f"ran on envoy: {envoy_version()}")
