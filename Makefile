@@ -24,7 +24,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv node-deps system-deps cli-build unit lint integration test demo soak cli fuzz oci clean
+.PHONY: build deps rust-target venv node-deps system-deps cli-build unit lint integration test demo soak cli fuzz oci bench bench-micro clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -107,6 +107,23 @@ fuzz:
 	  [ "$${PIPESTATUS[0]}" = 0 ] || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see $(FUZZ_DIR)/artifacts/)"; exit 1; fi
+
+# Benchmark, not part of `make test`: variants A-F side by side, Envoy pinned to CPU 0, oha on CPU 1.
+# Results in build/bench/ (results.md, results.json, chart.png). Quick run: BENCH_ARGS="--duration 5 --reps 1"
+BENCH_ARGS ?=
+$(VENV)/.bench-installed: test-harness/bench/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -r test-harness/bench/requirements.txt
+	touch $@
+
+bench: build $(VENV)/.bench-installed
+	@command -v oha >/dev/null 2>&1 || [ -x $$HOME/.cargo/bin/oha ] || cargo install oha --locked
+	cargo build --release --quiet --manifest-path test-harness/bench/empty-filter/Cargo.toml --target $(TARGET)
+	cargo build --release --quiet --manifest-path test-harness/bench/authz/Cargo.toml
+	$(PY) test-harness/bench/bench.py $(BENCH_ARGS)
+
+# Criterion microbenchmarks of the pure core (needs build/pki: run `make test` or `make bench` first).
+bench-micro:
+	cargo bench --manifest-path test-harness/bench/micro/Cargo.toml --bench core
 
 # The filter as an OCI image layout for Istio (no Docker), reproducible; prints the digests to pin.
 oci: build

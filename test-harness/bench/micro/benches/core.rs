@@ -1,0 +1,176 @@
+//! Criterion microbenchmarks of the filter's pure core: certificate parse, DN and SAN match, form decode,
+//! registration decode, and the whole decision, cold and cached.
+//!
+//! Certificates come from the test PKI (`$OAUTH_MTLS_BUILD/pki`, default `build/pki`; made by `make test`
+//! or `make bench`). Run: `cargo bench --manifest-path test-harness/bench/micro/Cargo.toml`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use oauth_mtls_filter::cache::LeafCache;
+use oauth_mtls_filter::cert::Leaf;
+use oauth_mtls_filter::config::UnknownClient;
+use oauth_mtls_filter::dn::Dn;
+use oauth_mtls_filter::jwks::JwksUri;
+use oauth_mtls_filter::registration::Client;
+use oauth_mtls_filter::san::{SanKind, SanRule};
+use oauth_mtls_filter::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
+use oauth_mtls_filter::{form, pem, registry};
+
+const DN: &str = "CN=dn-client,OU=Payments,O=Example Bank,C=GB";
+
+fn pki_dir() -> PathBuf {
+    let build = std::env::var_os("OAUTH_MTLS_BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../build"));
+    build.join("pki")
+}
+
+fn der(name: &str) -> Vec<u8> {
+    let path = pki_dir().join(format!("{name}.pem"));
+    let text = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make test` or `make bench` to build the test PKI)", path.display()));
+    pem::decode_leaf(&text).unwrap()
+}
+
+fn registry_doc(n: usize) -> Vec<u8> {
+    let clients: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "client_id": format!("client-{i:06}"),
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_subject_dn": format!("CN=client-{i:06},OU=Bench,O=Example Bank,C=GB"),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "clients": clients })).unwrap()
+}
+
+struct Fixed(HashMap<String, Rc<Client>>);
+
+impl Directory for Fixed {
+    fn client(&mut self, client_id: &str) -> Lookup {
+        self.0.get(client_id).map_or(Lookup::Unknown, |c| Lookup::Found(Rc::clone(c)))
+    }
+    fn jwks(&mut self, _uri: &JwksUri) -> JwksView {
+        JwksView::Known { thumbprints: Vec::new(), may_refetch: false, last_error: None }
+    }
+}
+
+/// A directory whose leaf parse goes through the per-worker cache, as in the filter.
+struct Cached(Fixed, LeafCache);
+
+impl Directory for Cached {
+    fn client(&mut self, client_id: &str) -> Lookup {
+        self.0.client(client_id)
+    }
+    fn jwks(&mut self, uri: &JwksUri) -> JwksView {
+        self.0.jwks(uri)
+    }
+    fn leaf(&mut self, der: &[u8]) -> Result<Rc<Leaf>, oauth_mtls_filter::cert::CertError> {
+        self.1.get_or_parse(der)
+    }
+}
+
+fn directory() -> Fixed {
+    let doc = registry::parse_document(
+        serde_json::json!([{"client_id": "demo-client", "token_endpoint_auth_method": "tls_client_auth",
+                            "tls_client_auth_subject_dn": DN}])
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    Fixed(doc.clients.iter().map(|s| (s.client_id.clone(), Rc::new(s.compile().unwrap()))).collect())
+}
+
+fn certificates(c: &mut Criterion) {
+    let dn_der = der("dn-client");
+    let uri_der = der("san-uri-client");
+    c.bench_function("cert/parse leaf (RSA, DN)", |b| b.iter(|| Leaf::from_der(black_box(&dn_der)).unwrap()));
+    c.bench_function("cert/parse leaf (EC, URI SAN)", |b| b.iter(|| Leaf::from_der(black_box(&uri_der)).unwrap()));
+    let mut cache = LeafCache::new(1024);
+    cache.get_or_parse(&dn_der).unwrap();
+    c.bench_function("cert/leaf from the cache (hit, sha256 of DER + lookup)", |b| {
+        b.iter(|| cache.get_or_parse(black_box(&dn_der)).unwrap())
+    });
+    c.bench_function("cert/x5t#S256", |b| b.iter(|| oauth_mtls_filter::cert::x5t_s256(black_box(&dn_der))));
+}
+
+fn names(c: &mut Criterion) {
+    let leaf = Leaf::from_der(&der("dn-client")).unwrap();
+    c.bench_function("dn/parse RFC 4514 (4 RDNs)", |b| b.iter(|| Dn::parse(black_box(DN)).unwrap()));
+    let registered = Dn::parse("cn=DN-Client, ou=payments,  O=Example  Bank,C=gb").unwrap();
+    assert!(registered.matches(&leaf.subject));
+    c.bench_function("dn/distinguishedNameMatch (equal)", |b| {
+        b.iter(|| black_box(&registered).matches(black_box(&leaf.subject)))
+    });
+    let other = Dn::parse("CN=other-client,O=Example Bank,C=GB").unwrap();
+    c.bench_function("dn/distinguishedNameMatch (different)", |b| {
+        b.iter(|| black_box(&other).matches(black_box(&leaf.subject)))
+    });
+    c.bench_function("dn/parse + match (uncached registration)", |b| {
+        b.iter(|| Dn::parse(black_box(DN)).unwrap().matches(black_box(&leaf.subject)))
+    });
+    let uri_leaf = Leaf::from_der(&der("san-uri-client")).unwrap();
+    let rule = SanRule::parse(SanKind::Uri, "spiffe://example.org/client").unwrap();
+    assert!(rule.matches(&uri_leaf.sans));
+    c.bench_function("san/uri match", |b| b.iter(|| black_box(&rule).matches(black_box(&uri_leaf.sans))));
+    let dns_leaf = Leaf::from_der(&der("san-dns-client")).unwrap();
+    let dns = SanRule::parse(SanKind::Dns, "CLIENT.example.com").unwrap();
+    assert!(dns.matches(&dns_leaf.sans));
+    c.bench_function("san/dns match (second of two)", |b| b.iter(|| black_box(&dns).matches(black_box(&dns_leaf.sans))));
+}
+
+fn forms(c: &mut Criterion) {
+    let body = b"grant_type=client_credentials&client_id=demo-client&scope=openid%20accounts";
+    c.bench_function("form/client_id", |b| b.iter(|| form::client_id(black_box(body)).unwrap()));
+}
+
+fn registrations(c: &mut Criterion) {
+    let doc = registry_doc(1000);
+    c.bench_function("registry/parse_document (1,000 clients)", |b| {
+        b.iter(|| registry::parse_document(black_box(&doc)).unwrap())
+    });
+    let parsed = registry::parse_document(&doc).unwrap();
+    let buckets = registry::encode_buckets(&parsed.clients, 64);
+    let one = buckets.iter().max_by_key(|b| b.len()).unwrap().clone();
+    c.bench_function("registry/decode_bucket (1 of 64 buckets of 1,000 clients)", |b| {
+        b.iter(|| registry::decode_bucket(black_box(&one)))
+    });
+    let all = registry::encode_buckets(&parsed.clients, 1).remove(0);
+    c.bench_function("registry/decode_bucket (all 1,000 clients in one)", |b| {
+        b.iter(|| registry::decode_bucket(black_box(&all)))
+    });
+    c.bench_function("registry/encode_buckets (1,000 clients, 64)", |b| {
+        b.iter(|| registry::encode_buckets(black_box(&parsed.clients), 64))
+    });
+}
+
+fn decisions(c: &mut Criterion) {
+    let dn_der = der("dn-client");
+    let presented = Presented::Certificate { der: dn_der, validated: true };
+    let mut cold = directory();
+    c.bench_function("verdict/decide tls_client_auth DN (cold: parse the leaf)", |b| {
+        b.iter(|| {
+            let v = verdict::decide(Some("demo-client"), black_box(&presented), UnknownClient::Pass, &mut cold);
+            assert!(matches!(v, Verdict::Authenticated(_)));
+        })
+    });
+    let mut cached = Cached(directory(), LeafCache::new(1024));
+    c.bench_function("verdict/decide tls_client_auth DN (cached leaf)", |b| {
+        b.iter(|| verdict::decide(Some("demo-client"), black_box(&presented), UnknownClient::Pass, &mut cached))
+    });
+    c.bench_function("verdict/decide, new cache each time (first request of a worker)", |b| {
+        b.iter_batched(
+            || Cached(directory(), LeafCache::new(16)),
+            |mut d| verdict::decide(Some("demo-client"), &presented, UnknownClient::Pass, &mut d),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, certificates, names, forms, registrations, decisions);
+criterion_main!(benches);
