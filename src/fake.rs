@@ -37,6 +37,8 @@ pub struct Fake {
     pub response_headers: RefCell<Vec<(String, Vec<u8>)>>,
     pub response_body: RefCell<Vec<u8>>,
     pub calls: RefCell<Vec<Call>>,
+    /// Header removals the filter asked for (each one costs Envoy a route-cache clear).
+    pub removals: Cell<u32>,
     pub fail_calls: Cell<bool>,
     pub metrics: RefCell<HashMap<String, i64>>,
     pub logs: RefCell<Vec<String>>,
@@ -67,6 +69,7 @@ impl Fake {
             response_headers: RefCell::new(Vec::new()),
             response_body: RefCell::new(Vec::new()),
             calls: RefCell::new(Vec::new()),
+            removals: Cell::new(0),
             fail_calls: Cell::new(false),
             metrics: RefCell::new(HashMap::new()),
             logs: RefCell::new(Vec::new()),
@@ -190,11 +193,14 @@ impl Stream for Fake {
         self.headers.borrow().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
     }
 
-    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers.borrow().iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers.borrow().clone()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
+        if value.is_none() {
+            self.removals.set(self.removals.get() + 1);
+        }
         let mut h = self.headers.borrow_mut();
         h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         if let Some(v) = value {

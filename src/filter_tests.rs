@@ -641,3 +641,14 @@ fn a_worker_parses_a_client_certificate_once_across_requests() {
     }
     assert_eq!(w.leaves.borrow().len(), 1);
 }
+
+#[test]
+fn a_request_without_our_headers_costs_no_header_removals() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "GET"), (":path", "/userinfo"), ("accept", "*/*")]);
+    assert_eq!(RequestFilter::new(dn_worker()).on_request_headers(&fake, true), Action::Continue);
+    assert_eq!(fake.removals.get(), 0);
+    fake.request(&[(":method", "GET"), (":path", "/userinfo"), ("x-mtls-client-id", "admin"), ("X-MTLS-Client-Id", "again")]);
+    RequestFilter::new(dn_worker()).on_request_headers(&fake, true);
+    assert_eq!(fake.header("x-mtls-client-id"), None, "every copy, whatever its case");
+}

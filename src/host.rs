@@ -123,8 +123,8 @@ pub trait Host {
 pub trait Stream: Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
-    /// Every value of a header that may be repeated (a repeated header must be noticed, not folded).
-    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>>;
+    /// The whole request header map, in order, repeated headers as separate entries (one host call).
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     fn set_request_header(&self, name: &str, value: Option<&[u8]>);
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);

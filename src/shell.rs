@@ -118,13 +118,8 @@ impl Stream for Proxy {
         hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
     }
 
-    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .collect()
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
