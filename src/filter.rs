@@ -356,25 +356,27 @@ impl RequestFilter {
                 s.set_request_header(name, None);
             }
         }
-        let peer = if config.certificate_source == CertificateSource::Connection {
-            None
-        } else {
-            let peer = read_peer(s);
+        // For a forwarded source, whether the direct peer is a trusted forwarder, decided once (it parses the
+        // peer's certificate). Without a forwarded header there is nothing to trust.
+        let trusted = (config.certificate_source != CertificateSource::Connection).then(|| {
+            let trusted = !forwarded.is_empty() && source::is_trusted_forwarder(config, &read_peer(s));
             // XFCC from a peer we do not trust must not reach the AS either.
-            if config.certificate_source == CertificateSource::Xfcc
-                && !forwarded.is_empty()
-                && !source::is_trusted_forwarder(config, &peer)
-            {
+            if config.certificate_source == CertificateSource::Xfcc && !forwarded.is_empty() && !trusted {
                 s.set_request_header("x-forwarded-client-cert", None);
             }
-            Some(peer)
+            trusted
+        });
+        let presented = |s: &dyn Stream| match trusted {
+            Some(trusted) => source::forwarded_certificate(config, trusted, &forwarded),
+            None => source::presented(config, &read_peer(s), &[]),
         };
         let method = get(":method").unwrap_or_default();
         let path = get(":path").unwrap_or_default();
         let path_text = String::from_utf8_lossy(path);
         if let Some(resource) = config.resource(&path_text) {
-            let peer = peer.unwrap_or_else(|| read_peer(s));
-            return self.check_resource(s, resource.require_binding, &peer, &forwarded);
+            let require_binding = resource.require_binding;
+            let presented = presented(s);
+            return self.check_resource(s, require_binding, presented);
         }
         if config.discovery.is_some() && method == b"GET" && discovery::is_metadata_path(&path_text) {
             // The filter rewrites the JSON, so it must arrive uncompressed.
@@ -390,8 +392,7 @@ impl RequestFilter {
                 Action::Pause
             }
             Classified::Enforce => {
-                let peer = peer.unwrap_or_else(|| read_peer(s));
-                self.presented = Some(source::presented(config, &peer, &forwarded));
+                self.presented = Some(presented(s));
                 if end_of_stream {
                     self.decide(s, &[]).into()
                 } else {
@@ -421,9 +422,8 @@ impl RequestFilter {
     }
 
     /// A protected resource: the verified token's `cnf` must name the presented certificate (RFC 8705 §3).
-    fn check_resource(&mut self, s: &dyn Stream, require_binding: bool, peer: &Peer, forwarded: &[Vec<u8>]) -> Action {
+    fn check_resource(&mut self, s: &dyn Stream, require_binding: bool, presented: Presented) -> Action {
         let config = &self.worker.config;
-        let presented = source::presented(config, peer, forwarded);
         let presented_x5t = match &presented {
             Presented::Certificate { der, .. } => Some(crate::cert::x5t_s256(der)),
             _ => None,
@@ -440,8 +440,10 @@ impl RequestFilter {
             cnf_x5t_s256: cnf.as_deref(),
             presented_x5t_s256: presented_x5t.as_deref(),
         };
-        self.presented = Some(presented.clone());
-        match binding::check(&evidence, require_binding) {
+        let verdict = binding::check(&evidence, require_binding);
+        // Kept for the rejection log line (its thumbprint).
+        self.presented = Some(presented);
+        match verdict {
             Ok(()) => {
                 s.metric(Metric::ResourceAllowed, 1);
                 Action::Continue

@@ -53,31 +53,35 @@ pub fn presented(config: &Config, peer: &Peer, forwarded: &[Vec<u8>]) -> Present
                 Err(e) => Presented::Malformed(format!("the connection's peer certificate: {e}")),
             },
         },
-        source => {
-            // A forwarded certificate from anyone but a trusted forwarder is ignored, as if absent.
-            if !is_trusted_forwarder(config, peer) {
-                return Presented::None;
-            }
-            let value = match forwarded {
-                [] => return Presented::None,
-                [one] => one,
-                _ => {
-                    return Presented::Malformed(format!(
-                        "the {} header appears more than once",
-                        forwarded_header(source).unwrap_or("certificate")
-                    ))
-                }
-            };
-            let validated = config.forwarder_validates_chains;
-            let der = match source {
-                CertificateSource::ClientCert => client_cert::parse_client_cert(value).map_err(|e| e.to_string()),
-                _ => from_xfcc(value),
-            };
-            match der {
-                Ok(der) => Presented::Certificate { der, validated },
-                Err(why) => Presented::Malformed(why),
-            }
+        _ => forwarded_certificate(config, !forwarded.is_empty() && is_trusted_forwarder(config, peer), forwarded),
+    }
+}
+
+/// The client certificate a forwarder put in the source's header, when whether the direct peer is a trusted
+/// forwarder is already known (the filter decides that once per request). Not trusted: ignored, as if absent.
+pub fn forwarded_certificate(config: &Config, trusted: bool, forwarded: &[Vec<u8>]) -> Presented {
+    let source = config.certificate_source;
+    if !trusted || source == CertificateSource::Connection {
+        return Presented::None;
+    }
+    let value = match forwarded {
+        [] => return Presented::None,
+        [one] => one,
+        _ => {
+            return Presented::Malformed(format!(
+                "the {} header appears more than once",
+                forwarded_header(source).unwrap_or("certificate")
+            ))
         }
+    };
+    let validated = config.forwarder_validates_chains;
+    let der = match source {
+        CertificateSource::ClientCert => client_cert::parse_client_cert(value).map_err(|e| e.to_string()),
+        _ => from_xfcc(value),
+    };
+    match der {
+        Ok(der) => Presented::Certificate { der, validated },
+        Err(why) => Presented::Malformed(why),
     }
 }
 
