@@ -187,11 +187,7 @@ def main() -> int:
         print(f"demo failed: {e}", file=sys.stderr)
         ok = False
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        envoy_mod.stop_process(proc)
         oidc.stop()
         api.stop()
     banner("result")

@@ -167,6 +167,18 @@ def render(template: dict | str, ports: dict[int, int], plugin: dict | None = No
 
 # ------------------------------------------------------------------------------------------ process
 
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """Ask a child process to stop (SIGTERM), and kill it if it has not within 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
 class EnvoyStartError(RuntimeError):
     pass
 
@@ -217,13 +229,7 @@ class Envoy:
             return False
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def alive(self) -> bool:
         return bool(self.proc) and self.proc.poll() is None

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import envoy as envoy_mod
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -286,28 +288,27 @@ class OidcProvider:
         if self.initial_access_token:
             cmd += ["--initial-access-token", self.initial_access_token]
         self.cmd = cmd
-        out = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the AS exited with {self.proc.returncode} during start:\n{self.log_tail()}")
-            if any(l.startswith("ready ") for l in self.lines()):
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the AS was not ready after {timeout}s:\n{self.log_tail()}")
+        # Seen once in a full-suite run: node printed its runtime warning and then never reached `ready` (cause
+        # not found). One more start, logged in the same file, before failing.
+        for attempt in (1, 2):
+            with open(self.log_path, "wb" if attempt == 1 else "ab") as out:
+                if attempt == 2:
+                    out.write(f"--- harness: not ready after {timeout}s, starting the AS again ---\n".encode())
+                    out.flush()
+                self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the AS exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+                if any(l.startswith("ready ") for l in self.lines()):
+                    return self
+                time.sleep(0.1)
+            self.stop()
+        raise RuntimeError(f"the AS was not ready after two starts of {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        envoy_mod.stop_process(self.proc)
 
     def alive(self) -> bool:
         return bool(self.proc) and self.proc.poll() is None

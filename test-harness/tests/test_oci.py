@@ -141,11 +141,7 @@ def local_registry(tmp_path_factory):
         envoy_mod.poll(up, timeout=20, what="docker-registry answering /v2/")
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        envoy_mod.stop_process(proc)
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:
