@@ -1,40 +1,146 @@
-//! A bounded per-worker cache of parsed leaf certificates, keyed by the SHA-256 of their DER.
+//! The per-worker caches of the request path: certificates by the SHA-256 of their DER, and what Envoy said of
+//! a connection's peer by connection id. Both are bounded and keep the most recently used entries.
 //!
-//! A client presents the same certificate on every request of a connection and across connections, so
-//! each worker parses it once. Entries are evicted least-recently-used when the cache is full.
+//! A client presents the same certificate on every request of a connection and across connections. Envoy
+//! hashes the connection's peer certificate once per connection (`connection.sha256_peer_certificate_digest`),
+//! so the first request of a connection on a certificate the worker has seen costs no PEM read, base64,
+//! hashing or X.509 decoding, and later requests on that connection cost one property read (its id): in
+//! Envoy each property read or header write costs thousands of instructions, more than the whole decision.
 
-use crate::cert::{self, CertError, Leaf};
+use crate::cert::Certificate;
+use crate::config::ForwardFormat;
+use crate::forward;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::rc::Rc;
 
-pub struct LeafCache {
-    entries: HashMap<[u8; 32], (u64, Rc<Leaf>)>,
+/// A map that keeps at most `capacity` entries: when full, the older half (by last use) is dropped, which
+/// costs one pass over the map every `capacity / 2` insertions.
+pub struct Lru<K, V> {
+    entries: HashMap<K, (u64, V)>,
     capacity: usize,
     clock: u64,
 }
 
-impl LeafCache {
-    pub fn new(capacity: usize) -> LeafCache {
-        LeafCache { entries: HashMap::new(), capacity: capacity.max(1), clock: 0 }
+impl<K: Eq + Hash + Copy, V> Lru<K, V> {
+    pub fn new(capacity: usize) -> Lru<K, V> {
+        Lru { entries: HashMap::new(), capacity: capacity.max(2), clock: 0 }
     }
 
-    /// The parsed leaf of `der`, from the cache or parsed now (parse errors are not cached).
-    pub fn get_or_parse(&mut self, der: &[u8]) -> Result<Rc<Leaf>, CertError> {
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.clock += 1;
-        let key = cert::sha256(der);
-        if let Some((used, leaf)) = self.entries.get_mut(&key) {
-            *used = self.clock;
-            return Ok(leaf.clone());
+        let (used, value) = self.entries.get_mut(key)?;
+        *used = self.clock;
+        Some(value)
+    }
+
+    pub fn insert(&mut self, key: K, value: V) {
+        self.clock += 1;
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let mut uses: Vec<u64> = self.entries.values().map(|(used, _)| *used).collect();
+            let keep = self.capacity / 2;
+            let cut = uses.len().saturating_sub(keep);
+            let threshold = if cut == 0 { 0 } else { *uses.select_nth_unstable(cut - 1).1 };
+            self.entries.retain(|_, (used, _)| *used > threshold);
         }
-        let leaf = Rc::new(Leaf::from_der(der)?);
-        if self.entries.len() >= self.capacity {
-            let oldest = self.entries.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.entries.remove(&k);
-            }
+        self.entries.insert(key, (self.clock, value));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Why the connection's certificate could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    /// `connection.peer_certificate` is not one PEM certificate; carries the PEM error.
+    Pem(String),
+    /// Envoy's digest of the peer certificate is not the SHA-256 of the PEM it gave.
+    DigestMismatch,
+}
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerError::Pem(e) => write!(f, "the connection's peer certificate: {e}"),
+            PeerError::DigestMismatch => f.write_str(
+                "the connection's sha256_peer_certificate_digest is not the SHA-256 of its peer_certificate",
+            ),
         }
-        self.entries.insert(key, (self.clock, leaf.clone()));
-        Ok(leaf)
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// A certificate the worker has seen, and the header value that forwards it (encoded on first use).
+struct Entry {
+    certificate: Rc<Certificate>,
+    forwarded: Option<Rc<str>>,
+}
+
+pub struct Certificates {
+    entries: Lru<[u8; 32], Entry>,
+}
+
+impl Certificates {
+    pub fn new(capacity: usize) -> Certificates {
+        Certificates { entries: Lru::new(capacity) }
+    }
+
+    /// The certificate whose SHA-256 is `digest`, if this worker has it.
+    pub fn get(&mut self, digest: &[u8; 32]) -> Option<Rc<Certificate>> {
+        self.entries.get_mut(digest).map(|e| e.certificate.clone())
+    }
+
+    /// The certificate of `der`: from the cache, or decoded now and kept (a certificate that does not decode
+    /// is kept too: the same bytes always give the same error).
+    pub fn of_der(&mut self, der: Vec<u8>) -> Rc<Certificate> {
+        let digest = crate::cert::sha256(&der);
+        if let Some(certificate) = self.get(&digest) {
+            return certificate;
+        }
+        let certificate = Rc::new(Certificate::from_der(der));
+        self.entries.insert(digest, Entry { certificate: certificate.clone(), forwarded: None });
+        certificate
+    }
+
+    /// The connection's peer certificate. `digest` is Envoy's hex SHA-256 of it (absent or empty when
+    /// there is none, or on a proxy that does not provide it); `pem` reads `connection.peer_certificate`,
+    /// and is only called when the digest is not a certificate this worker has seen.
+    pub fn of_connection(
+        &mut self,
+        digest: Option<&[u8]>,
+        pem: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Result<Rc<Certificate>, PeerError>> {
+        let digest = digest.and_then(crate::jwks::thumbprint_from_hex_bytes);
+        if let Some(certificate) = digest.as_ref().and_then(|d| self.get(d)) {
+            return Some(Ok(certificate));
+        }
+        let text = pem()?;
+        let der = match crate::pem::decode_leaf(&text) {
+            Ok(der) => der,
+            Err(e) => return Some(Err(PeerError::Pem(e.to_string()))),
+        };
+        let certificate = self.of_der(der);
+        if digest.is_some_and(|d| d != certificate.sha256) {
+            return Some(Err(PeerError::DigestMismatch));
+        }
+        Some(Ok(certificate))
+    }
+
+    /// `certificate` as the forwarding header carries it in `format`, encoded once while the certificate is
+    /// cached. A worker has one configuration, so one format.
+    pub fn forwarded(&mut self, certificate: &Certificate, format: ForwardFormat) -> Rc<str> {
+        let encode = || Rc::<str>::from(forward::encode(&certificate.der, format));
+        match self.entries.get_mut(&certificate.sha256) {
+            Some(entry) => entry.forwarded.get_or_insert_with(encode).clone(),
+            None => encode(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -49,32 +155,122 @@ impl LeafCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::sha256;
     use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1};
 
+    fn hex(d: [u8; 32]) -> Vec<u8> {
+        crate::jwks::hex(&d).into_bytes()
+    }
+
     #[test]
-    fn a_certificate_is_parsed_once() {
-        let mut c = LeafCache::new(4);
-        let a = c.get_or_parse(&der(LEAF)).unwrap();
-        let b = c.get_or_parse(&der(LEAF)).unwrap();
+    fn a_certificate_is_decoded_once() {
+        let mut c = Certificates::new(4);
+        let a = c.of_der(der(LEAF));
+        let b = c.of_der(der(LEAF));
         assert!(Rc::ptr_eq(&a, &b));
         assert_eq!(c.len(), 1);
     }
 
     #[test]
-    fn the_least_recently_used_entry_is_evicted_when_full() {
-        let mut c = LeafCache::new(2);
-        let leaf = c.get_or_parse(&der(LEAF)).unwrap();
-        c.get_or_parse(&der(FORWARDER)).unwrap();
-        c.get_or_parse(&der(LEAF)).unwrap(); // LEAF is now the most recent
-        c.get_or_parse(&der(SELF_SIGNED_1)).unwrap(); // evicts FORWARDER
-        assert_eq!(c.len(), 2);
-        assert!(Rc::ptr_eq(&leaf, &c.get_or_parse(&der(LEAF)).unwrap()));
+    fn a_known_connection_certificate_is_found_by_envoys_digest_without_reading_the_pem() {
+        let mut c = Certificates::new(4);
+        let first = c.of_connection(Some(&hex(sha256(&der(LEAF)))), || Some(LEAF.as_bytes().to_vec()));
+        let first = first.unwrap().unwrap();
+        let again = c.of_connection(Some(&hex(sha256(&der(LEAF)))), || panic!("the PEM was read again"));
+        assert!(Rc::ptr_eq(&first, &again.unwrap().unwrap()));
     }
 
     #[test]
-    fn parse_errors_are_returned_and_not_cached() {
-        let mut c = LeafCache::new(2);
-        assert!(c.get_or_parse(b"garbage").is_err());
-        assert!(c.is_empty());
+    fn envoys_digest_is_read_in_either_case() {
+        let mut c = Certificates::new(4);
+        c.of_der(der(LEAF));
+        let upper = crate::jwks::hex(&sha256(&der(LEAF))).to_ascii_uppercase();
+        assert!(c.of_connection(Some(upper.as_bytes()), || panic!("the PEM was read")).is_some());
+    }
+
+    #[test]
+    fn without_a_digest_the_pem_is_read_and_hashed() {
+        let mut c = Certificates::new(4);
+        for digest in [None, Some(b"".as_slice()), Some(b"not hex".as_slice())] {
+            let seen = c.of_connection(digest, || Some(LEAF.as_bytes().to_vec())).unwrap().unwrap();
+            assert_eq!(seen.sha256, sha256(&der(LEAF)));
+        }
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn no_certificate_on_the_connection_is_none() {
+        let mut c = Certificates::new(4);
+        assert!(c.of_connection(None, || None).is_none());
+        assert!(c.of_connection(Some(b""), || None).is_none());
+    }
+
+    #[test]
+    fn a_digest_that_is_not_the_pems_hash_is_refused() {
+        let mut c = Certificates::new(4);
+        let other = hex(sha256(&der(FORWARDER)));
+        let r = c.of_connection(Some(&other), || Some(LEAF.as_bytes().to_vec())).unwrap();
+        assert_eq!(r.unwrap_err(), PeerError::DigestMismatch);
+    }
+
+    #[test]
+    fn a_connection_pem_that_does_not_decode_is_an_error() {
+        let mut c = Certificates::new(4);
+        let r = c.of_connection(None, || Some(b"-----BEGIN CERTIFICATE-----\n!!\n".to_vec())).unwrap();
+        assert!(matches!(r, Err(PeerError::Pem(_))));
+    }
+
+    #[test]
+    fn when_full_the_least_recently_used_half_is_dropped() {
+        let mut c: Lru<u32, &str> = Lru::new(4);
+        for k in 0..4 {
+            c.insert(k, "v");
+        }
+        c.get_mut(&0); // 0 is now the most recent
+        c.insert(4, "v"); // full: keeps the two most recent (0 and 3), then adds 4
+        assert_eq!(c.len(), 3);
+        assert!(c.get_mut(&0).is_some() && c.get_mut(&3).is_some() && c.get_mut(&4).is_some());
+        assert!(c.get_mut(&1).is_none() && c.get_mut(&2).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_never_grows_past_its_capacity() {
+        let mut c: Lru<u32, u32> = Lru::new(8);
+        for k in 0..1000 {
+            c.insert(k, k);
+            assert!(c.len() <= 8);
+        }
+        assert_eq!(c.get_mut(&999), Some(&mut 999));
+    }
+
+    #[test]
+    fn replacing_a_key_in_a_full_cache_evicts_nothing() {
+        let mut c: Lru<u32, u32> = Lru::new(2);
+        c.insert(1, 1);
+        c.insert(2, 2);
+        c.insert(2, 20);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get_mut(&1), Some(&mut 1));
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_decode_is_kept_with_its_error() {
+        let mut c = Certificates::new(2);
+        let seen = c.of_der(b"garbage".to_vec());
+        assert!(seen.leaf.is_err());
+        assert!(Rc::ptr_eq(&seen, &c.of_der(b"garbage".to_vec())));
+    }
+
+    #[test]
+    fn the_forwarded_value_is_encoded_once_while_cached() {
+        let mut c = Certificates::new(2);
+        let leaf = c.of_der(der(LEAF));
+        let a = c.forwarded(&leaf, ForwardFormat::Rfc9440);
+        assert!(Rc::ptr_eq(&a, &c.forwarded(&leaf, ForwardFormat::Rfc9440)));
+        assert_eq!(&*a, forward::encode(&der(LEAF), ForwardFormat::Rfc9440));
+        c.of_der(der(FORWARDER));
+        c.of_der(der(SELF_SIGNED_1)); // evicts LEAF: still encoded, just not kept
+        assert!(c.get(&sha256(&der(LEAF))).is_none());
+        assert_eq!(&*c.forwarded(&leaf, ForwardFormat::Rfc9440), &*a);
     }
 }

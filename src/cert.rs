@@ -102,10 +102,36 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// A certificate as it was presented: its DER, the SHA-256 of it, and what decoding it gave. Built once per
+/// certificate a worker sees (see `cache`), so a request on a known certificate decodes and hashes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub der: Vec<u8>,
+    pub sha256: [u8; 32],
+    pub leaf: Result<Leaf, CertError>,
+}
+
+impl Certificate {
+    pub fn from_der(der: Vec<u8>) -> Certificate {
+        let sha256 = sha256(&der);
+        let leaf = Leaf::decode(&der, sha256);
+        Certificate { der, sha256, leaf }
+    }
+
+    /// The RFC 8705 §3.1 `x5t#S256` thumbprint of this certificate.
+    pub fn x5t_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.sha256)
+    }
+}
+
 impl Leaf {
     /// Decodes one DER certificate (nothing may follow it). The signature and validity are not
     /// checked here.
     pub fn from_der(der: &[u8]) -> Result<Leaf, CertError> {
+        Leaf::decode(der, sha256(der))
+    }
+
+    fn decode(der: &[u8], sha256: [u8; 32]) -> Result<Leaf, CertError> {
         let (rest, cert) = x509_parser::parse_x509_certificate(der)
             .map_err(|e| CertError::Malformed(one_line(&e.to_string())))?;
         if !rest.is_empty() {
@@ -134,7 +160,7 @@ impl Leaf {
             subject,
             issuer,
             sans,
-            sha256: sha256(der),
+            sha256,
         })
     }
 
@@ -293,6 +319,23 @@ LMoXprgCIQD1bmzlfTZm137dWWB5UJva3PmnZU+byAB1w/0qxwZKNA==
         assert_eq!(x5t_s256(&bytes), LEAF_X5T_S256);
         assert_eq!(leaf.sha256, sha256(&bytes));
         assert!(!leaf.x5t_s256().contains(['=', '+', '/']));
+    }
+
+    #[test]
+    fn a_presented_certificate_keeps_its_der_its_hash_and_its_decoding() {
+        let bytes = der(LEAF_PEM);
+        let c = Certificate::from_der(bytes.clone());
+        assert_eq!(c.x5t_s256(), LEAF_X5T_S256);
+        assert_eq!(c.sha256, sha256(&bytes));
+        assert_eq!(c.leaf, Leaf::from_der(&bytes));
+        assert_eq!(c.der, bytes);
+    }
+
+    #[test]
+    fn a_presented_certificate_that_does_not_decode_keeps_the_error() {
+        let c = Certificate::from_der(b"not a certificate".to_vec());
+        assert!(matches!(c.leaf, Err(CertError::Malformed(_))));
+        assert_eq!(c.sha256, sha256(b"not a certificate"));
     }
 
     #[test]

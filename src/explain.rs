@@ -202,7 +202,7 @@ fn finish(
     }
     let id = client.as_ref().map(|c| c.client_id.clone());
     let mut directory = One(client.map(Rc::new), jwks_prints);
-    let presented = Presented::Certificate { der: der.to_vec(), validated };
+    let presented = Presented::certificate(der.to_vec(), validated);
     let verdict = match id {
         Some(id) => verdict::decide(Some(&id), &presented, UnknownClient::Reject, &mut directory),
         None => Verdict::Reject(verdict::Rejection::invalid_client(

@@ -39,6 +39,8 @@ pub struct Fake {
     pub calls: RefCell<Vec<Call>>,
     /// Header removals the filter asked for (each one costs Envoy a route-cache clear).
     pub removals: Cell<u32>,
+    /// Every property the filter read, in order (`connection.peer_certificate`, ...).
+    pub property_reads: RefCell<Vec<String>>,
     pub fail_calls: Cell<bool>,
     pub metrics: RefCell<HashMap<String, i64>>,
     pub logs: RefCell<Vec<String>>,
@@ -70,6 +72,7 @@ impl Fake {
             response_body: RefCell::new(Vec::new()),
             calls: RefCell::new(Vec::new()),
             removals: Cell::new(0),
+            property_reads: RefCell::new(Vec::new()),
             fail_calls: Cell::new(false),
             metrics: RefCell::new(HashMap::new()),
             logs: RefCell::new(Vec::new()),
@@ -84,11 +87,22 @@ impl Fake {
     pub fn request(&self, headers: &[(&str, &str)]) -> &Fake {
         *self.headers.borrow_mut() = headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
         *self.reply.borrow_mut() = None;
+        self.body.borrow_mut().clear();
         self
     }
 
+    /// A new mTLS connection whose peer presented `pem`, as Envoy shows it: its id, the PEM, its SHA-256 (hex)
+    /// and whether the chain was validated.
     pub fn peer(&self, pem: &str, validated: bool) -> &Fake {
+        static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut p = self.properties.borrow_mut();
+        p.insert("connection_id".into(), id.to_le_bytes().to_vec());
+        let digest = crate::pem::decode_leaf(pem.as_bytes()).map(|der| crate::jwks::hex(&crate::cert::sha256(&der)));
+        match digest {
+            Ok(hex) => p.insert("connection.sha256_peer_certificate_digest".into(), hex.into_bytes()),
+            Err(_) => p.remove("connection.sha256_peer_certificate_digest"),
+        };
         p.insert("connection.peer_certificate".into(), pem.as_bytes().to_vec());
         p.insert("connection.peer_certificate_valid".into(), vec![u8::from(validated)]);
         self
@@ -186,11 +200,10 @@ impl Host for Fake {
 
 impl Stream for Fake {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties.borrow().get(&path.join(".")).cloned()
-    }
-
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.headers.borrow().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+        let name = path.join(".");
+        let value = self.properties.borrow().get(&name).cloned();
+        self.property_reads.borrow_mut().push(name);
+        value
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -206,6 +219,10 @@ impl Stream for Fake {
         if let Some(v) = value {
             h.push((name.to_string(), v.to_vec()));
         }
+    }
+
+    fn add_request_header(&self, name: &str, value: &[u8]) {
+        self.headers.borrow_mut().push((name.to_string(), value.to_vec()));
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {

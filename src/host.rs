@@ -122,10 +122,12 @@ pub trait Host {
 /// Host calls about the current HTTP request.
 pub trait Stream: Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// The whole request header map, in order, repeated headers as separate entries (one host call).
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     fn set_request_header(&self, name: &str, value: Option<&[u8]>);
+    /// Adds a request header without looking for existing copies (cheaper than a set; the caller knows
+    /// there are none).
+    fn add_request_header(&self, name: &str, value: &[u8]);
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     fn resume_request(&self);

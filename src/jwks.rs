@@ -77,12 +77,21 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The thumbprint written by [`hex`], or `None` if `text` is not 64 hex digits.
 pub fn thumbprint_from_hex(text: &str) -> Option<Thumbprint> {
+    thumbprint_from_hex_bytes(text.as_bytes())
+}
+
+/// [`thumbprint_from_hex`] of bytes (as Envoy's `sha256_peer_certificate_digest`); either case.
+pub fn thumbprint_from_hex_bytes(text: &[u8]) -> Option<Thumbprint> {
+    fn digit(c: u8) -> Option<u8> {
+        char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
     let mut out = [0u8; 32];
     if text.len() != 64 {
         return None;
     }
-    for (slot, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
-        *slot = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    for (slot, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let [hi, lo] = pair else { return None };
+        *slot = digit(*hi)? << 4 | digit(*lo)?;
     }
     Some(out)
 }
@@ -209,6 +218,8 @@ mod tests {
         assert_eq!(thumbprint_from_hex(&hex(&t)), Some(t));
         assert_eq!(thumbprint_from_hex("abc"), None);
         assert_eq!(thumbprint_from_hex(&"zz".repeat(32)), None);
+        assert_eq!(thumbprint_from_hex(&"+f".repeat(32)), None);
+        assert_eq!(thumbprint_from_hex(&hex(&t).to_ascii_uppercase()), Some(t));
     }
 
     #[test]

@@ -681,7 +681,7 @@ proptest! {
         let other = differing(&subject, kind, at, &extra);
         let registered = variant(&other, &knobs, true);
         let mut dir = tls_dn_directory(&registered).unwrap();
-        let presented = Presented::Certificate { der: der(LEAF), validated: true };
+        let presented = Presented::certificate(der(LEAF), true);
         match decide(Some("c"), &presented, UnknownClient::Reject, &mut dir) {
             Verdict::Reject(r) => prop_assert_eq!(r.reason, Reason::SubjectMismatch, "{}", registered),
             v => prop_assert!(false, "{registered} gave {v:?}"),
@@ -692,7 +692,7 @@ proptest! {
     fn verdict_authenticates_the_registered_dn_however_it_is_spelled(knobs in prop::collection::vec(any::<u8>(), 1..32), validated in any::<bool>()) {
         let registered = variant(&leaf_subject(), &knobs, true);
         let mut dir = tls_dn_directory(&registered).unwrap();
-        let presented = Presented::Certificate { der: der(LEAF), validated };
+        let presented = Presented::certificate(der(LEAF), validated);
         let verdict = decide(Some("c"), &presented, UnknownClient::Reject, &mut dir);
         if validated {
             prop_assert!(matches!(verdict, Verdict::Authenticated(ref a) if a.client_id == "c"), "{registered} gave {verdict:?}");
@@ -723,7 +723,7 @@ proptest! {
             json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_uri": san})
         };
         let Ok(mut dir) = directory(metadata) else { return Ok(()) };
-        let presented = Presented::Certificate { der, validated: true };
+        let presented = Presented::certificate(der, true);
         if let Verdict::Authenticated(_) = decide(Some("c"), &presented, UnknownClient::Reject, &mut dir) {
             // x5c values are not certificates here, so their thumbprints never equal a real one.
             prop_assert!(!self_signed);
@@ -805,7 +805,7 @@ proptest! {
             prop_assert!(!leaf.subject.to_string().contains(['\r', '\n']));
         }
         let mut dir = tls_dn_directory("CN=nobody").unwrap();
-        let verdict = decide(Some("c"), &Presented::Certificate { der: bytes, validated: true }, UnknownClient::Reject, &mut dir);
+        let verdict = decide(Some("c"), &Presented::certificate(bytes, true), UnknownClient::Reject, &mut dir);
         prop_assert!(matches!(verdict, Verdict::Reject(_)));
     }
 

@@ -14,25 +14,20 @@ pub enum Classified {
     Reject(Rejection),
 }
 
-/// Classifies a request from its method, path, content type and declared length.
-pub fn classify(
-    config: &Config,
-    method: &[u8],
-    path: &[u8],
-    content_type: Option<&[u8]>,
-    content_length: Option<&[u8]>,
-) -> Classified {
+/// Classifies a request from its method and path and, for a token request, its content type and declared
+/// length (read through `header` only then).
+pub fn classify(config: &Config, method: &[u8], path: &[u8], header: &dyn Fn(&str) -> Option<Vec<u8>>) -> Classified {
     let Ok(path) = std::str::from_utf8(path) else { return Classified::Ignore };
     if !config.is_endpoint(path) || !method.eq_ignore_ascii_case(b"POST") {
         return Classified::Ignore;
     }
-    if !content_type.is_some_and(form::is_form_content_type) {
+    if !header("content-type").is_some_and(|t| form::is_form_content_type(&t)) {
         return Classified::Reject(Rejection::invalid_request(
             "requests to this endpoint must use content-type application/x-www-form-urlencoded",
         ));
     }
-    let declared = content_length
-        .and_then(|v| std::str::from_utf8(v).ok())
+    let declared = header("content-length")
+        .and_then(|v| String::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
         return Classified::Reject(Rejection::too_large(config.max_body_bytes));

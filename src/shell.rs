@@ -114,10 +114,6 @@ impl Stream for Proxy {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
-    }
-
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }
@@ -125,6 +121,12 @@ impl Stream for Proxy {
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
         if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value) {
             self.log(Level::Error, &format!("cannot set request header {name}: {status:?}"));
+        }
+    }
+
+    fn add_request_header(&self, name: &str, value: &[u8]) {
+        if let Err(status) = hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, name, value) {
+            self.log(Level::Error, &format!("cannot add request header {name}: {status:?}"));
         }
     }
 

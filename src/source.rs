@@ -1,15 +1,18 @@
 //! Where the client certificate comes from: the TLS connection, or a trusted forwarder's XFCC or Client-Cert header.
 
-use crate::cert::{self, Leaf};
+use crate::cache::{Certificates, PeerError};
+use crate::cert::{self, Certificate};
 use crate::config::{CertificateSource, Config, Forwarder};
 use crate::verdict::Presented;
 use crate::{client_cert, jwks, pem, xfcc};
+use std::rc::Rc;
 
 /// What Envoy knows of the direct peer's TLS connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peer {
-    /// `connection.peer_certificate`: the leaf as PEM (possibly URL-encoded), if one was presented.
-    pub certificate_pem: Option<Vec<u8>>,
+    /// The certificate the peer presented, if it presented one (`connection.peer_certificate`, found by
+    /// `connection.sha256_peer_certificate_digest` in the worker's cache), or why it cannot be read.
+    pub certificate: Option<Result<Rc<Certificate>, PeerError>>,
     /// `connection.peer_certificate_valid`: the chain was validated against the trusted CAs.
     pub validated: bool,
 }
@@ -29,12 +32,7 @@ pub fn is_trusted_forwarder(config: &Config, peer: &Peer) -> bool {
     if !peer.validated || config.trusted_forwarders.is_empty() {
         return false;
     }
-    let Some(leaf) = peer
-        .certificate_pem
-        .as_deref()
-        .and_then(|p| pem::decode_leaf(p).ok())
-        .and_then(|der| Leaf::from_der(&der).ok())
-    else {
+    let Some(Ok(Ok(leaf))) = peer.certificate.as_ref().map(|c| c.as_ref().map(|c| &c.leaf)) else {
         return false;
     };
     config.trusted_forwarders.iter().any(|f| match f {
@@ -43,23 +41,30 @@ pub fn is_trusted_forwarder(config: &Config, peer: &Peer) -> bool {
     })
 }
 
-/// The client certificate of this request. `forwarded` holds every value of the source's header, in order.
-pub fn presented(config: &Config, peer: &Peer, forwarded: &[Vec<u8>]) -> Presented {
+/// The client certificate of this request. `forwarded` holds every value of the source's header, in order;
+/// certificates are decoded through the worker's cache.
+pub fn presented(config: &Config, peer: &Peer, forwarded: &[Vec<u8>], certificates: &mut Certificates) -> Presented {
     match config.certificate_source {
-        CertificateSource::Connection => match &peer.certificate_pem {
+        CertificateSource::Connection => match &peer.certificate {
             None => Presented::None,
-            Some(text) => match pem::decode_leaf(text) {
-                Ok(der) => Presented::Certificate { der, validated: peer.validated },
-                Err(e) => Presented::Malformed(format!("the connection's peer certificate: {e}")),
-            },
+            Some(Ok(certificate)) => Presented::Certificate { certificate: certificate.clone(), validated: peer.validated },
+            Some(Err(e)) => Presented::Malformed(e.to_string()),
         },
-        _ => forwarded_certificate(config, !forwarded.is_empty() && is_trusted_forwarder(config, peer), forwarded),
+        _ => {
+            let trusted = !forwarded.is_empty() && is_trusted_forwarder(config, peer);
+            forwarded_certificate(config, trusted, forwarded, certificates)
+        }
     }
 }
 
 /// The client certificate a forwarder put in the source's header, when whether the direct peer is a trusted
 /// forwarder is already known (the filter decides that once per request). Not trusted: ignored, as if absent.
-pub fn forwarded_certificate(config: &Config, trusted: bool, forwarded: &[Vec<u8>]) -> Presented {
+pub fn forwarded_certificate(
+    config: &Config,
+    trusted: bool,
+    forwarded: &[Vec<u8>],
+    certificates: &mut Certificates,
+) -> Presented {
     let source = config.certificate_source;
     if !trusted || source == CertificateSource::Connection {
         return Presented::None;
@@ -80,7 +85,7 @@ pub fn forwarded_certificate(config: &Config, trusted: bool, forwarded: &[Vec<u8
         _ => from_xfcc(value),
     };
     match der {
-        Ok(der) => Presented::Certificate { der, validated },
+        Ok(der) => Presented::Certificate { certificate: certificates.of_der(der), validated },
         Err(why) => Presented::Malformed(why),
     }
 }

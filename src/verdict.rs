@@ -1,6 +1,6 @@
 //! The decision on one token request: authenticate the client by its certificate, pass it, or reject it.
 
-use crate::cert::Leaf;
+use crate::cert::Certificate;
 use crate::config::UnknownClient;
 use crate::jwks::{JwksUri, Thumbprint};
 use crate::registration::{Client, KeySource, Method, SubjectRule, SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH};
@@ -139,7 +139,14 @@ pub enum Presented {
     None,
     /// A forwarded certificate header or XFCC that could not be read; the text says why.
     Malformed(String),
-    Certificate { der: Vec<u8>, validated: bool },
+    Certificate { certificate: Rc<Certificate>, validated: bool },
+}
+
+impl Presented {
+    /// A certificate presented as `der`, decoded now (the filter decodes through its per-worker cache instead).
+    pub fn certificate(der: Vec<u8>, validated: bool) -> Presented {
+        Presented::Certificate { certificate: Rc::new(Certificate::from_der(der)), validated }
+    }
 }
 
 /// A registration lookup.
@@ -162,10 +169,6 @@ pub enum JwksView {
 pub trait Directory {
     fn client(&mut self, client_id: &str) -> Lookup;
     fn jwks(&mut self, uri: &JwksUri) -> JwksView;
-    /// The parsed leaf; the filter's directory answers from a per-worker cache.
-    fn leaf(&mut self, der: &[u8]) -> Result<Rc<Leaf>, crate::cert::CertError> {
-        Leaf::from_der(der).map(Rc::new)
-    }
 }
 
 /// Decides a token request whose `client_id` is known (or absent).
@@ -194,7 +197,7 @@ pub fn decide(
     if matches!(client.method, Method::Other(_)) {
         return Verdict::Pass(PassReason::NotMtlsClient);
     }
-    let (der, validated) = match presented {
+    let (certificate, validated) = match presented {
         Presented::None => {
             return reject(
                 Reason::NoCertificate,
@@ -204,9 +207,9 @@ pub fn decide(
         Presented::Malformed(why) => {
             return reject(Reason::BadCertificate, format!("the forwarded client certificate is malformed: {why}"))
         }
-        Presented::Certificate { der, validated } => (der, *validated),
+        Presented::Certificate { certificate, validated } => (certificate, *validated),
     };
-    let leaf = match directory.leaf(der) {
+    let leaf = match &certificate.leaf {
         Ok(leaf) => leaf,
         Err(e) => return reject(Reason::BadCertificate, format!("the client certificate cannot be parsed: {e}")),
     };
@@ -225,7 +228,7 @@ pub fn decide(
                     "the client certificate chain was not validated against a trusted CA, which tls_client_auth requires",
                 );
             }
-            match crate::issuer::issued_by_any(&client.pinned_issuers, der) {
+            match crate::issuer::issued_by_any(&client.pinned_issuers, &certificate.der) {
                 Ok(true) => {}
                 Ok(false) => {
                     return reject(
@@ -321,7 +324,7 @@ mod tests {
     }
 
     fn validated(pem: &str) -> Presented {
-        Presented::Certificate { der: der(pem), validated: true }
+        Presented::certificate(der(pem), true)
     }
 
     fn tls_client(field: &str, value: &str) -> Fixed {
@@ -361,7 +364,7 @@ mod tests {
     #[test]
     fn tls_client_auth_requires_a_validated_chain() {
         let mut dir = tls_client("tls_client_auth_subject_dn", "CN=dn-client,OU=Payments,O=Example Bank,C=GB");
-        let unvalidated = Presented::Certificate { der: der(LEAF), validated: false };
+        let unvalidated = Presented::certificate(der(LEAF), false);
         let v = run(&mut dir, &unvalidated);
         assert_eq!(reason(&v), Some(Reason::NotValidated));
         let Verdict::Reject(r) = v else { unreachable!() };
@@ -425,7 +428,7 @@ mod tests {
         let mut dir = tls_client("tls_client_auth_san_dns", "client.example.com");
         let v = run(&mut dir, &Presented::Malformed("x".into()));
         assert_eq!(reason(&v), Some(Reason::BadCertificate));
-        let garbage = Presented::Certificate { der: vec![0x30, 0x03, 1, 2], validated: true };
+        let garbage = Presented::certificate(vec![0x30, 0x03, 1, 2], true);
         assert_eq!(reason(&run(&mut dir, &garbage)), Some(Reason::BadCertificate));
     }
 
@@ -439,7 +442,7 @@ mod tests {
     #[test]
     fn self_signed_certificate_registered_in_jwks_authenticates_without_validation() {
         let mut dir = self_signed_inline(SELF_SIGNED_1);
-        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
         let Verdict::Authenticated(a) = run(&mut dir, &presented) else { panic!() };
         assert_eq!(a.method, "self_signed_tls_client_auth");
     }
@@ -447,7 +450,7 @@ mod tests {
     #[test]
     fn self_signed_certificate_not_in_jwks_is_rejected() {
         let mut dir = self_signed_inline(SELF_SIGNED_1);
-        let presented = Presented::Certificate { der: der(SELF_SIGNED_2), validated: false };
+        let presented = Presented::certificate(der(SELF_SIGNED_2), false);
         assert_eq!(reason(&run(&mut dir, &presented)), Some(Reason::JwkMismatch));
     }
 
@@ -459,7 +462,7 @@ mod tests {
     #[test]
     fn jwks_uri_miss_asks_for_a_fetch_when_allowed() {
         let mut dir = self_signed_by_uri();
-        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
         assert!(matches!(run(&mut dir, &presented), Verdict::FetchJwks(u) if u.authority == "jwks.test"));
     }
 
@@ -471,7 +474,7 @@ mod tests {
             may_refetch: false,
             last_error: None,
         });
-        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
         assert!(matches!(run(&mut dir, &presented), Verdict::Authenticated(_)));
     }
 
@@ -483,7 +486,7 @@ mod tests {
             may_refetch: false,
             last_error: None,
         });
-        let presented = Presented::Certificate { der: der(SELF_SIGNED_2), validated: false };
+        let presented = Presented::certificate(der(SELF_SIGNED_2), false);
         assert_eq!(reason(&run(&mut dir, &presented)), Some(Reason::JwkMismatch));
     }
 
@@ -491,7 +494,7 @@ mod tests {
     fn jwks_uri_never_fetched_successfully_says_so() {
         let mut dir = self_signed_by_uri();
         dir.jwks = Some(JwksView::Known { thumbprints: vec![], may_refetch: false, last_error: Some("HTTP status 500".into()) });
-        let presented = Presented::Certificate { der: der(SELF_SIGNED_1), validated: false };
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
         let v = run(&mut dir, &presented);
         assert_eq!(reason(&v), Some(Reason::JwksUnavailable));
     }

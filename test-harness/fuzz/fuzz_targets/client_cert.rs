@@ -3,31 +3,41 @@
 
 use libfuzzer_sys::fuzz_target;
 use oauth_mtls_filter::config::Config;
+use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::source::{self, Peer};
 use oauth_mtls_filter::verdict::Presented;
-use oauth_mtls_filter::{cert, client_cert, pem};
-use std::sync::OnceLock;
+use oauth_mtls_filter::{cert, client_cert};
+use std::rc::Rc;
 
 const FORWARDER: &[u8] = include_bytes!("../corpus/cert_der/seed-testdata-forwarder.der");
 
 /// A filter reading Client-Cert from a trusted forwarder, and that forwarder as the direct peer.
 fn forwarded() -> &'static (Config, Peer) {
-    static SETUP: OnceLock<(Config, Peer)> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let subject = cert::Leaf::from_der(FORWARDER).unwrap().subject.to_string();
-        let config = serde_json::json!({"certificate_source": "client-cert", "trusted_forwarders": [{"subject_dn": subject}]});
-        let config = Config::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
-        let peer = Peer { certificate_pem: Some(pem::encode(FORWARDER).into_bytes()), validated: true };
-        assert!(source::is_trusted_forwarder(&config, &peer));
-        (config, peer)
-    })
+    thread_local! { static SETUP: &'static (Config, Peer) = Box::leak(Box::new(setup())); }
+    SETUP.with(|s| *s)
+}
+
+fn setup() -> (Config, Peer) {
+    let subject = cert::Leaf::from_der(FORWARDER).unwrap().subject.to_string();
+    let config = serde_json::json!({"certificate_source": "client-cert", "trusted_forwarders": [{"subject_dn": subject}]});
+    let config = Config::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
+    let certificate = Rc::new(cert::Certificate::from_der(FORWARDER.to_vec()));
+    let peer = Peer { certificate: Some(Ok(certificate)), validated: true };
+    assert!(source::is_trusted_forwarder(&config, &peer));
+    (config, peer)
 }
 
 fuzz_target!(|data: &[u8]| {
     let (config, peer) = forwarded();
-    let presented = source::presented(config, peer, &[data.to_vec()]);
+    let presented = source::presented(config, peer, &[data.to_vec()], &mut Certificates::new(4));
     match client_cert::parse_client_cert(data) {
-        Ok(der) => assert_eq!(presented, Presented::Certificate { der, validated: config.forwarder_validates_chains }),
+        Ok(der) => match presented {
+            Presented::Certificate { certificate, validated } => {
+                assert_eq!(certificate.der, der);
+                assert_eq!(validated, config.forwarder_validates_chains);
+            }
+            other => panic!("{other:?}"),
+        },
         Err(_) => assert!(matches!(presented, Presented::Malformed(_))),
     }
     if let Ok(der) = client_cert::parse_client_cert(data) {

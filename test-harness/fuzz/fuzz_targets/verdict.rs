@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let client = registration::check(&metadata).ok().and_then(|s| s.compile().ok()).map(Rc::new);
     let mut dir = Dir { client: client.clone(), prints: vec![sha256(builtin)], may_refetch: tail.len() % 2 == 1 };
-    let presented = if der.is_empty() { Presented::None } else { Presented::Certificate { der: der.clone(), validated } };
+    let presented = if der.is_empty() { Presented::None } else { Presented::certificate(der.clone(), validated) };
 
     match decide(Some("c"), &presented, unknown, &mut dir) {
         Verdict::Authenticated(a) => {

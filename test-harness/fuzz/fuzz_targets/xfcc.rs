@@ -3,25 +3,29 @@
 
 use libfuzzer_sys::fuzz_target;
 use oauth_mtls_filter::config::Config;
+use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::source::{self, Peer};
 use oauth_mtls_filter::verdict::Presented;
 use oauth_mtls_filter::xfcc::{self, Element};
 use oauth_mtls_filter::{cert, pem};
-use std::sync::OnceLock;
+use std::rc::Rc;
 
 const FORWARDER: &[u8] = include_bytes!("../corpus/cert_der/seed-testdata-forwarder.der");
 
 /// A filter reading XFCC from a trusted forwarder, and that forwarder as the direct peer.
 fn forwarded() -> &'static (Config, Peer) {
-    static SETUP: OnceLock<(Config, Peer)> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let subject = cert::Leaf::from_der(FORWARDER).unwrap().subject.to_string();
-        let config = serde_json::json!({"certificate_source": "xfcc", "trusted_forwarders": [{"subject_dn": subject}]});
-        let config = Config::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
-        let peer = Peer { certificate_pem: Some(pem::encode(FORWARDER).into_bytes()), validated: true };
-        assert!(source::is_trusted_forwarder(&config, &peer));
-        (config, peer)
-    })
+    thread_local! { static SETUP: &'static (Config, Peer) = Box::leak(Box::new(setup())); }
+    SETUP.with(|s| *s)
+}
+
+fn setup() -> (Config, Peer) {
+    let subject = cert::Leaf::from_der(FORWARDER).unwrap().subject.to_string();
+    let config = serde_json::json!({"certificate_source": "xfcc", "trusted_forwarders": [{"subject_dn": subject}]});
+    let config = Config::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
+    let certificate = Rc::new(cert::Certificate::from_der(FORWARDER.to_vec()));
+    let peer = Peer { certificate: Some(Ok(certificate)), validated: true };
+    assert!(source::is_trusted_forwarder(&config, &peer));
+    (config, peer)
 }
 
 fn quote(s: &str) -> String {
@@ -50,9 +54,10 @@ fn render(e: &Element) -> String {
 fuzz_target!(|data: &[u8]| {
     // The header as the filter reads it: the leaf comes from the last element's Cert only.
     let (config, peer) = forwarded();
-    if let Presented::Certificate { der, .. } = source::presented(config, peer, &[data.to_vec()]) {
+    let presented = source::presented(config, peer, &[data.to_vec()], &mut Certificates::new(4));
+    if let Presented::Certificate { certificate, .. } = presented {
         let last = xfcc::parse(data).unwrap().pop().unwrap();
-        assert_eq!(pem::decode_leaf(last.cert.unwrap().as_bytes()), Ok(der));
+        assert_eq!(pem::decode_leaf(last.cert.unwrap().as_bytes()).as_ref(), Ok(&certificate.der));
     }
     let Ok(elements) = xfcc::parse(data) else { return };
     assert!(!elements.is_empty());

@@ -22,6 +22,7 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
+use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::config::{ForwardFormat, UnknownClient};
 use oauth_mtls_filter::jwks::JwksUri;
 use oauth_mtls_filter::registration::Client;
@@ -31,6 +32,8 @@ use tonic::{Request, Response, Status};
 thread_local! {
     /// The compiled registrations, per thread (`Client` is shared by `Rc`, as in the filter).
     static CLIENTS: RefCell<HashMap<String, Rc<Client>>> = RefCell::new(HashMap::new());
+    /// Client certificates decoded once, per thread.
+    static CERTIFICATES: RefCell<Certificates> = RefCell::new(Certificates::new(1024));
 }
 
 struct Registrations;
@@ -92,7 +95,11 @@ impl Authorization for Service {
             Presented::None
         } else {
             match oauth_mtls_filter::pem::decode_leaf(&percent_decode(&cert_pem)) {
-                Ok(der) => Presented::Certificate { der, validated: true },
+                // Decoded once per certificate, as the filter does (a per-thread cache keyed by SHA-256).
+                Ok(der) => Presented::Certificate {
+                    certificate: CERTIFICATES.with(|c| c.borrow_mut().of_der(der)),
+                    validated: true,
+                },
                 Err(e) => Presented::Malformed(e.to_string()),
             }
         };
@@ -103,10 +110,10 @@ impl Authorization for Service {
                 b.add_header("x-mtls-client-id", a.client_id, None, false);
                 b.add_header("x-mtls-auth-method", a.method, None, false);
                 b.add_header("x-mtls-x5t-s256", a.x5t_s256, None, false);
-                if let Presented::Certificate { der, .. } = &presented {
+                if let Presented::Certificate { certificate, .. } = &presented {
                     b.add_header(
                         "client-cert",
-                        oauth_mtls_filter::forward::encode(der, ForwardFormat::Rfc9440),
+                        oauth_mtls_filter::forward::encode(&certificate.der, ForwardFormat::Rfc9440),
                         None,
                         false,
                     );

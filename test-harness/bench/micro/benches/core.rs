@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use oauth_mtls_filter::cache::LeafCache;
+use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::cert::Leaf;
 use oauth_mtls_filter::config::UnknownClient;
 use oauth_mtls_filter::dn::Dn;
@@ -60,21 +60,6 @@ impl Directory for Fixed {
     }
 }
 
-/// A directory whose leaf parse goes through the per-worker cache, as in the filter.
-struct Cached(Fixed, LeafCache);
-
-impl Directory for Cached {
-    fn client(&mut self, client_id: &str) -> Lookup {
-        self.0.client(client_id)
-    }
-    fn jwks(&mut self, uri: &JwksUri) -> JwksView {
-        self.0.jwks(uri)
-    }
-    fn leaf(&mut self, der: &[u8]) -> Result<Rc<Leaf>, oauth_mtls_filter::cert::CertError> {
-        self.1.get_or_parse(der)
-    }
-}
-
 fn directory() -> Fixed {
     let doc = registry::parse_document(
         serde_json::json!([{"client_id": "demo-client", "token_endpoint_auth_method": "tls_client_auth",
@@ -91,10 +76,14 @@ fn certificates(c: &mut Criterion) {
     let uri_der = der("san-uri-client");
     c.bench_function("cert/parse leaf (RSA, DN)", |b| b.iter(|| Leaf::from_der(black_box(&dn_der)).unwrap()));
     c.bench_function("cert/parse leaf (EC, URI SAN)", |b| b.iter(|| Leaf::from_der(black_box(&uri_der)).unwrap()));
-    let mut cache = LeafCache::new(1024);
-    cache.get_or_parse(&dn_der).unwrap();
-    c.bench_function("cert/leaf from the cache (hit, sha256 of DER + lookup)", |b| {
-        b.iter(|| cache.get_or_parse(black_box(&dn_der)).unwrap())
+    let mut cache = Certificates::new(1024);
+    cache.of_der(dn_der.clone());
+    let digest = oauth_mtls_filter::cert::sha256(&dn_der);
+    c.bench_function("cert/certificate from the cache by Envoy's digest (hit)", |b| {
+        b.iter(|| cache.get(black_box(&digest)).unwrap())
+    });
+    c.bench_function("cert/certificate from the cache by DER (hit: sha256 + lookup)", |b| {
+        b.iter_batched(|| dn_der.clone(), |d| cache.of_der(black_box(d)), BatchSize::SmallInput)
     });
     c.bench_function("cert/x5t#S256", |b| b.iter(|| oauth_mtls_filter::cert::x5t_s256(black_box(&dn_der))));
 }
@@ -151,24 +140,17 @@ fn registrations(c: &mut Criterion) {
 
 fn decisions(c: &mut Criterion) {
     let dn_der = der("dn-client");
-    let presented = Presented::Certificate { der: dn_der, validated: true };
-    let mut cold = directory();
-    c.bench_function("verdict/decide tls_client_auth DN (cold: parse the leaf)", |b| {
+    let mut directory = directory();
+    c.bench_function("verdict/decide tls_client_auth DN (cold: decode the certificate)", |b| {
         b.iter(|| {
-            let v = verdict::decide(Some("demo-client"), black_box(&presented), UnknownClient::Pass, &mut cold);
+            let presented = Presented::certificate(black_box(dn_der.clone()), true);
+            let v = verdict::decide(Some("demo-client"), &presented, UnknownClient::Pass, &mut directory);
             assert!(matches!(v, Verdict::Authenticated(_)));
         })
     });
-    let mut cached = Cached(directory(), LeafCache::new(1024));
-    c.bench_function("verdict/decide tls_client_auth DN (cached leaf)", |b| {
-        b.iter(|| verdict::decide(Some("demo-client"), black_box(&presented), UnknownClient::Pass, &mut cached))
-    });
-    c.bench_function("verdict/decide, new cache each time (first request of a worker)", |b| {
-        b.iter_batched(
-            || Cached(directory(), LeafCache::new(16)),
-            |mut d| verdict::decide(Some("demo-client"), &presented, UnknownClient::Pass, &mut d),
-            BatchSize::SmallInput,
-        )
+    let presented = Presented::certificate(dn_der, true);
+    c.bench_function("verdict/decide tls_client_auth DN (certificate from the cache)", |b| {
+        b.iter(|| verdict::decide(Some("demo-client"), black_box(&presented), UnknownClient::Pass, &mut directory))
     });
 }
 
