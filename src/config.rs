@@ -87,6 +87,8 @@ pub struct Discovery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub endpoints: Vec<String>,
+    /// `endpoints` as compared with request paths (see `endpoint_key`), computed once.
+    endpoint_keys: Vec<String>,
     pub max_body_bytes: usize,
     pub certificate_source: CertificateSource,
     pub trusted_forwarders: Vec<Forwarder>,
@@ -389,6 +391,7 @@ impl Config {
             resources,
             jwt_payload_metadata,
             discovery,
+            endpoint_keys: endpoints.iter().map(|e| endpoint_key(e)).collect(),
             endpoints,
             max_body_bytes,
             certificate_source,
@@ -418,7 +421,7 @@ impl Config {
     /// token endpoint, and a path the AS treats as the endpoint must never skip enforcement.
     pub fn is_endpoint(&self, path: &str) -> bool {
         let wanted = endpoint_key(path);
-        self.endpoints.iter().any(|e| endpoint_key(e) == wanted)
+        self.endpoint_keys.contains(&wanted)
     }
 
     /// The protected resource `path` falls under, if any (prefix match, case-insensitive so that a

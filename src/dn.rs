@@ -579,20 +579,16 @@ impl<'a> Parser<'a> {
 // distinguishedNameMatch
 
 /// caseIgnoreMatch preparation (RFC 4518 insignificant space handling, then case folding).
-fn normalize_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for word in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.extend(word.chars().flat_map(char::to_lowercase));
-    }
-    out
+/// The characters of `s` as matched: runs of white space as one space, none at either end, lower case.
+fn normalized(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.split_whitespace()
+        .enumerate()
+        .flat_map(|(i, word)| (i > 0).then_some(' ').into_iter().chain(word.chars().flat_map(char::to_lowercase)))
 }
 
 fn values_match(a: &AttrValue, b: &AttrValue) -> bool {
     match (a, b) {
-        (AttrValue::Text(x), AttrValue::Text(y)) => normalize_text(x) == normalize_text(y),
+        (AttrValue::Text(x), AttrValue::Text(y)) => x == y || normalized(x).eq(normalized(y)),
         (AttrValue::Bytes(x), AttrValue::Bytes(y)) => x == y,
         _ => false,
     }
@@ -607,6 +603,9 @@ impl Rdn {
     pub fn matches(&self, other: &Rdn) -> bool {
         if self.avas.len() != other.avas.len() {
             return false;
+        }
+        if let ([a], [b]) = (self.avas.as_slice(), other.avas.as_slice()) {
+            return avas_match(a, b);
         }
         let mut used = vec![false; other.avas.len()];
         self.avas.iter().all(|a| {

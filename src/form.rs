@@ -60,6 +60,9 @@ pub fn decode(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
 /// Decodes one form-urlencoded component: `+` is a space, then `%XX` escapes are decoded
 /// strictly; the result must be UTF-8.
 pub fn decode_component(component: &[u8]) -> Result<String, FormError> {
+    if !component.iter().any(|&b| b == b'+' || b == b'%') {
+        return String::from_utf8(component.to_vec()).map_err(|_| FormError::InvalidUtf8);
+    }
     let spaced: Vec<u8> = component
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })
