@@ -21,6 +21,9 @@ For F also: a full refresh of the 100,000-client registry (every registration bu
 during a fixed-rate run, p99 of requests sent during the refresh vs outside it, and the
 `oauth_mtls.registry.bytes` gauge vs the JSON document size.
 Medians over repetitions; ratios against A are computed per repetition, then the median taken.
+Before the timed runs, each variant but F also runs once under valgrind's callgrind to count the server side's
+instructions per request (deterministic, unlike CPU time on a shared machine; `--instructions-requests 0` skips
+it, `--instructions-only` does only that).
 
 Outputs (under $OAUTH_MTLS_BUILD/bench, default build/bench): results.md (also printed), results.json,
 chart.png (matplotlib, when installed), and per-run Envoy configs and logs under runs/.
@@ -289,8 +292,8 @@ class BenchEnvoy(envoy_mod.Envoy):
         self.proc = None
         self.extra_args = ()
 
-    def start(self, timeout: float = 120.0) -> "BenchEnvoy":
-        self.cmd = ["taskset", "-c", str(self.cpu)] + envoy_cmd() + [
+    def start(self, timeout: float = 120.0, prefix: list[str] | None = None) -> "BenchEnvoy":
+        self.cmd = ["taskset", "-c", str(self.cpu)] + (prefix or []) + envoy_cmd() + [
             "-c", str(self.config_path), "--concurrency", "1", "--use-dynamic-base-id",
             "-l", "warning", "--log-path", str(self.log_path)]
         with open(self.out_path, "wb") as out:
@@ -365,7 +368,7 @@ def sanity(variant: str, port: int) -> dict:
             continue
         import http.client
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=client.tls_context(cert, ["http/1.1"]),
-                                           timeout=10)
+                                           timeout=120)  # the first request under valgrind is slow
         conn.request("POST", "/token", body=body, headers={"content-type": FORM})
         resp = conn.getresponse()
         resp.read()
@@ -375,6 +378,111 @@ def sanity(variant: str, port: int) -> dict:
     if out != want:
         raise RuntimeError(f"variant {variant}: sanity check got {out}, expected {want}")
     return out
+
+
+def callgrind_prefix(out: pathlib.Path) -> list[str]:
+    """valgrind's callgrind with instrumentation off until `Callgrind.on` (start-up is not counted)."""
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+
+
+class Callgrind:
+    """Instruction counts of processes started under `callgrind_prefix`, between `zero()` and `read()`."""
+
+    def __init__(self, pids_and_outs: list[tuple[int, pathlib.Path]]):
+        self.targets = pids_and_outs
+
+    def _ctl(self, *args: str) -> None:
+        for pid, _ in self.targets:
+            subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=True, timeout=60)
+
+    def zero(self) -> None:
+        self._ctl("--instr=on")
+        self._ctl("--zero")
+
+    def read(self) -> int:
+        """Instructions since `zero()`, summed over the processes (each dumps a file next to its out-file)."""
+        total = 0
+        for pid, out in self.targets:
+            for old in out.parent.glob(out.name + ".*"):
+                old.unlink()
+            subprocess.run(["callgrind_control", "--dump=bench", str(pid)], capture_output=True, check=True,
+                           timeout=60)
+            deadline = time.monotonic() + 30
+            dumps: list[pathlib.Path] = []
+            while time.monotonic() < deadline:
+                dumps = [d for d in out.parent.glob(out.name + ".*") if "summary:" in d.read_text(errors="replace")]
+                if dumps:
+                    break
+                time.sleep(0.2)
+            for d in dumps:
+                for line in d.read_text(errors="replace").splitlines():
+                    if line.startswith("summary:"):
+                        total += int(line.split()[1])
+        self._ctl("--instr=off")
+        return total
+
+
+def instructions_run(variant: str, args, run_dir: pathlib.Path, upstream_port: int) -> dict:
+    """Instructions per request of the server side (Envoy, plus bench-authz for E) under callgrind: the
+    difference between a run of `n` and of `3n` requests over 4 keep-alive connections, divided by `2n`,
+    so that start-up, TLS handshakes and the first requests' one-time work cancel out. Deterministic for
+    the same binaries and inputs, whatever else the machine is doing."""
+    n = args.instructions_requests
+    port, admin = envoy_mod.free_port(), envoy_mod.free_port()
+    ports = {8443: port, 9901: admin, 9080: upstream_port, 9081: envoy_mod.free_port(), 9082: envoy_mod.free_port()}
+    name = f"{variant}-instructions"
+    (run_dir / name).mkdir(parents=True, exist_ok=True)
+    authz = None
+    targets: list[tuple[int, pathlib.Path]] = []
+    try:
+        authz_port = None
+        if variant == "E":
+            authz_port = envoy_mod.free_port()
+            regs = run_dir / "authz-clients.json"
+            regs.write_text(json.dumps([registration_c()]))
+            out = run_dir / name / "authz.callgrind"
+            authz = Proc(["taskset", "-c", "0"] + callgrind_prefix(out) + [str(authz_bin()), f"127.0.0.1:{authz_port}",
+                         str(regs)], run_dir / name / "authz.out", run_dir)
+            wait_port(authz_port, timeout=120)
+            targets.append((authz.pid, out))
+        out = run_dir / name / "envoy.callgrind"
+        e = BenchEnvoy(config_under_test(variant, ports, authz_port), name, port, admin, 0, run_dir)
+        e.start(timeout=300, prefix=callgrind_prefix(out))
+        targets.insert(0, (e.proc.pid, out))
+        try:
+            sanity(variant, port)
+            url = f"https://localhost:{port}/token"
+            body = client.token_body(CLIENT_ID)
+            cg = Callgrind(targets)
+
+            def count(requests: int) -> int:
+                cg.zero()
+                doc = oha_n(url, CERT[variant], body, requests)
+                done, dist = completed(doc)
+                if dist.get("200") != requests:
+                    raise RuntimeError(f"{name}: {requests} requests gave {dist}")
+                return cg.read()
+
+            oha_n(url, CERT[variant], body, n)  # warm-up: JIT tiers, caches, connection pools
+            few, many = count(n), count(3 * n)
+            return {"variant": variant, "requests": (n, 3 * n), "instructions": (few, many),
+                    "per_request": (many - few) / (2 * n)}
+        finally:
+            e.stop()
+    finally:
+        if authz:
+            authz.stop()
+
+
+def oha_n(url: str, cert: str, body: str, requests: int) -> dict:
+    """`requests` token requests over 4 keep-alive connections (for the instruction counts)."""
+    cmd = ["taskset", "-c", "1", oha_bin(), "-n", str(requests), "-c", "4", "--no-tui", "-m", "POST", "-d", body,
+           "-T", FORM, "--cert", str(pki.cert_path(cert)), "--key", str(pki.key_path(cert)),
+           "--cacert", str(pki.pki_dir() / "ca.pem"), "--output-format", "json", url]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    if r.returncode != 0:
+        raise RuntimeError(f"oha failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout)
 
 
 def run_variant(variant: str, args, run_dir: pathlib.Path, rep: int, upstream_port: int,
@@ -497,16 +605,21 @@ def med(values):
     return statistics.median(vals) if vals else None
 
 
-def summarize(results: list[dict], variants: str) -> dict:
+def summarize(results: list[dict], variants: str, instructions: dict[str, dict] | None = None) -> dict:
+    instructions = instructions or {}
     by = {v: [r for r in results if r["variant"] == v] for v in variants}
     reps = sorted({r["rep"] for r in results})
     base = {r["rep"]: r for r in by.get("A", [])}
     out = {}
     for v, rs in by.items():
-        if not rs:
+        ins = instructions.get(v, {}).get("per_request")
+        if not rs and ins is None:
             continue
+        base_ins = instructions.get("A", {}).get("per_request")
         row = {
             "name": VARIANTS[v],
+            "instructions_per_req": ins,
+            "instructions_minus_A": (ins - base_ins) if ins is not None and base_ins is not None else None,
             "cpu_us_fixed": med([r["fixed"]["cpu_us_per_req"] for r in rs]),
             "cpu_us_closed": med([r["closed"]["cpu_us_per_req"] for r in rs]),
             "p50_ms": med([r["fixed"]["p50_ms"] for r in rs]),
@@ -516,7 +629,7 @@ def summarize(results: list[dict], variants: str) -> dict:
             "rss_mib": med([r["rss_kib"] / 1024 for r in rs]),
             "reps": len(rs),
         }
-        if base:
+        if base and rs:
             def per_rep(fn):
                 return med([fn(r, base[r["rep"]]) for r in rs if r["rep"] in base])
             row["cpu_minus_A_us"] = per_rep(lambda r, a: r["fixed"]["cpu_us_per_req"] - a["fixed"]["cpu_us_per_req"])
@@ -546,18 +659,26 @@ def markdown(summary: dict, meta: dict) -> str:
         f"connections, closed loop over {meta['connections']} keep-alive mTLS connections.",
         "",
         "| variant | CPU µs/req @ rate | − A | × A | CPU µs/req closed loop | p50 ms | p99 ms | p99 − A ms "
-        "| peak req/s | × A | server CPU busy in closed loop | Envoy RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak req/s | × A | server CPU busy in closed loop | Envoy RSS MiB | instructions/req | − A |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v, r in rows.items():
         lines.append(
             f"| {v} {r['name']} | {fmt(r['cpu_us_fixed'])} | {fmt(r.get('cpu_minus_A_us'), '+.1f')} "
             f"| {fmt(r.get('cpu_ratio_A'), '.2f')} | {fmt(r['cpu_us_closed'])} | {fmt(r['p50_ms'], '.3f')} "
             f"| {fmt(r['p99_ms'], '.3f')} | {fmt(r.get('p99_minus_A_ms'), '+.3f')} | {fmt(r['peak_rps'], '.0f')} "
-            f"| {fmt(r.get('peak_ratio_A'), '.2f')} | {fmt(r['closed_util'], '.0%')} | {fmt(r['rss_mib'])} |")
+            f"| {fmt(r.get('peak_ratio_A'), '.2f')} | {fmt(r['closed_util'], '.0%')} | {fmt(r['rss_mib'])} "
+            f"| {fmt(r.get('instructions_per_req'), ',.0f')} | {fmt(r.get('instructions_minus_A'), '+,.0f')} |")
     lines.append("")
     lines.append("E's CPU is Envoy plus the bench-authz process (both on CPU 0). Peak req/s is the server's only "
                  "when its CPU is busy ~100 % in the closed loop; below that the load generator (one core) is the limit.")
+    if any(r.get("instructions_per_req") is not None for r in rows.values()):
+        lines.append("")
+        lines.append(f"Instructions/req: the server side (Envoy, plus bench-authz for E) under valgrind's callgrind, "
+                     f"the difference between runs of {meta.get('instructions_requests')} and "
+                     f"{3 * (meta.get('instructions_requests') or 0)} requests over 4 keep-alive connections, per "
+                     "request: a deterministic count, unlike CPU time on a shared machine (not measured for F, whose "
+                     "100,000-client load under valgrind would take minutes).")
     f = rows.get("F", {}).get("registry")
     if f:
         lines += [
@@ -631,6 +752,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="connections of the closed-loop runs")
     ap.add_argument("--refresh-duration", type=float, default=15.0, help="length of F's refresh run")
     ap.add_argument("--variants", default="ABCDEF")
+    ap.add_argument("--instructions-requests", type=int, default=500,
+                    help="n of the callgrind runs (n and 3n requests); 0 skips the instruction counts")
+    ap.add_argument("--instructions-only", action="store_true", help="only the instruction counts")
     ap.add_argument("--out", default=None, help="output dir (default $OAUTH_MTLS_BUILD/bench)")
     args = ap.parse_args()
     variants = "".join(v for v in args.variants.upper() if v in VARIANTS)
@@ -651,6 +775,7 @@ def main() -> int:
         authz_bin()
     meta = {**machine(), "duration": args.duration, "reps": args.reps, "rate": args.rate,
             "rate_connections": args.rate_connections, "connections": args.connections,
+            "instructions_requests": args.instructions_requests,
             "wasm": str(envoy_mod.wasm_path()), "wasm_bytes": envoy_mod.wasm_path().stat().st_size,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     log(f"bench: {meta}")
@@ -663,8 +788,16 @@ def main() -> int:
         docs = {1: registry_doc(1), 2: registry_doc(2)}
         registry = servers.DocumentServer()
     results = []
+    instructions: dict[str, dict] = {}
+    counted = [v for v in variants if v != "F"] if args.instructions_requests > 0 else []
+    if counted and not shutil.which("callgrind_control"):
+        raise SystemExit("valgrind is missing (apt-get install valgrind), or pass --instructions-requests 0")
     try:
-        for rep in range(1, args.reps + 1):
+        for v in counted:
+            log(f"bench: instructions per request, variant {v} ({VARIANTS[v]}) under callgrind ...")
+            instructions[v] = instructions_run(v, args, run_dir, up_port)
+            log(f"bench:   {instructions[v]['per_request']:,.0f} instructions/req")
+        for rep in range(1, 0 if args.instructions_only else args.reps + 1):
             for v in variants:
                 log(f"bench: rep {rep}/{args.reps} variant {v} ({VARIANTS[v]}) ...")
                 r = run_variant(v, args, run_dir, rep, up_port, registry, docs)
@@ -677,11 +810,11 @@ def main() -> int:
         upstream.stop()
         if registry:
             registry.stop()
-    summary = summarize(results, variants)
+    summary = summarize(results, variants, instructions)
     md = markdown(summary, meta)
     (out_dir / "results.md").write_text(md)
-    (out_dir / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results},
-                                                     indent=1))
+    (out_dir / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results,
+                                                      "instructions": instructions}, indent=1))
     has_chart = chart(summary, out_dir / "chart.png")
     print(md)
     log(f"bench: wrote {out_dir}/results.md, results.json" + (", chart.png" if has_chart else ""))
