@@ -41,6 +41,8 @@ pub struct Fake {
     pub removals: Cell<u32>,
     /// Every property the filter read, in order (`connection.peer_certificate`, ...).
     pub property_reads: RefCell<Vec<String>>,
+    /// The proxy hands over a header map that does not follow the ABI's layout.
+    pub garbled_headers: Cell<bool>,
     pub fail_calls: Cell<bool>,
     pub metrics: RefCell<HashMap<String, i64>>,
     pub logs: RefCell<Vec<String>>,
@@ -73,6 +75,7 @@ impl Fake {
             calls: RefCell::new(Vec::new()),
             removals: Cell::new(0),
             property_reads: RefCell::new(Vec::new()),
+            garbled_headers: Cell::new(false),
             fail_calls: Cell::new(false),
             metrics: RefCell::new(HashMap::new()),
             logs: RefCell::new(Vec::new()),
@@ -206,8 +209,11 @@ impl Stream for Fake {
         value
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> crate::headers::Headers {
+        if self.garbled_headers.get() {
+            return crate::headers::Headers::from_serialized(vec![9, 0, 0, 0]);
+        }
+        crate::headers::Headers::from_pairs(&self.headers.borrow())
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) {

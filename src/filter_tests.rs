@@ -708,3 +708,13 @@ fn a_request_without_our_headers_costs_no_header_removals() {
     RequestFilter::new(dn_worker()).on_request_headers(&fake, true);
     assert_eq!(fake.header("x-mtls-client-id"), None, "every copy, whatever its case");
 }
+
+#[test]
+fn a_header_map_the_proxy_garbled_gets_every_produced_header_removed() {
+    let fake = Fake::new();
+    fake.request(&[(":method", "GET"), (":path", "/userinfo"), ("x-mtls-client-id", "admin")]);
+    fake.garbled_headers.set(true);
+    assert_eq!(RequestFilter::new(dn_worker()).on_request_headers(&fake, true), Action::Continue);
+    assert_eq!(fake.header("x-mtls-client-id"), None);
+    assert_eq!(fake.removals.get() as usize, crate::config::PRODUCED_HEADERS.len());
+}

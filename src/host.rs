@@ -123,7 +123,7 @@ pub trait Host {
 pub trait Stream: Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// The whole request header map, in order, repeated headers as separate entries (one host call).
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> crate::headers::Headers;
     fn set_request_header(&self, name: &str, value: Option<&[u8]>);
     /// Adds a request header without looking for existing copies (cheaper than a set; the caller knows
     /// there are none).

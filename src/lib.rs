@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod dn;
 pub mod explain;
 pub mod filter;
+pub mod headers;
 pub mod form;
 pub mod forward;
 pub mod host;

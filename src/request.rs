@@ -1,6 +1,7 @@
 //! Which requests are token requests the filter enforces, and the client_id they carry (RFC 6749 §2.3, §3.2).
 
 use crate::config::Config;
+use crate::headers::Headers;
 use crate::verdict::Rejection;
 use crate::{basic, form};
 
@@ -15,19 +16,20 @@ pub enum Classified {
 }
 
 /// Classifies a request from its method and path and, for a token request, its content type and declared
-/// length (read through `header` only then).
-pub fn classify(config: &Config, method: &[u8], path: &[u8], header: &dyn Fn(&str) -> Option<Vec<u8>>) -> Classified {
+/// length.
+pub fn classify(config: &Config, method: &[u8], path: &[u8], headers: &Headers) -> Classified {
     let Ok(path) = std::str::from_utf8(path) else { return Classified::Ignore };
     if !config.is_endpoint(path) || !method.eq_ignore_ascii_case(b"POST") {
         return Classified::Ignore;
     }
-    if !header("content-type").is_some_and(|t| form::is_form_content_type(&t)) {
+    if !headers.get("content-type").is_some_and(form::is_form_content_type) {
         return Classified::Reject(Rejection::invalid_request(
             "requests to this endpoint must use content-type application/x-www-form-urlencoded",
         ));
     }
-    let declared = header("content-length")
-        .and_then(|v| String::from_utf8(v).ok())
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
         return Classified::Reject(Rejection::too_large(config.max_body_bytes));

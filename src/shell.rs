@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::filter::{RequestFilter, Worker};
+use crate::headers::Headers;
 use crate::host::{self, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -19,6 +20,15 @@ proxy_wasm::main! {{
 }}
 
 type Metrics = Rc<RefCell<HashMap<Metric, u32>>>;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// proxy-wasm ABI: the header map of `map_type`, serialized (see `headers`), in memory the host allocates
+    /// through `proxy_on_memory_allocate`. Declared with plain integers: a status the SDK's enum does not know
+    /// must not become an invalid enum value.
+    #[allow(clashing_extern_declarations)]
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+}
 
 /// Host calls, every one of them checked: a host status the SDK would panic on is logged instead.
 struct Proxy {
@@ -114,8 +124,19 @@ impl Stream for Proxy {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Headers {
+        // The ABI call itself, so that the map is copied once and read in place (the SDK's wrapper copies every
+        // name and value again, and panics on a status it does not expect).
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer to `size` bytes it allocated through this module's
+        // proxy_on_memory_allocate (the SDK's allocator, a boxed slice of exactly `size` bytes), or nothing.
+        let status = unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size) };
+        if status != Status::Ok as u32 || data.is_null() {
+            return Headers::default();
+        }
+        // SAFETY: see above; ownership of the allocation passes to the Vec, which frees it.
+        Headers::from_serialized(unsafe { Vec::from_raw_parts(data, size, size) })
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
