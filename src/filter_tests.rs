@@ -688,6 +688,20 @@ fn a_connection_remembers_that_its_chain_was_not_validated() {
 }
 
 #[test]
+fn a_certificate_validated_on_one_connection_is_not_validated_on_another() {
+    let w = dn_worker();
+    let fake = Fake::new();
+    token_request(&fake, &[]).peer(LEAF, true);
+    send(&mut RequestFilter::new(w.clone()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.header("x-mtls-client-id").as_deref(), Some("dn"));
+    // Same certificate (so the decoded copy is reused), new handshake that Envoy did not validate.
+    token_request(&fake, &[]).peer(LEAF, false);
+    send(&mut RequestFilter::new(w), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert_eq!(fake.header("x-mtls-client-id"), None);
+}
+
+#[test]
 fn envoys_digest_of_another_certificate_than_its_pem_fails_closed() {
     let fake = Fake::new();
     token_request(&fake, &[]).peer(LEAF, true);
