@@ -110,15 +110,13 @@ fuzz:
 
 # Benchmark, not part of `make test`: variants A-F side by side, Envoy pinned to CPU 0, oha on CPU 1.
 # Results in build/bench/ (results.md, results.json, chart.png). Quick run: BENCH_ARGS="--duration 5 --reps 1"
+# chart.png is drawn by bench-chart (test-harness/bench/chart, plotters) with DejaVu Sans (fonts-dejavu-core).
 BENCH_ARGS ?=
-$(VENV)/.bench-installed: test-harness/bench/requirements.txt $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet -r test-harness/bench/requirements.txt
-	touch $@
-
-bench: build $(VENV)/.bench-installed
+bench: build venv
 	@command -v oha >/dev/null 2>&1 || [ -x $$HOME/.cargo/bin/oha ] || cargo install oha --locked
 	cargo build --release --quiet --manifest-path test-harness/bench/empty-filter/Cargo.toml --target $(TARGET)
 	cargo build --release --quiet --manifest-path test-harness/bench/authz/Cargo.toml
+	cargo build --release --quiet --manifest-path test-harness/bench/chart/Cargo.toml
 	$(PY) test-harness/bench/bench.py $(BENCH_ARGS)
 
 # Criterion microbenchmarks of the pure core (needs build/pki: run `make test` or `make bench` first).

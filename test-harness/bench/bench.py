@@ -26,7 +26,12 @@ instructions per request (deterministic, unlike CPU time on a shared machine; `-
 it, `--instructions-only` does only that).
 
 Outputs (under $OAUTH_MTLS_BUILD/bench, default build/bench): results.md (also printed), results.json,
-chart.png (matplotlib, when installed), and per-run Envoy configs and logs under runs/.
+chart.png, and per-run Envoy configs and logs under runs/. The chart is drawn from results.json by
+bench-chart (test-harness/bench/chart, Rust and plotters; `make bench` builds it) with the DejaVu Sans font
+(Debian's fonts-dejavu-core, or $BENCH_CHART_FONT): CPU µs per request per variant with the filter's cost
+C − A and the proxy-wasm floor B − A, and p99 latency at the fixed rate. Without the binary or the font
+there is no chart, and the bench says why. To redraw one:
+    test-harness/bench/chart/target/release/bench-chart build/bench/results.json build/bench/chart.png
 The numbers are only as good as the machine is quiet: on a shared machine they are indicative.
 """
 from __future__ import annotations
@@ -693,35 +698,19 @@ def markdown(summary: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(summary: dict, path: pathlib.Path) -> bool:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("bench: matplotlib is not installed: no chart (pip install -r test-harness/bench/requirements.txt)")
+CHART_BIN = HERE / "chart/target/release/bench-chart"
+
+
+def chart(results_json: pathlib.Path, path: pathlib.Path) -> bool:
+    """chart.png from results.json, drawn by bench-chart (test-harness/bench/chart, Rust and plotters)."""
+    if not CHART_BIN.exists():
+        log(f"bench: no chart: {CHART_BIN.relative_to(REPO)} is missing (`make bench` builds it; or "
+            f"cargo build --release --manifest-path {(HERE / 'chart/Cargo.toml').relative_to(REPO)})")
         return False
-    rows = summary["variants"]
-    labels = [f"{v}\n{r['name']}".replace(", ", ",\n") for v, r in rows.items()]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    cpu = [r["cpu_us_fixed"] or 0 for r in rows.values()]
-    ax1.bar(range(len(cpu)), cpu, color=["#888" if v in "AB" else "#c44" if v == "E" else "#3a7" for v in rows])
-    ax1.set_xticks(range(len(cpu)), labels, fontsize=7)
-    ax1.set_ylabel("server CPU µs per request (lower is better)")
-    ax1.set_title("CPU per token request")
-    for i, c in enumerate(cpu):
-        ax1.text(i, c, f"{c:.0f}", ha="center", va="bottom", fontsize=8)
-    p50 = [r["p50_ms"] or 0 for r in rows.values()]
-    p99 = [r["p99_ms"] or 0 for r in rows.values()]
-    xs = range(len(p50))
-    ax2.bar([x - 0.2 for x in xs], p50, 0.4, label="p50")
-    ax2.bar([x + 0.2 for x in xs], p99, 0.4, label="p99")
-    ax2.set_xticks(list(xs), labels, fontsize=7)
-    ax2.set_ylabel("latency ms at fixed rate")
-    ax2.set_title("latency")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    r = subprocess.run([str(CHART_BIN), str(results_json), str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"bench: no chart: {r.stderr.strip()}")
+        return False
     return True
 
 
@@ -815,7 +804,7 @@ def main() -> int:
     (out_dir / "results.md").write_text(md)
     (out_dir / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results,
                                                       "instructions": instructions}, indent=1))
-    has_chart = chart(summary, out_dir / "chart.png")
+    has_chart = chart(out_dir / "results.json", out_dir / "chart.png")
     print(md)
     log(f"bench: wrote {out_dir}/results.md, results.json" + (", chart.png" if has_chart else ""))
     return 0

@@ -1,0 +1,517 @@
+//! What the chart says, decided from the results and independent of drawing: titles, bars and their labels.
+
+use crate::results::{Meta, Results, Variant};
+
+/// How a bar's note is emphasized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// A plain difference to A.
+    Plain,
+    /// B − A: what any proxy-wasm filter costs, the floor of the filter's cost.
+    Floor,
+    /// C − A: what the filter costs, the number to make small.
+    Cost,
+}
+
+/// One variant's bar in a panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub letter: String,
+    /// The bar's length; `None` draws "no data" instead.
+    pub value: Option<f64>,
+    /// Printed at the end of the bar.
+    pub label: String,
+    /// Printed under the label.
+    pub note: Option<(String, Tone)>,
+    /// A tick across the bar (p50 on the latency bars).
+    pub tick: Option<f64>,
+}
+
+/// One panel: horizontal bars, one per variant, top to bottom in letter order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    pub title: String,
+    pub subtitle: String,
+    pub axis: String,
+    /// A's value, drawn as a dashed line across the panel.
+    pub reference: Option<f64>,
+    pub bars: Vec<Bar>,
+}
+
+/// The whole figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub title: String,
+    pub machine: String,
+    /// Per variant: its letter and its name.
+    pub rows: Vec<(String, String)>,
+    pub cpu: Panel,
+    pub latency: Panel,
+    pub footnotes: Vec<String>,
+}
+
+pub const TITLE: &str = "make bench: what RFC 8705 client authentication costs Envoy per POST /token (oauth-mtls-filter)";
+
+impl Figure {
+    pub fn of(results: &Results) -> Figure {
+        Figure {
+            title: TITLE.to_string(),
+            machine: machine_line(&results.meta),
+            rows: results
+                .variants
+                .iter()
+                .map(|v| (v.letter.clone(), v.name.clone()))
+                .collect(),
+            cpu: cpu_panel(results),
+            latency: latency_panel(results),
+            footnotes: footnotes(results),
+        }
+    }
+}
+
+fn at_rate(meta: &Meta) -> String {
+    match meta.rate {
+        Some(rate) => format!("at {} req/s", thousands(rate)),
+        None => "at the fixed rate".to_string(),
+    }
+}
+
+/// Server CPU per request at the fixed rate, with the floor B − A and the filter's cost C − A called out.
+pub fn cpu_panel(results: &Results) -> Panel {
+    let a = results.variant("A").and_then(|a| a.cpu_us);
+    let ran = |letter| results.variant(letter).is_some();
+    let mut subtitle = Vec::new();
+    if a.is_some() && ran("C") {
+        subtitle.push("C − A: what the filter costs");
+    }
+    if a.is_some() && ran("B") {
+        subtitle.push("B − A: what any proxy-wasm filter costs");
+    }
+    if a.is_some() {
+        subtitle.push("dashed: A");
+    }
+    Panel {
+        title: format!("Server CPU per request {}", at_rate(&results.meta)),
+        subtitle: subtitle.join(" · "),
+        axis: "CPU µs per request (lower is better)".to_string(),
+        reference: a,
+        bars: results.variants.iter().map(cpu_bar).collect(),
+    }
+}
+
+fn cpu_bar(v: &Variant) -> Bar {
+    let ratio = v
+        .cpu_ratio_vs_a
+        .map(|r| format!(" (×{r:.2})"))
+        .unwrap_or_default();
+    let note = match (v.letter.as_str(), v.cpu_us_vs_a) {
+        ("A", _) | (_, None) => None,
+        ("B", Some(d)) => Some((
+            format!("wasm floor B − A: {} µs{ratio}", signed_us(d)),
+            Tone::Floor,
+        )),
+        ("C", Some(d)) => Some((
+            format!("filter cost C − A: {} µs{ratio}", signed_us(d)),
+            Tone::Cost,
+        )),
+        (_, Some(d)) => Some((format!("{} µs vs A{ratio}", signed_us(d)), Tone::Plain)),
+    };
+    Bar {
+        letter: v.letter.clone(),
+        value: v.cpu_us,
+        label: v
+            .cpu_us
+            .map(|c| format!("{} µs", us(c)))
+            .unwrap_or_else(|| "no data".to_string()),
+        note,
+        tick: None,
+    }
+}
+
+/// p99 latency at the fixed rate, p50 as a tick.
+pub fn latency_panel(results: &Results) -> Panel {
+    let a = results.variant("A").and_then(|a| a.p99_ms);
+    let dashed = if a.is_some() { " · dashed: A" } else { "" };
+    Panel {
+        title: format!("p99 latency {}", at_rate(&results.meta)),
+        subtitle: format!("oha, latency-corrected · black tick: p50{dashed}"),
+        axis: "latency ms (lower is better)".to_string(),
+        reference: a,
+        bars: results.variants.iter().map(latency_bar).collect(),
+    }
+}
+
+fn latency_bar(v: &Variant) -> Bar {
+    let p50 = v.p50_ms.map(|p| format!("p50 {} ms", ms(p)));
+    let vs_a = match (v.letter.as_str(), v.p99_ms_vs_a) {
+        ("A", _) | (_, None) => None,
+        (_, Some(d)) => Some(format!("{} ms vs A", signed_ms(d))),
+    };
+    let note = match (vs_a, p50) {
+        (Some(d), Some(p)) => Some(format!("{d} · {p}")),
+        (d, p) => d.or(p),
+    };
+    Bar {
+        letter: v.letter.clone(),
+        value: v.p99_ms,
+        label: v
+            .p99_ms
+            .map(|p| format!("{} ms", ms(p)))
+            .unwrap_or_else(|| "no data".to_string()),
+        note: note.map(|n| (n, Tone::Plain)),
+        tick: v.p50_ms,
+    }
+}
+
+/// The machine and the run's settings, from `meta`; parts that are absent are left out.
+pub fn machine_line(meta: &Meta) -> String {
+    let mut parts = Vec::new();
+    match (&meta.cpu_model, meta.cpus) {
+        (Some(m), Some(n)) => parts.push(format!("{m} ({n} CPUs)")),
+        (Some(m), None) => parts.push(m.clone()),
+        (None, Some(n)) => parts.push(format!("{n} CPUs")),
+        (None, None) => {}
+    }
+    if let Some(k) = &meta.kernel {
+        parts.push(format!("Linux {k}"));
+    }
+    if let Some(e) = &meta.envoy_version {
+        parts.push(format!("Envoy {e}"));
+    }
+    let mut run = Vec::new();
+    if let Some(d) = meta.duration {
+        run.push(format!("{} s per run", trim(d)));
+    }
+    if let Some(r) = meta.reps {
+        run.push(format!(
+            "{r} repetition{}, medians",
+            if r == 1 { "" } else { "s" }
+        ));
+    }
+    if !run.is_empty() {
+        parts.push(run.join(", "));
+    }
+    match (meta.rate, meta.rate_connections) {
+        (Some(r), Some(c)) => parts.push(format!(
+            "fixed rate {} req/s over {c} connections",
+            thousands(r)
+        )),
+        (Some(r), None) => parts.push(format!("fixed rate {} req/s", thousands(r))),
+        _ => {}
+    }
+    if let Some(s) = &meta.started {
+        parts.push(format!("started {s}"));
+    }
+    parts.join(" · ")
+}
+
+/// How to read the numbers, and F's registry refresh when it ran.
+pub fn footnotes(results: &Results) -> Vec<String> {
+    let mut notes = Vec::new();
+    if results.variant("A").is_some() && results.variants.len() > 1 {
+        notes.push(
+            "\"vs A\" and × A are medians of the per-repetition differences and ratios to A (as in results.md), \
+             so they can differ from the distance between two bars."
+                .to_string(),
+        );
+    }
+    if results.variant("E").is_some() {
+        notes.push(
+            "E's CPU is Envoy's plus the bench-authz process's (both on the server's CPU)."
+                .to_string(),
+        );
+    }
+    if let Some(r) = results.variant("F").and_then(|f| f.refresh.as_ref()) {
+        let during = match (r.p99_during_ms, r.p99_outside_ms) {
+            (Some(d), Some(o)) => {
+                format!(
+                    "; p99 of requests sent during it {} ms vs {} ms outside",
+                    ms(d),
+                    ms(o)
+                )
+            }
+            _ => String::new(),
+        };
+        let applied = r
+            .refresh_seconds
+            .map(|s| format!("applied in {s:.2} s"))
+            .unwrap_or_default();
+        notes.push(format!(
+            "F, a full refresh of the registry during a fixed-rate run: {applied}{during}."
+        ));
+    }
+    notes.push("Measured on a shared machine: indicative numbers.".to_string());
+    notes
+}
+
+/// µs: whole from 100, one decimal from 1, two below.
+pub fn us(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn signed_us(v: f64) -> String {
+    let s = us(v);
+    if v >= 0.0 {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+/// ms: whole from 100, one decimal from 10, two from 0.1, four below.
+pub fn ms(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 0.1 || a == 0.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn signed_ms(v: f64) -> String {
+    let s = ms(v);
+    if v >= 0.0 {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+/// A whole number with thousands separators: 100000 → "100,000".
+pub fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 && digits != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// 10.0 → "10", 2.5 → "2.5".
+fn trim(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::parse;
+
+    fn results(json: &str) -> Results {
+        parse(json).unwrap()
+    }
+
+    fn note(bar: &Bar) -> Option<(&str, Tone)> {
+        bar.note.as_ref().map(|(s, t)| (s.as_str(), *t))
+    }
+
+    const ABC: &str = r#"{"meta": {"rate": 2000}, "summary": {"variants": {
+        "A": {"name": "no filter", "cpu_us_fixed": 221.0, "cpu_minus_A_us": 0.0, "cpu_ratio_A": 1.0,
+              "p50_ms": 0.75, "p99_ms": 2.64, "p99_minus_A_ms": 0.0},
+        "B": {"name": "empty proxy-wasm filter", "cpu_us_fixed": 265.5, "cpu_minus_A_us": 51.0,
+              "cpu_ratio_A": 1.2376, "p50_ms": 0.84, "p99_ms": 3.76, "p99_minus_A_ms": 1.12},
+        "C": {"name": "filter, tls_client_auth (subject DN)", "cpu_us_fixed": 337.5, "cpu_minus_A_us": 123.0,
+              "cpu_ratio_A": 1.573, "p50_ms": 1.02, "p99_ms": 28.93, "p99_minus_A_ms": 26.81},
+        "D": {"name": "filter, self_signed_tls_client_auth", "cpu_us_fixed": 322.0, "cpu_minus_A_us": 101.0,
+              "cpu_ratio_A": 1.457, "p50_ms": 0.99, "p99_ms": 4.49, "p99_minus_A_ms": -0.5}}}}"#;
+
+    #[test]
+    fn c_minus_a_is_called_the_filter_cost_and_b_minus_a_the_wasm_floor() {
+        let p = cpu_panel(&results(ABC));
+        let notes: Vec<_> = p.bars.iter().map(note).collect();
+        assert_eq!(
+            notes,
+            [
+                None,
+                Some(("wasm floor B − A: +51.0 µs (×1.24)", Tone::Floor)),
+                Some(("filter cost C − A: +123 µs (×1.57)", Tone::Cost)),
+                Some(("+101 µs vs A (×1.46)", Tone::Plain)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_is_the_dashed_reference_of_both_panels() {
+        let r = results(ABC);
+        assert_eq!(cpu_panel(&r).reference, Some(221.0));
+        assert_eq!(latency_panel(&r).reference, Some(2.64));
+    }
+
+    #[test]
+    fn without_a_there_is_no_reference_and_no_difference() {
+        let r = results(
+            r#"{"summary": {"variants": {"C": {"cpu_us_fixed": 320.0, "p99_ms": 23.1, "p50_ms": 0.97}}}}"#,
+        );
+        let cpu = cpu_panel(&r);
+        assert_eq!((cpu.reference, note(&cpu.bars[0])), (None, None));
+        let lat = latency_panel(&r);
+        assert_eq!(
+            (lat.reference, note(&lat.bars[0])),
+            (None, Some(("p50 0.97 ms", Tone::Plain)))
+        );
+    }
+
+    #[test]
+    fn a_null_value_is_a_bar_without_length_labelled_no_data() {
+        let r =
+            results(r#"{"summary": {"variants": {"E": {"cpu_us_fixed": null, "p99_ms": null}}}}"#);
+        let (cpu, lat) = (cpu_panel(&r), latency_panel(&r));
+        assert_eq!(
+            (cpu.bars[0].value, cpu.bars[0].label.as_str()),
+            (None, "no data")
+        );
+        assert_eq!(
+            (
+                lat.bars[0].value,
+                lat.bars[0].label.as_str(),
+                lat.bars[0].tick
+            ),
+            (None, "no data", None)
+        );
+    }
+
+    #[test]
+    fn latency_bars_carry_p99_the_difference_to_a_and_p50_as_a_tick() {
+        let p = latency_panel(&results(ABC));
+        let c = &p.bars[2];
+        assert_eq!(
+            (c.value, c.tick, c.label.as_str()),
+            (Some(28.93), Some(1.02), "28.9 ms")
+        );
+        assert_eq!(note(c), Some(("+26.8 ms vs A · p50 1.02 ms", Tone::Plain)));
+        assert_eq!(
+            note(&p.bars[3]),
+            Some(("-0.50 ms vs A · p50 0.99 ms", Tone::Plain))
+        );
+    }
+
+    #[test]
+    fn subtitles_explain_only_what_is_drawn() {
+        let r = results(ABC);
+        assert_eq!(
+            cpu_panel(&r).subtitle,
+            "C − A: what the filter costs · B − A: what any proxy-wasm filter costs · dashed: A"
+        );
+        assert_eq!(
+            latency_panel(&r).subtitle,
+            "oha, latency-corrected · black tick: p50 · dashed: A"
+        );
+        let a_and_c =
+            results(r#"{"summary": {"variants": {"A": {"cpu_us_fixed": 1.0}, "C": {}}}}"#);
+        assert_eq!(
+            cpu_panel(&a_and_c).subtitle,
+            "C − A: what the filter costs · dashed: A"
+        );
+        let no_a = results(r#"{"summary": {"variants": {"B": {}, "C": {}}}}"#);
+        assert_eq!(cpu_panel(&no_a).subtitle, "");
+        assert_eq!(
+            latency_panel(&no_a).subtitle,
+            "oha, latency-corrected · black tick: p50"
+        );
+    }
+
+    #[test]
+    fn the_vs_a_footnote_appears_only_when_a_ran_with_another_variant() {
+        assert!(footnotes(&results(ABC))
+            .iter()
+            .any(|n| n.starts_with("\"vs A\"")));
+        let no_a = results(r#"{"summary": {"variants": {"C": {}}}}"#);
+        assert!(!footnotes(&no_a).iter().any(|n| n.starts_with("\"vs A\"")));
+        let only_a = results(r#"{"summary": {"variants": {"A": {}}}}"#);
+        assert!(!footnotes(&only_a).iter().any(|n| n.starts_with("\"vs A\"")));
+    }
+
+    #[test]
+    fn panel_titles_name_the_fixed_rate() {
+        let r = results(ABC);
+        assert_eq!(cpu_panel(&r).title, "Server CPU per request at 2,000 req/s");
+        assert_eq!(latency_panel(&r).title, "p99 latency at 2,000 req/s");
+        let no_rate = results(r#"{"summary": {"variants": {"A": {}}}}"#);
+        assert_eq!(
+            latency_panel(&no_rate).title,
+            "p99 latency at the fixed rate"
+        );
+    }
+
+    #[test]
+    fn the_machine_line_joins_what_meta_has() {
+        let r = results(
+            r#"{"meta": {"cpu_model": "AMD EPYC", "cpus": 2, "kernel": "6.18", "envoy_version": "1.40.0",
+                "duration": 10.0, "reps": 3, "rate": 2000, "rate_connections": 16,
+                "started": "2026-11-28T12:47:22+0000"}, "summary": {"variants": {"A": {}}}}"#,
+        );
+        assert_eq!(
+            machine_line(&r.meta),
+            "AMD EPYC (2 CPUs) · Linux 6.18 · Envoy 1.40.0 · 10 s per run, 3 repetitions, medians \
+             · fixed rate 2,000 req/s over 16 connections · started 2026-11-28T12:47:22+0000"
+        );
+        assert_eq!(
+            machine_line(&Meta {
+                cpus: Some(4),
+                reps: Some(1),
+                ..Meta::default()
+            }),
+            "4 CPUs · 1 repetition, medians"
+        );
+        assert_eq!(machine_line(&Meta::default()), "");
+    }
+
+    #[test]
+    fn the_registry_refresh_of_f_is_a_footnote_when_f_ran() {
+        let with_f = results(
+            r#"{"summary": {"variants": {"F": {"registry": {"refresh_seconds": 0.8153,
+                "p99_during_ms": 326.7, "p99_outside_ms": 5.84}}}}}"#,
+        );
+        assert!(footnotes(&with_f).iter().any(|n| n
+            == "F, a full refresh of the registry during a fixed-rate run: applied in 0.82 s; p99 of requests \
+                sent during it 327 ms vs 5.84 ms outside."));
+        assert!(!footnotes(&results(ABC)).iter().any(|n| n.starts_with("F,")));
+    }
+
+    #[test]
+    fn the_e_footnote_appears_only_when_e_ran() {
+        assert!(!footnotes(&results(ABC))
+            .iter()
+            .any(|n| n.starts_with("E's")));
+        let with_e = results(r#"{"summary": {"variants": {"E": {}}}}"#);
+        assert!(footnotes(&with_e).iter().any(|n| n.starts_with("E's CPU")));
+    }
+
+    #[test]
+    fn numbers_are_printed_to_a_readable_precision() {
+        assert_eq!(
+            (us(337.51), us(51.04), us(2.97), us(0.4)),
+            ("338".into(), "51.0".into(), "3.0".into(), "0.40".into())
+        );
+        assert_eq!(
+            (ms(0.7512), ms(28.93), ms(326.7)),
+            ("0.75".into(), "28.9".into(), "327".into())
+        );
+        assert_eq!((ms(0.0009), ms(0.0)), ("0.0009".into(), "0.00".into()));
+        assert_eq!(
+            (thousands(2000.0), thousands(100000.0), thousands(999.0)),
+            ("2,000".into(), "100,000".into(), "999".into())
+        );
+    }
+}
