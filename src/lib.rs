@@ -8,6 +8,7 @@
 
 pub mod basic;
 pub mod binding;
+pub mod bucket;
 pub mod cache;
 pub mod cert;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod jwks;
 pub mod pem;
 pub mod registration;
 pub mod registry;
+pub mod scan;
 pub mod request;
 pub mod source;
 pub mod response;
