@@ -1,4 +1,4 @@
-//! The shared-data layout of one registry bucket: a versioned header, a sorted index of client ids, and each registration's stored bytes, so a lookup reads one registration without decoding the others.
+//! The shared-data layout of a registry bucket: versioned, indexed by client id, one registration read alone.
 //!
 //! ```text
 //! "OMB" LAYOUT | count: u32 LE | count x (id_end: u32 LE, entry_end: u32 LE) | data

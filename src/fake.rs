@@ -46,6 +46,10 @@ pub struct Fake {
     pub fail_calls: Cell<bool>,
     pub metrics: RefCell<HashMap<String, i64>>,
     pub logs: RefCell<Vec<String>>,
+    /// Shared-data reads by key (what a lookup costs).
+    pub reads: RefCell<HashMap<String, u32>>,
+    /// The tick period last asked for.
+    pub tick_period_ms: Cell<Option<u64>>,
 }
 
 impl Fake {
@@ -79,6 +83,8 @@ impl Fake {
             fail_calls: Cell::new(false),
             metrics: RefCell::new(HashMap::new()),
             logs: RefCell::new(Vec::new()),
+            reads: RefCell::new(HashMap::new()),
+            tick_period_ms: Cell::new(None),
         }
     }
 
@@ -165,6 +171,7 @@ impl Host for Fake {
     }
 
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        *self.reads.borrow_mut().entry(key.to_string()).or_insert(0) += 1;
         match self.shared.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
@@ -198,6 +205,10 @@ impl Host for Fake {
             token,
         });
         Ok(token)
+    }
+
+    fn set_tick_period_ms(&self, period_ms: u64) {
+        self.tick_period_ms.set(Some(period_ms));
     }
 }
 

@@ -1,9 +1,10 @@
 //! The filter's state machines: one per worker (registry refresh, caches) and one per request.
 
 use crate::cache::{Certificates, Lru};
-use crate::config::{CertificateSource, Config};
+use crate::config::{CertificateSource, Config, RegistryConfig};
 use crate::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::jwks::{self, JwksUri};
+use crate::load::{Budget, Finding, Load, Step, Summary};
 use crate::registration::Client;
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
 use crate::request::{self, Classified};
@@ -12,23 +13,52 @@ use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Ve
 use crate::{binding, discovery, response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
-
-type Bucket = Rc<HashMap<String, Rc<Client>>>;
 
 /// Client certificates kept decoded per worker.
 const CERTIFICATE_CACHE_ENTRIES: usize = 1024;
 /// Connections whose peer (certificate, validation) a worker remembers.
 const CONNECTION_CACHE_ENTRIES: usize = 4096;
 
+/// The tick period: refreshes are checked once a second.
+pub const TICK_MS: u64 = 1000;
+/// The tick period while a registry load is in progress: one slice of the load per tick.
+pub const LOAD_TICK_MS: u64 = 1;
+/// A loading worker renews its lease every slice for this long; if it stops, another worker takes over.
+const LOAD_LEASE_MS: u64 = 10_000;
+/// Registry clients kept decoded per worker (older generations are dropped first, then all).
+const CLIENT_CACHE_ENTRIES: usize = 4096;
+
+/// A registry document being loaded by this worker, a slice per tick.
+struct Loading {
+    load: Load,
+    etag: Option<String>,
+    started_ms: u64,
+    document_bytes: usize,
+    slices: u32,
+    /// A bucket in shared data was rewritten: the generation must change, even if the load fails later.
+    changed: bool,
+    /// After the load: the buckets of the previous bucket count still to empty (count, next index).
+    clearing: Option<(u32, u32)>,
+}
+
+/// A decoded registry client (or its absence) and the generation it was read at.
+type CachedClient = (u64, Option<Rc<Client>>);
+
 /// Per-worker state: the configuration, the decoded caches, and this worker's registry call.
 pub struct Worker {
     pub config: Config,
     keys: Keys,
     inline: HashMap<String, Rc<Client>>,
-    buckets: RefCell<HashMap<u32, (u32, Bucket)>>,
-    meta: RefCell<Option<(u32, Meta)>>,
+    /// Registry clients this worker has decoded, valid while the registry's generation is unchanged.
+    clients: RefCell<HashMap<String, CachedClient>>,
+    meta: RefCell<Option<(u32, Rc<Meta>)>>,
     registry_call: Cell<Option<u32>>,
+    loading: RefCell<Option<Loading>>,
+    budget: Cell<Budget>,
+    /// This worker's name in the refresh lease.
+    owner: u64,
     seed: Cell<u64>,
     certificates: RefCell<Certificates>,
     connections: RefCell<Lru<u64, Peer>>,
@@ -37,46 +67,66 @@ pub struct Worker {
 impl Worker {
     pub fn new(config: Config, shared_data_prefix: &str, seed: u64) -> Worker {
         let inline = config.clients.iter().map(|(id, c)| (id.clone(), Rc::new(c.clone()))).collect();
+        // Workers may be configured in the same millisecond: a random hasher (WASI random_get) tells them apart.
+        let owner = std::collections::hash_map::RandomState::new().hash_one(seed) | 1;
         Worker {
             keys: Keys::new(shared_data_prefix),
             config,
             inline,
-            buckets: RefCell::new(HashMap::new()),
+            clients: RefCell::new(HashMap::new()),
             meta: RefCell::new(None),
             registry_call: Cell::new(None),
+            loading: RefCell::new(None),
+            budget: Cell::new(Budget::DEFAULT),
+            owner,
             seed: Cell::new(seed),
             certificates: RefCell::new(Certificates::new(CERTIFICATE_CACHE_ENTRIES)),
             connections: RefCell::new(Lru::new(CONNECTION_CACHE_ENTRIES)),
         }
     }
 
-    /// Every tick: start a registry refresh if one is due and no other worker holds the lease.
+    /// How much of a load one tick does (tests use small budgets to see a load span many ticks).
+    pub fn set_load_budget(&self, budget: Budget) {
+        self.budget.set(budget);
+    }
+
+    /// A registry document is being loaded by this worker.
+    pub fn is_loading(&self) -> bool {
+        self.loading.borrow().is_some()
+    }
+
+    /// Every tick: one slice of a load in progress; otherwise start a registry refresh if one is due and no
+    /// other worker holds the lease.
     pub fn on_tick(&self, host: &dyn Host) {
         let Some(reg) = &self.config.registry else { return };
         let now = host.now_ms();
-        let meta = Meta::decode(host.shared_get(&self.keys.meta()).0.as_deref());
+        let meta = self.read_meta(host);
         host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
         host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
         if let Some(at) = meta.loaded_at_ms {
             host.metric(Metric::RegistryAgeSeconds, i64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0));
         }
+        if let Some(loading) = self.loading.take() {
+            return self.load_slice(host, reg, loading);
+        }
         if self.registry_call.get().is_some() || now < meta.next_at_ms {
             return;
         }
-        let lease = Lease { expires_ms: now + reg.timeout_ms + 2000 };
-        if !take(host, &self.keys.lease(), &Lease { expires_ms: 0 }.encode(), |current| {
+        let lease = Lease { expires_ms: now + reg.timeout_ms + 2000, owner: self.owner };
+        if !take(host, &self.keys.lease(), &Lease { expires_ms: 0, owner: 0 }.encode(), |current| {
             Lease::is_free(Lease::decode(current), now).then(|| lease.encode())
         }) {
             return;
         }
-        let etag = meta.etag.clone();
+        // A 304 must not keep buckets of another count than this worker's: ask without If-None-Match then.
+        let etag = meta.etag.clone().filter(|_| meta.buckets == reg.buckets);
         let mut extra = vec![("accept", "application/json")];
         if let Some(tag) = etag.as_deref() {
             extra.push(("if-none-match", tag));
         }
         match host.http_get(&reg.cluster, &reg.authority, &reg.path, &extra, reg.timeout_ms) {
             Ok(token) => self.registry_call.set(Some(token)),
-            Err(e) => self.registry_failed(host, format!("cannot call cluster {}: {e}", reg.cluster)),
+            Err(e) => self.registry_failed(host, format!("cannot call cluster {}: {e}", reg.cluster), false),
         }
     }
 
@@ -85,69 +135,173 @@ impl Worker {
         self.registry_call.get() == Some(token)
     }
 
-    /// The registry answered (or the call failed): store the document, or keep the last good copy.
+    /// The registry answered (or the call failed). A document is only taken here; the ticks that follow
+    /// load it, a slice each, while the last good copy keeps serving.
     pub fn on_registry_response(&self, host: &dyn Host, response: CallResponse) {
         self.registry_call.set(None);
         let Some(reg) = &self.config.registry else { return };
         let now = host.now_ms();
         match response.status {
-            None => self.registry_failed(host, "no response (timeout, reset or no healthy upstream)".into()),
-            Some(_) if response.too_large => {
-                self.registry_failed(host, format!("document larger than registry.max_bytes ({})", reg.max_bytes))
-            }
+            None => self.registry_failed(host, "no response (timeout, reset or no healthy upstream)".into(), false),
+            Some(_) if response.too_large => self.registry_failed(
+                host,
+                format!("document larger than registry.max_bytes ({})", reg.max_bytes),
+                false,
+            ),
             Some(304) => {
                 let mut meta = self.read_meta(host);
                 meta.succeeded(now, reg.refresh_seconds, self.next_seed());
                 host.metric(Metric::RegistryNotModified, 1);
                 self.write_meta(host, &meta);
+                self.release_lease(host);
             }
-            Some(200) => match registry::parse_document(&response.body) {
-                Err(e) => self.registry_failed(host, e.to_string()),
-                Ok(mut doc) => {
-                    if self.config.jwks_cluster.is_none() {
-                        doc.refuse_jwks_uri_clients("jwks_uri needs jwks_cluster in the plugin configuration");
-                    }
-                    for (client, e) in &doc.refused {
-                        host.log(Level::Warn, &format!("registry: client {client} refused: {e}"));
-                    }
-                    for client in &doc.duplicates {
-                        host.log(Level::Warn, &format!("registry: client {client} is listed twice; the first entry is used"));
-                    }
-                    let mut bytes = 0usize;
-                    for (index, value) in registry::encode_buckets(&doc.clients, reg.buckets).iter().enumerate() {
-                        bytes += value.len();
-                        let key = self.keys.bucket(reg.buckets, u32::try_from(index).unwrap_or(0));
-                        if host.shared_get(&key).0.as_deref() != Some(value.as_slice())
-                            && host.shared_set(&key, value, None).is_err()
-                        {
-                            return self.registry_failed(host, "cannot write shared data".into());
-                        }
-                    }
-                    let mut meta = self.read_meta(host);
-                    meta.clients = doc.clients.len() as u64;
-                    meta.refused = doc.refused.len() as u64;
-                    meta.etag = response.etag;
-                    meta.succeeded(now, reg.refresh_seconds, self.next_seed());
-                    self.write_meta(host, &meta);
-                    bytes += meta.encode().len();
-                    host.metric(Metric::RegistryBytes, i64::try_from(bytes).unwrap_or(i64::MAX));
-                    host.metric(Metric::RegistryRefreshOk, 1);
-                    host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
-                    host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
+            Some(200) => {
+                if !self.renew_lease(host, now + LOAD_LEASE_MS) {
                     host.log(
-                        Level::Info,
-                        &format!("registry: loaded {} clients ({} refused)", meta.clients, meta.refused),
+                        Level::Warn,
+                        "registry: the refresh lease expired before the document arrived and another worker holds it now; this copy is dropped",
                     );
+                    return;
                 }
-            },
-            Some(status) => self.registry_failed(host, format!("HTTP status {status}")),
+                let refusal = self
+                    .config
+                    .jwks_cluster
+                    .is_none()
+                    .then(|| "jwks_uri needs jwks_cluster in the plugin configuration".to_string());
+                let document_bytes = response.body.len();
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "registry: loading a {document_bytes}-byte document over the next ticks; the current copy serves until it completes"
+                    ),
+                );
+                *self.loading.borrow_mut() = Some(Loading {
+                    load: Load::new(response.body, reg.buckets, refusal, self.budget.get()),
+                    etag: response.etag,
+                    started_ms: now,
+                    document_bytes,
+                    slices: 0,
+                    changed: false,
+                    clearing: None,
+                });
+                host.set_tick_period_ms(LOAD_TICK_MS);
+            }
+            Some(status) => self.registry_failed(host, format!("HTTP status {status}"), false),
         }
-        self.release_lease(host);
     }
 
-    fn registry_failed(&self, host: &dyn Host, error: String) {
+    /// One slice of the load in progress; puts it back unless it ended.
+    fn load_slice(&self, host: &dyn Host, reg: &RegistryConfig, mut l: Loading) {
+        l.slices += 1;
+        let now = host.now_ms();
+        if !self.renew_lease(host, now + LOAD_LEASE_MS) {
+            host.log(Level::Warn, "registry: another worker took over the refresh lease; this load stops unfinished");
+            if l.changed {
+                let mut meta = self.read_meta(host);
+                meta.generation = meta.generation.wrapping_add(1);
+                self.write_meta(host, &meta);
+            }
+            host.set_tick_period_ms(TICK_MS);
+            return;
+        }
+        if let Some((count, next)) = l.clearing {
+            // Empty the buckets of the previous count (nobody reads them since the metadata names the new one).
+            let end = next.saturating_add(u32::try_from(self.budget.get().write_buckets).unwrap_or(u32::MAX)).min(count);
+            for index in next..end {
+                let _ = host.shared_set(&self.keys.bucket(count, index), b"", None);
+            }
+            if end < count {
+                l.clearing = Some((count, end));
+                *self.loading.borrow_mut() = Some(l);
+            } else {
+                self.release_lease(host);
+                host.set_tick_period_ms(TICK_MS);
+            }
+            return;
+        }
+        match l.load.step() {
+            Err(e) => {
+                self.registry_failed(host, e.to_string(), l.changed);
+                host.set_tick_period_ms(TICK_MS);
+            }
+            Ok(Step::Parsed(findings)) => {
+                for finding in findings {
+                    match finding {
+                        Finding::Refused(client, e) => host.log(Level::Warn, &format!("registry: client {client} refused: {e}")),
+                        Finding::Duplicate(client) => host.log(
+                            Level::Warn,
+                            &format!("registry: client {client} is listed twice; the first entry is used"),
+                        ),
+                    }
+                }
+                *self.loading.borrow_mut() = Some(l);
+            }
+            Ok(Step::Write(values)) => {
+                // Bucket by bucket: each one switches whole to the new document (see README, registry).
+                for (index, value) in values {
+                    let key = self.keys.bucket(reg.buckets, index);
+                    if host.shared_get(&key).0.unwrap_or_default() == value {
+                        continue;
+                    }
+                    l.changed = true;
+                    if host.shared_set(&key, &value, None).is_err() {
+                        self.registry_failed(host, "cannot write shared data".into(), true);
+                        host.set_tick_period_ms(TICK_MS);
+                        return;
+                    }
+                }
+                *self.loading.borrow_mut() = Some(l);
+            }
+            Ok(Step::Done(summary)) => self.loaded(host, reg, l, summary),
+        }
+    }
+
+    /// The last slice: the new registry is complete; the metadata switches to it.
+    fn loaded(&self, host: &dyn Host, reg: &RegistryConfig, mut l: Loading, summary: Summary) {
+        let now = host.now_ms();
+        let mut meta = self.read_meta(host);
+        let previous = meta.buckets;
+        if l.changed || previous != summary.buckets {
+            meta.generation = meta.generation.wrapping_add(1);
+        }
+        meta.buckets = summary.buckets;
+        meta.clients = summary.clients;
+        meta.refused = summary.refused;
+        meta.etag = l.etag.take();
+        meta.succeeded(now, reg.refresh_seconds, self.next_seed());
+        self.write_meta(host, &meta);
+        let bytes = summary.bytes.saturating_add(meta.encode().len() as u64);
+        host.metric(Metric::RegistryBytes, i64::try_from(bytes).unwrap_or(i64::MAX));
+        host.metric(Metric::RegistryRefreshOk, 1);
+        host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
+        host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
+        host.log(
+            Level::Info,
+            &format!(
+                "registry: loaded {} clients ({} refused) from {} bytes in {} ms over {} ticks",
+                meta.clients,
+                meta.refused,
+                l.document_bytes,
+                now.saturating_sub(l.started_ms),
+                l.slices
+            ),
+        );
+        if previous != 0 && previous != summary.buckets {
+            l.clearing = Some((previous, 0));
+            *self.loading.borrow_mut() = Some(l);
+            return;
+        }
+        self.release_lease(host);
+        host.set_tick_period_ms(TICK_MS);
+    }
+
+    /// A refresh failed; `changed`: it had rewritten buckets already (caches must re-read them).
+    fn registry_failed(&self, host: &dyn Host, error: String, changed: bool) {
         let Some(reg) = &self.config.registry else { return };
         let mut meta = self.read_meta(host);
+        if changed {
+            meta.generation = meta.generation.wrapping_add(1);
+        }
         meta.failed(host.now_ms(), reg.refresh_seconds, error.clone());
         self.write_meta(host, &meta);
         host.metric(Metric::RegistryRefreshFailed, 1);
@@ -155,8 +309,25 @@ impl Worker {
         self.release_lease(host);
     }
 
+    /// Extends this worker's lease; `false` if another worker holds it.
+    fn renew_lease(&self, host: &dyn Host, expires_ms: u64) -> bool {
+        let key = self.keys.lease();
+        let (value, cas) = host.shared_get(&key);
+        match Lease::decode(value.as_deref()) {
+            Some(current) if current.owner == self.owner => {
+                host.shared_set(&key, &Lease { expires_ms, owner: self.owner }.encode(), cas).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees the lease if this worker holds it.
     fn release_lease(&self, host: &dyn Host) {
-        let _ = host.shared_set(&self.keys.lease(), &Lease { expires_ms: 0 }.encode(), None);
+        let key = self.keys.lease();
+        let (value, cas) = host.shared_get(&key);
+        if Lease::decode(value.as_deref()).is_some_and(|l| l.owner == self.owner) {
+            let _ = host.shared_set(&key, &Lease { expires_ms: 0, owner: 0 }.encode(), cas);
+        }
     }
 
     fn read_meta(&self, host: &dyn Host) -> Meta {
@@ -206,36 +377,64 @@ impl Worker {
         peer
     }
 
-    /// Looks a client up: inline registrations first, then the registry's bucket for that id only.
+
+    /// The registry metadata, decoded again only when it changed.
+    fn current_meta(&self, host: &dyn Host) -> Rc<Meta> {
+        let (bytes, cas) = host.shared_get(&self.keys.meta());
+        let cas = cas.unwrap_or(0);
+        if let Some((c, m)) = self.meta.borrow().as_ref() {
+            if *c == cas {
+                return m.clone();
+            }
+        }
+        let m = Rc::new(Meta::decode(bytes.as_deref()));
+        *self.meta.borrow_mut() = Some((cas, m.clone()));
+        m
+    }
+
+    /// Looks a client up: inline registrations first, then the registry. In the steady state this reads
+    /// only the registry metadata; after a change, the client's bucket, decoding that one registration.
     fn lookup(&self, host: &dyn Host, client_id: &str) -> Lookup {
         if let Some(c) = self.inline.get(client_id) {
             return Lookup::Found(c.clone());
         }
         let Some(reg) = &self.config.registry else { return Lookup::Unknown };
-        let (bytes, cas) = host.shared_get(&self.keys.meta());
-        let cas = cas.unwrap_or(0);
-        let cached = self.meta.borrow().as_ref().filter(|(c, _)| *c == cas).map(|(_, m)| m.clone());
-        let meta = cached.unwrap_or_else(|| {
-            let m = Meta::decode(bytes.as_deref());
-            *self.meta.borrow_mut() = Some((cas, m.clone()));
-            m
-        });
+        let meta = self.current_meta(host);
         if let Err(why) = meta.usable(host.now_ms(), reg.max_stale_seconds) {
             return Lookup::Unavailable(why);
         }
-        let index = registry::bucket_of(client_id, reg.buckets);
-        let (bytes, cas) = host.shared_get(&self.keys.bucket(reg.buckets, index));
-        let cas = cas.unwrap_or(0);
-        let cached = self.buckets.borrow().get(&index).filter(|(c, _)| *c == cas).map(|(_, b)| b.clone());
-        let bucket = cached.unwrap_or_else(|| {
-            let b: Bucket = Rc::new(bytes.as_deref().map(registry::decode_bucket).unwrap_or_default());
-            self.buckets.borrow_mut().insert(index, (cas, b.clone()));
-            b
-        });
-        match bucket.get(client_id) {
-            Some(c) => Lookup::Found(c.clone()),
+        let cached = self.clients.borrow().get(client_id).filter(|(g, _)| *g == meta.generation).map(|(_, c)| c.clone());
+        let found = match cached {
+            Some(found) => found,
+            None => {
+                // The buckets are where the metadata says they were written (a reconfigured count applies
+                // from its first load).
+                let count = if meta.buckets == 0 { reg.buckets } else { meta.buckets };
+                let key = self.keys.bucket(count, registry::bucket_of(client_id, count));
+                let bytes = host.shared_get(&key).0.unwrap_or_default();
+                let found = match registry::find_client(&bytes, client_id) {
+                    Err(e) => return Lookup::Unavailable(e.to_string()),
+                    Ok(stored) => stored.and_then(|s| s.compile().ok()).map(Rc::new),
+                };
+                self.remember(client_id, meta.generation, found.clone());
+                found
+            }
+        };
+        match found {
+            Some(c) => Lookup::Found(c),
             None => Lookup::Unknown,
         }
+    }
+
+    fn remember(&self, client_id: &str, generation: u64, found: Option<Rc<Client>>) {
+        let mut cache = self.clients.borrow_mut();
+        if cache.len() >= CLIENT_CACHE_ENTRIES && !cache.contains_key(client_id) {
+            cache.retain(|_, (g, _)| *g == generation);
+            if cache.len() >= CLIENT_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(client_id.to_string(), (generation, found));
     }
 
     fn jwks_view(&self, host: &dyn Host, uri: &JwksUri, refetch_allowed: bool) -> JwksView {

@@ -117,6 +117,8 @@ pub trait Host {
     /// Dispatches `GET` to `cluster`; the answer comes back as a [`CallResponse`] with the returned token.
     fn http_get(&self, cluster: &str, authority: &str, path: &str, extra: &[(&str, &str)], timeout_ms: u64)
         -> Result<u32, String>;
+    /// How often the worker's tick comes (only from the worker's own callbacks: tick, registry response).
+    fn set_tick_period_ms(&self, period_ms: u64);
 }
 
 /// Host calls about the current HTTP request.

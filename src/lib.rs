@@ -24,6 +24,7 @@ pub mod forward;
 pub mod host;
 pub mod issuer;
 pub mod jwks;
+pub mod load;
 pub mod pem;
 pub mod registration;
 pub mod registry;

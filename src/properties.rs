@@ -644,6 +644,66 @@ proptest! {
         prop_assert_eq!(wrapped, doc);
     }
 
+    /// Parsing registration by registration accepts, refuses and loads exactly what parsing the whole
+    /// document at once did, whatever the document and however it is damaged.
+    #[test]
+    fn registry_scanning_agrees_with_parsing_the_whole_document(
+        value in json_value(),
+        wrap in 0u8..3,
+        pretty in any::<bool>(),
+        edits in prop::collection::vec(
+            (any::<prop::sample::Index>(), prop::sample::select(b"{}[]\",:\\ 0-e.tnx\x01".to_vec())),
+            0..3,
+        ),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let doc = match wrap {
+            0 => value,
+            1 => json!([value, {"client_id": "a"}]),
+            _ => json!({"x": value.clone(), "clients": [value, {"client_id": "b"}]}),
+        };
+        let text = if pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) }.unwrap();
+        let bytes = mutated(&text, &edits, cut);
+        if let Err(e) = registry::tests::agrees_with_whole_parse(&bytes) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+
+    /// A load in slices of any size writes the buckets of the whole document.
+    #[test]
+    fn a_sliced_load_writes_the_buckets_of_the_whole_document(
+        entries in prop::collection::vec((0u8..12, 0usize..4), 0..16),
+        buckets in 1u32..6,
+        registrations in 1usize..5,
+        scan_bytes in 1usize..80,
+        write_bytes in 1usize..400,
+        write_buckets in 1usize..4,
+    ) {
+        let methods = ["client_secret_basic", "none", "tls_client_auth", "self_signed_tls_client_auth"];
+        let list: Vec<Value> = entries
+            .iter()
+            .map(|(id, m)| json!({"client_id": format!("c{id}"), "token_endpoint_auth_method": methods[*m],
+                                  "tls_client_auth_san_dns": "a.example.com", "jwks_uri": "https://x/j"}))
+            .collect();
+        let body = serde_json::to_vec(&json!({"clients": list})).unwrap();
+        let whole = registry::parse_document(&body).unwrap();
+        let budget = crate::load::Budget { registrations, scan_bytes, write_bytes, write_buckets };
+        let mut load = crate::load::Load::new(body, buckets, None, budget);
+        let mut written = Vec::new();
+        for _ in 0..10_000 {
+            match load.step().unwrap() {
+                crate::load::Step::Parsed(_) => {}
+                crate::load::Step::Write(values) => written.extend(values.into_iter().map(|(_, v)| v)),
+                crate::load::Step::Done(summary) => {
+                    prop_assert_eq!(summary.clients, whole.clients.len() as u64);
+                    prop_assert_eq!(summary.refused, whole.refused.len() as u64);
+                    break;
+                }
+            }
+        }
+        prop_assert_eq!(written, registry::encode_buckets(&whole.clients, buckets));
+    }
+
     #[test]
     fn discovery_amend_is_idempotent_and_keeps_every_member(doc in metadata(), with_aliases in any::<bool>()) {
         let aliases: Map<String, Value> = [("token_endpoint".to_string(), json!("https://mtls.example.com/token"))].into_iter().collect();

@@ -1,9 +1,11 @@
 //! The client registry: its document, its shared-data layout (buckets, metadata, lease) and its refresh schedule.
 
+use crate::bucket::{self, BucketError};
 use crate::registration::{self, Client, RegistrationError, Stored};
+use crate::scan::{Event, ScanError, Scanner};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
@@ -27,8 +29,14 @@ impl fmt::Display for DocumentError {
 
 impl std::error::Error for DocumentError {}
 
+impl From<ScanError> for DocumentError {
+    fn from(e: ScanError) -> DocumentError {
+        DocumentError::NotJson(e.to_string())
+    }
+}
+
 /// A registry document: the registrations that load, and the ones refused with the rule they break.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Document {
     pub clients: Vec<Stored>,
     pub refused: Vec<(String, RegistrationError)>,
@@ -49,36 +57,94 @@ impl Document {
 }
 
 /// The registration objects of a registry document: a JSON array of RFC 7591 client metadata, or
-/// `{"clients": [...]}`.
+/// `{"clients": [...]}`. Parsed one registration at a time (see [`crate::scan`]).
 pub fn items(bytes: &[u8]) -> Result<Vec<Value>, DocumentError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| DocumentError::NotJson(e.to_string()))?;
-    match value {
-        Value::Array(items) => Ok(items),
-        Value::Object(mut obj) => match obj.remove("clients") {
-            Some(Value::Array(items)) => Ok(items),
-            _ => Err(DocumentError::NotAList),
-        },
-        _ => Err(DocumentError::NotAList),
-    }
+    let mut items = Vec::new();
+    each_element(bytes, |found| {
+        match found {
+            None => items.clear(),
+            Some((range, position)) => items.push(parse_element(bytes, range, position)?),
+        }
+        Ok(())
+    })?;
+    Ok(items)
 }
 
 /// Parses a registry document (see [`items`]) into the registrations that load and those refused.
 pub fn parse_document(bytes: &[u8]) -> Result<Document, DocumentError> {
-    let list = items(bytes)?;
-    let mut doc = Document { clients: Vec::new(), refused: Vec::new(), duplicates: Vec::new() };
-    let mut seen = std::collections::HashSet::new();
-    for (i, metadata) in list.iter().enumerate() {
-        let label = registration::client_id_of(metadata).map_or_else(|| format!("#{i}"), str::to_string);
-        match registration::check(metadata) {
-            Ok(stored) if seen.insert(stored.client_id.clone()) => doc.clients.push(stored),
-            Ok(stored) => doc.duplicates.push(stored.client_id),
-            Err(e) => doc.refused.push((label, e)),
+    let mut doc = Document::default();
+    let mut seen = HashSet::new();
+    each_element(bytes, |found| {
+        let Some((range, position)) = found else {
+            doc = Document::default();
+            seen.clear();
+            return Ok(());
+        };
+        match check_element(&parse_element(bytes, range, position)?, position) {
+            Entry::Loads(stored) if seen.insert(stored.client_id.clone()) => doc.clients.push(stored),
+            Entry::Loads(stored) => doc.duplicates.push(stored.client_id),
+            Entry::Refused(label, e) => doc.refused.push((label, e)),
         }
-    }
+        Ok(())
+    })?;
     Ok(doc)
 }
 
-/// Shared-data keys. Every key starts with the prefix, so several filters in one VM do not collide.
+/// Calls `f` with the byte range and position of every registration, in one unbounded scan, and with
+/// `None` when a repeated `"clients"` member replaces what came before (positions restart at 0).
+fn each_element(
+    bytes: &[u8],
+    mut f: impl FnMut(Option<(std::ops::Range<usize>, usize)>) -> Result<(), DocumentError>,
+) -> Result<(), DocumentError> {
+    let mut scanner = Scanner::new();
+    let mut position = 0;
+    loop {
+        match scanner.next(bytes, usize::MAX)? {
+            Event::Element(range) => {
+                f(Some((range, position)))?;
+                position += 1;
+            }
+            Event::Reset => {
+                f(None)?;
+                position = 0;
+            }
+            Event::Pending => {}
+            Event::End { list: true } => return Ok(()),
+            Event::End { list: false } => return Err(DocumentError::NotAList),
+        }
+    }
+}
+
+/// The JSON value of the registration at `range` (position `position` in the list).
+pub fn parse_element(bytes: &[u8], range: std::ops::Range<usize>, position: usize) -> Result<Value, DocumentError> {
+    let start = range.start;
+    let text = bytes.get(range).unwrap_or_default();
+    serde_json::from_slice(text)
+        .map_err(|e| DocumentError::NotJson(format!("registration #{position} (at byte offset {start}): {e}")))
+}
+
+/// One registration of a document, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Loads(Stored),
+    /// Refused, with its client id (or `#position`) and why.
+    Refused(String, RegistrationError),
+}
+
+/// Checks the registration at `position` of a document.
+pub fn check_element(metadata: &Value, position: usize) -> Entry {
+    match registration::check(metadata) {
+        Ok(stored) => Entry::Loads(stored),
+        Err(e) => {
+            let label = registration::client_id_of(metadata).map_or_else(|| format!("#{position}"), str::to_string);
+            Entry::Refused(label, e)
+        }
+    }
+}
+
+/// Shared-data keys. Every key starts with the prefix, so several filters in one VM do not collide. The
+/// registry's keys carry the bucket layout version, so filters of different layouts sharing a VM (a version
+/// change while the old one drains) keep separate copies instead of reading each other's.
 pub struct Keys {
     prefix: String,
 }
@@ -88,14 +154,14 @@ impl Keys {
         Keys { prefix: prefix.trim_end_matches('/').to_string() }
     }
     pub fn meta(&self) -> String {
-        format!("{}/registry/meta", self.prefix)
+        format!("{}/registry/v{}/meta", self.prefix, bucket::LAYOUT)
     }
     pub fn lease(&self) -> String {
-        format!("{}/registry/lease", self.prefix)
+        format!("{}/registry/v{}/lease", self.prefix, bucket::LAYOUT)
     }
-    /// Bucket keys include the bucket count, so a reconfiguration with another count never reads old buckets.
+    /// Bucket keys include the bucket count: a load with another count writes a fresh set while the old one serves.
     pub fn bucket(&self, buckets: u32, index: u32) -> String {
-        format!("{}/registry/{buckets}/{index}", self.prefix)
+        format!("{}/registry/v{}/{buckets}/{index}", self.prefix, bucket::LAYOUT)
     }
     pub fn jwks(&self, uri: &str) -> String {
         format!("{}/jwks/{:016x}", self.prefix, fnv1a64(uri.as_bytes()))
@@ -112,29 +178,48 @@ pub fn bucket_of(client_id: &str, buckets: u32) -> u32 {
     u32::try_from(h % u64::from(buckets.max(1))).unwrap_or(0)
 }
 
-/// The value of every bucket for these registrations: a JSON array sorted by client id, so an unchanged
-/// bucket encodes to identical bytes and is not rewritten (its CAS, and every worker's cache, stay valid).
+/// A registration as stored in a bucket (its compact JSON).
+pub fn encode_entry(stored: &Stored) -> Vec<u8> {
+    serde_json::to_vec(stored).unwrap_or_default()
+}
+
+/// The value of every bucket for these registrations (see [`crate::bucket`]): sorted by client id, so an
+/// unchanged bucket encodes to identical bytes and is not rewritten. The filter builds the same bytes
+/// incrementally ([`crate::load`]); this is the whole-document form for tools and tests.
 pub fn encode_buckets(clients: &[Stored], buckets: u32) -> Vec<Vec<u8>> {
-    let mut grouped: Vec<Vec<&Stored>> = (0..buckets.max(1)).map(|_| Vec::new()).collect();
+    let mut grouped: Vec<Vec<(&str, Vec<u8>)>> = (0..buckets.max(1)).map(|_| Vec::new()).collect();
     for c in clients {
         if let Some(slot) = grouped.get_mut(bucket_of(&c.client_id, buckets) as usize) {
-            slot.push(c);
+            slot.push((c.client_id.as_str(), encode_entry(c)));
         }
     }
     grouped
         .into_iter()
         .map(|mut group| {
-            group.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-            serde_json::to_vec(&group).unwrap_or_else(|_| b"[]".to_vec())
+            group.sort_by(|a, b| a.0.cmp(b.0));
+            let pairs: Vec<(&str, &[u8])> = group.iter().map(|(id, entry)| (*id, entry.as_slice())).collect();
+            bucket::encode(&pairs)
         })
         .collect()
 }
 
-/// Decodes one bucket into compiled clients. Entries that no longer compile are skipped.
+/// The registration of `client_id` in a bucket value, decoding only that one. `Ok(None)`: not in the
+/// bucket. A stored entry that does not decode, or names another client, is damage: an error.
+pub fn find_client(bytes: &[u8], client_id: &str) -> Result<Option<Stored>, BucketError> {
+    let Some(entry) = bucket::find(bytes, client_id)? else { return Ok(None) };
+    match serde_json::from_slice::<Stored>(entry) {
+        Ok(stored) if stored.client_id == client_id => Ok(Some(stored)),
+        _ => Err(BucketError::Corrupt),
+    }
+}
+
+/// Decodes a whole bucket into compiled clients (tools and tests; the filter uses [`find_client`]). A
+/// bucket that cannot be read, and entries that no longer compile, give nothing.
 pub fn decode_bucket(bytes: &[u8]) -> HashMap<String, Rc<Client>> {
-    let stored: Vec<Stored> = serde_json::from_slice(bytes).unwrap_or_default();
-    stored
-        .iter()
+    bucket::entries(bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, entry)| serde_json::from_slice::<Stored>(entry).ok())
         .filter_map(|s| s.compile().ok())
         .map(|c| (c.client_id.clone(), Rc::new(c)))
         .collect()
@@ -153,6 +238,13 @@ pub struct Meta {
     /// Failed refreshes since the last success.
     pub failures: u32,
     pub last_error: Option<String>,
+    /// Changes whenever a load changes the buckets: a worker's decoded registrations are valid while it
+    /// stays the same, so a lookup reads only this key in the steady state.
+    #[serde(default)]
+    pub generation: u64,
+    /// The bucket count the current buckets were written with (their keys include it).
+    #[serde(default)]
+    pub buckets: u32,
 }
 
 impl Meta {
@@ -210,20 +302,29 @@ pub fn jittered_ms(refresh_seconds: u64, seed: u64) -> u64 {
     period - spread / 2 + offset
 }
 
-/// The refresh lease: whoever holds an unexpired lease is the one worker fetching.
+/// The refresh lease: whoever holds an unexpired lease is the one worker fetching (and loading).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub expires_ms: u64,
+    /// Which worker holds it, so a worker renewing its lease during a load notices another took it over.
+    pub owner: u64,
 }
 
 impl Lease {
+    /// `"<expires_ms> <owner>"`; a bare `"<expires_ms>"` has owner 0.
     pub fn decode(bytes: Option<&[u8]>) -> Option<Lease> {
         let text = std::str::from_utf8(bytes?).ok()?;
-        Some(Lease { expires_ms: text.trim().parse().ok()? })
+        let mut parts = text.split_whitespace();
+        let expires_ms = parts.next()?.parse().ok()?;
+        let owner = match parts.next() {
+            Some(o) => o.parse().ok()?,
+            None => 0,
+        };
+        parts.next().is_none().then_some(Lease { expires_ms, owner })
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        self.expires_ms.to_string().into_bytes()
+        format!("{} {}", self.expires_ms, self.owner).into_bytes()
     }
 
     /// A lease can be taken when there is none, or it has expired (its holder died or timed out).
@@ -258,7 +359,7 @@ impl JwksEntry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -379,9 +480,111 @@ mod tests {
     #[test]
     fn a_lease_is_free_when_absent_or_expired() {
         assert!(Lease::is_free(None, 5));
-        assert!(Lease::is_free(Lease::decode(Some(b"5")), 5));
-        assert!(!Lease::is_free(Lease::decode(Some(b"6")), 5));
+        assert!(Lease::is_free(Lease::decode(Some(b"5 9")), 5));
+        assert!(!Lease::is_free(Lease::decode(Some(b"6 9")), 5));
         assert_eq!(Lease::decode(Some(b"garbage")), None);
+    }
+
+    #[test]
+    fn a_lease_names_its_owner() {
+        let l = Lease { expires_ms: 7, owner: 42 };
+        assert_eq!(Lease::decode(Some(&l.encode())), Some(l));
+        assert_eq!(Lease::decode(Some(b"7")), Some(Lease { expires_ms: 7, owner: 0 }));
+        assert_eq!(Lease::decode(Some(b"7 42 1")), None);
+    }
+
+    #[test]
+    fn metadata_written_before_generations_existed_reads_as_generation_zero() {
+        let m = Meta::decode(Some(br#"{"loaded_at_ms": 5, "next_at_ms": 6, "etag": null, "clients": 1, "refused": 0, "failures": 0, "last_error": null}"#));
+        assert_eq!((m.loaded_at_ms, m.generation, m.buckets), (Some(5), 0, 0));
+    }
+
+    #[test]
+    fn one_client_is_decoded_from_its_bucket_without_the_others() {
+        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"}, {"client_id": "c"}]"#).unwrap();
+        let all = encode_buckets(&doc.clients, 1).remove(0);
+        let b = find_client(&all, "b").unwrap().unwrap();
+        assert_eq!((b.client_id.as_str(), b.method.as_str()), ("b", "client_secret_basic"));
+        assert_eq!(find_client(&all, "a").unwrap().unwrap().method, "none");
+        assert_eq!(find_client(&all, "z"), Ok(None));
+        // Damage in another registration does not matter to this one: only "b" is decoded.
+        let at = all.windows(3).position(|w| w == br#""i""#).unwrap();
+        let mut damaged = all.clone();
+        damaged[at + 1] = b'X';
+        assert!(find_client(&damaged, "b").unwrap().is_some());
+        assert_eq!(find_client(&damaged, "a"), Err(BucketError::Corrupt));
+    }
+
+    #[test]
+    fn a_bucket_of_another_layout_is_an_error_not_an_empty_bucket() {
+        assert_eq!(find_client(br#"[{"i": "a", "m": "none"}]"#, "a"), Err(BucketError::Unrecognized));
+        assert!(decode_bucket(br#"[{"i": "a", "m": "none"}]"#).is_empty());
+    }
+
+    /// The whole-document parse this module had before it parsed registration by registration.
+    fn parse_whole(bytes: &[u8]) -> Result<Document, DocumentError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| DocumentError::NotJson(e.to_string()))?;
+        let list = match value {
+            Value::Array(items) => items,
+            Value::Object(mut obj) => match obj.remove("clients") {
+                Some(Value::Array(items)) => items,
+                _ => return Err(DocumentError::NotAList),
+            },
+            _ => return Err(DocumentError::NotAList),
+        };
+        let mut doc = Document::default();
+        let mut seen = HashSet::new();
+        for (i, metadata) in list.iter().enumerate() {
+            match check_element(metadata, i) {
+                Entry::Loads(stored) if seen.insert(stored.client_id.clone()) => doc.clients.push(stored),
+                Entry::Loads(stored) => doc.duplicates.push(stored.client_id),
+                Entry::Refused(label, e) => doc.refused.push((label, e)),
+            }
+        }
+        Ok(doc)
+    }
+
+    /// Same outcome (error kind included) as parsing the whole document at once.
+    pub(crate) fn agrees_with_whole_parse(bytes: &[u8]) -> Result<(), String> {
+        let (now, before) = (parse_document(bytes), parse_whole(bytes));
+        let same = match (&now, &before) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(DocumentError::NotJson(_)), Err(DocumentError::NotJson(_))) => true,
+            (Err(DocumentError::NotAList), Err(DocumentError::NotAList)) => true,
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(format!("{:?}: scanned {now:?}, whole {before:?}", String::from_utf8_lossy(bytes)))
+        }
+    }
+
+    #[test]
+    fn parsing_registration_by_registration_agrees_with_parsing_the_whole_document() {
+        let docs: &[&[u8]] = &[
+            br#"[{"client_id": "a"}, {"client_id": "a"}, {"x": 1}, 7, "s", null]"#,
+            br#"{"v": 1, "clients": [{"client_id": "a\"]"}], "w": {"clients": 2}}"#,
+            br#"{"clients": [{"client_id": "a"}], "clients": [{"client_id": "b"}]}"#,
+            br#"{"clients": [{"client_id": "a"}], "clients": []}"#,
+            br#"{"clients": [{"client_id": "a"}], "clients": 1}"#,
+            br#"{"clients": 1, "clients": [{"client_id": "a"}]}"#,
+            br#"[{"client_id": "a", "n": 1e400}]"#,
+            br#"{"n": 1e400, "clients": []}"#,
+            br#"[{"client_id": "\ud800"}]"#,
+            br#"[{"client_id": "a"}"#,
+            b"[{\"client_id\": \"\xff\"}]",
+            b"\xef\xbb\xbf[]",
+            b"[] x",
+            b"",
+        ];
+        for doc in docs {
+            agrees_with_whole_parse(doc).unwrap();
+        }
+        let deep = |n: usize| format!("[{}{}]", "[".repeat(n), "]".repeat(n)).into_bytes();
+        agrees_with_whole_parse(&deep(125)).unwrap();
+        agrees_with_whole_parse(&deep(126)).unwrap();
+        agrees_with_whole_parse(&deep(127)).unwrap();
     }
 
     #[test]
@@ -394,8 +597,9 @@ mod tests {
     #[test]
     fn keys_are_prefixed() {
         let k = Keys::new("oauth-mtls/p/");
-        assert_eq!(k.meta(), "oauth-mtls/p/registry/meta");
-        assert_eq!(k.bucket(64, 3), "oauth-mtls/p/registry/64/3");
+        assert_eq!(k.meta(), "oauth-mtls/p/registry/v2/meta");
+        assert_eq!(k.lease(), "oauth-mtls/p/registry/v2/lease");
+        assert_eq!(k.bucket(64, 3), "oauth-mtls/p/registry/v2/64/3");
         assert!(k.jwks("https://x/j").starts_with("oauth-mtls/p/jwks/"));
     }
 }

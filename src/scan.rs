@@ -1,4 +1,4 @@
-//! A resumable JSON scanner: finds a registry document's registrations by byte range, a bounded number of bytes at a time, without building the document.
+//! A resumable JSON scanner: a registry document's registrations found by byte range, without building it.
 //!
 //! The registrations are the elements of a top-level array, or of the `"clients"` array of a top-level
 //! object (the last `"clients"` member counts, as when the document is parsed whole). The scanner checks

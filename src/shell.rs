@@ -88,6 +88,12 @@ impl Host for Proxy {
         hostcalls::dispatch_http_call(cluster, headers, None, vec![], Duration::from_millis(timeout_ms))
             .map_err(|s| format!("{s:?} (is the cluster defined?)"))
     }
+
+    fn set_tick_period_ms(&self, period_ms: u64) {
+        if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(period_ms)) {
+            self.log(Level::Error, &format!("cannot set the tick period: {s:?}"));
+        }
+    }
 }
 
 impl Proxy {
@@ -241,7 +247,7 @@ impl RootContext for Root {
         let seed = proxy.now_ms() ^ (u64::from(self.context_id) << 32);
         self.worker = Some(Rc::new(Worker::new(config, &prefix, seed)));
         if has_registry {
-            let _ = hostcalls::set_tick_period(Duration::from_secs(1));
+            proxy.set_tick_period_ms(crate::filter::TICK_MS);
         }
         proxy.log(
             Level::Info,

@@ -1,5 +1,5 @@
 //! Criterion microbenchmarks of the filter's pure core: certificate parse, DN and SAN match, form decode,
-//! registration decode, and the whole decision, cold and cached.
+//! registration decode, a slice of the incremental registry load, and the whole decision, cold and cached.
 //!
 //! Certificates come from the test PKI (`$OAUTH_MTLS_BUILD/pki`, default `build/pki`; made by `make test`
 //! or `make bench`). Run: `cargo bench --manifest-path test-harness/bench/micro/Cargo.toml`.
@@ -15,6 +15,7 @@ use oauth_mtls_filter::cert::Leaf;
 use oauth_mtls_filter::config::UnknownClient;
 use oauth_mtls_filter::dn::Dn;
 use oauth_mtls_filter::jwks::JwksUri;
+use oauth_mtls_filter::load::{Budget, Load, Step};
 use oauth_mtls_filter::registration::Client;
 use oauth_mtls_filter::san::{SanKind, SanRule};
 use oauth_mtls_filter::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
@@ -138,6 +139,40 @@ fn registrations(c: &mut Criterion) {
     });
 }
 
+/// The filter's incremental load (issue 4): what one slice of a 100,000-client document costs, and a lookup's
+/// single-registration decode from a bucket of the default 1,024.
+fn loads(c: &mut Criterion) {
+    let doc = registry_doc(100_000);
+    let budget = Budget::DEFAULT;
+    // A parse slice: the first `budget.registrations` of the document (any slice of it costs the same).
+    c.bench_function("registry/load: one parse slice (64 registrations)", |b| {
+        b.iter_batched(
+            || Load::new(doc[..64 * 1024].to_vec(), 1024, None, budget),
+            |mut load| assert!(matches!(load.step(), Ok(Step::Parsed(_)))),
+            BatchSize::LargeInput,
+        )
+    });
+    // A write slice: the next 64 KiB of buckets of the whole document, once it has been read.
+    let mut load = Load::new(doc.clone(), 1024, None, budget);
+    while matches!(load.step(), Ok(Step::Parsed(_))) {}
+    let mut writes = 0;
+    let start = std::time::Instant::now();
+    loop {
+        match load.step() {
+            Ok(Step::Write(_)) => writes += 1,
+            _ => break,
+        }
+    }
+    println!("registry/load: the 100,000-client document's buckets took {writes} write slices, {:?} in all", start.elapsed());
+    let parsed = registry::parse_document(&doc).unwrap();
+    let buckets = registry::encode_buckets(&parsed.clients, 1024);
+    let id = "client-054321";
+    let bucket = &buckets[registry::bucket_of(id, 1024) as usize];
+    c.bench_function("registry/find_client (1 of ~100 in a bucket of 1,024 for 100,000 clients)", |b| {
+        b.iter(|| registry::find_client(black_box(bucket), black_box(id)).unwrap().unwrap())
+    });
+}
+
 fn decisions(c: &mut Criterion) {
     let dn_der = der("dn-client");
     let mut directory = directory();
@@ -154,5 +189,5 @@ fn decisions(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, certificates, names, forms, registrations, decisions);
+criterion_group!(benches, certificates, names, forms, registrations, loads, decisions);
 criterion_main!(benches);
