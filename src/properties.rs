@@ -669,6 +669,25 @@ proptest! {
         }
     }
 
+    /// A damaged bucket gives an error or a miss for a client, never a panic nor another client's registration.
+    #[test]
+    fn a_damaged_bucket_never_yields_another_clients_registration(
+        ids in prop::collection::btree_set("[a-z]{1,6}", 1..12),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+        wanted in "[a-z]{1,6}",
+    ) {
+        let clients: Vec<Stored> = ids.iter().enumerate().map(|(i, id)| stored(id.clone(), i as u8, i)).collect();
+        let damaged = mutated(&registry::encode_buckets(&clients, 1).remove(0), &edits, cut);
+        let _ = crate::bucket::entries(&damaged);
+        let _ = registry::decode_bucket(&damaged);
+        for id in ids.iter().chain([&wanted]) {
+            if let Ok(Some(found)) = registry::find_client(&damaged, id) {
+                prop_assert_eq!(&found.client_id, id);
+            }
+        }
+    }
+
     /// A load in slices of any size writes the buckets of the whole document.
     #[test]
     fn a_sliced_load_writes_the_buckets_of_the_whole_document(
