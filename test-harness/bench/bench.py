@@ -567,7 +567,7 @@ def refresh_run(e, url, cert, body, args, registry, docs, pids) -> dict:
     during, outside = [], []
     started = res["started"]
     lo = marks.get("swap", 0.0)
-    hi = marks.get("applied", started + duration) + 1.0  # workers re-decode buckets lazily: one more second
+    hi = marks.get("applied", started + duration) + 1.0  # and one more second: workers read the changed buckets
     statuses: dict[str, int] = {}
     for row in res["rows"]:
         try:
