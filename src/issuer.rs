@@ -102,7 +102,7 @@ impl IssuerKey {
     fn check_loads(&self) -> Result<(), IssuerError> {
         use rsa::pkcs8::DecodePublicKey;
         let ok = match self.kind {
-            KeyKind::Rsa => rsa::RsaPublicKey::from_public_key_der(&self.spki).is_ok(),
+            KeyKind::Rsa => rsa::PublicKey::from_public_key_der(&self.spki).is_ok(),
             KeyKind::P256 => p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki).is_ok(),
             KeyKind::P384 => p384::ecdsa::VerifyingKey::from_public_key_der(&self.spki).is_ok(),
         };
@@ -124,7 +124,7 @@ impl IssuerKey {
         let alg = leaf.signature_algorithm.algorithm.to_id_string();
         let verified = match (self.kind, alg.as_str()) {
             (KeyKind::Rsa, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13") => {
-                let Ok(key) = rsa::RsaPublicKey::from_public_key_der(&self.spki) else { return Ok(false) };
+                let Ok(key) = rsa::PublicKey::from_public_key_der(&self.spki) else { return Ok(false) };
                 let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else { return Ok(false) };
                 match alg.as_str() {
                     "1.2.840.113549.1.1.11" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(tbs, &sig),
@@ -174,7 +174,10 @@ pub fn issued_by_any(pins: &[IssuerKey], leaf_der: &[u8]) -> Result<bool, Issuer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1, TEST_CA};
+    use crate::testdata::{
+        der, FORWARDER, LEAF, P384_CA, P384_LEAF, RSA_CA, RSA_SHA256_LEAF, RSA_SHA384_LEAF, RSA_SHA512_LEAF,
+        SELF_SIGNED_1, TEST_CA,
+    };
 
     fn pin(pem: &str) -> IssuerKey {
         IssuerKey::parse(&STANDARD.encode(der(pem))).unwrap()
@@ -184,6 +187,25 @@ mod tests {
     fn a_leaf_signed_by_the_pinned_ca_key_matches() {
         assert_eq!(pin(TEST_CA).signed(&der(LEAF)), Ok(true));
         assert_eq!(issued_by_any(&[pin(SELF_SIGNED_1), pin(TEST_CA)], &der(FORWARDER)), Ok(true));
+    }
+
+    #[test]
+    fn rsa_pkcs1_v1_5_signatures_with_sha256_sha384_and_sha512_verify() {
+        for leaf in [RSA_SHA256_LEAF, RSA_SHA384_LEAF, RSA_SHA512_LEAF] {
+            assert_eq!(pin(RSA_CA).signed(&der(leaf)), Ok(true), "{leaf}");
+        }
+    }
+
+    #[test]
+    fn p384_signatures_with_sha384_verify() {
+        assert_eq!(pin(P384_CA).signed(&der(P384_LEAF)), Ok(true));
+    }
+
+    #[test]
+    fn a_key_of_another_type_never_verifies() {
+        assert_eq!(pin(RSA_CA).signed(&der(P384_LEAF)), Ok(false));
+        assert_eq!(pin(P384_CA).signed(&der(LEAF)), Ok(false));
+        assert_eq!(pin(TEST_CA).signed(&der(RSA_SHA256_LEAF)), Ok(false));
     }
 
     #[test]
