@@ -24,7 +24,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv node-deps system-deps cli-build unit lint integration test demo soak cli fuzz oci bench bench-micro clean
+.PHONY: build deps rust-target venv node-deps system-deps wasm-opt cli-build unit lint integration test demo soak cli fuzz oci bench bench-micro clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -46,15 +46,29 @@ $(AS_DIR)/node_modules/.installed: $(AS_DIR)/package-lock.json
 
 node-deps: $(AS_DIR)/node_modules/.installed
 
+# apt-get installs the Debian packages listed after it (as root, or through sudo).
+APT_INSTALL := SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends
+
 # Debian packages the OCI test needs (a local registry and skopeo); nothing to do when present.
 system-deps:
 	@missing=""; \
 	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
-	if [ -n "$$missing" ]; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
-	fi
+	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
+
+# The module is shrunk by binaryen's wasm-opt after cargo (Debian's `binaryen`, installed when missing).
+# WASM_OPT= (empty) skips it; WASM_OPT_LEVEL=-O3 trades size for speed. The features are those rustc emits
+# for wasm32-wasip1; wasm-opt 108 refuses them unless enabled.
+WASM_OPT       ?= wasm-opt
+WASM_OPT_LEVEL ?= -Oz
+WASM_OPT_FLAGS := $(WASM_OPT_LEVEL) --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+
+wasm-opt:
+ifneq ($(WASM_OPT),)
+	@command -v $(WASM_OPT) >/dev/null 2>&1 || { $(APT_INSTALL) binaryen; }
+endif
 
 deps: rust-target venv node-deps system-deps
 
@@ -62,8 +76,13 @@ deps: rust-target venv node-deps system-deps
 cli-build:
 	cargo build --release --bin oauth-mtls
 
-build: rust-target
+# cargo links its unoptimized module over $(WASM) on every run, so wasm-opt runs after every cargo build.
+build: rust-target wasm-opt
 	cargo build --release --target $(TARGET) --lib
+ifneq ($(WASM_OPT),)
+	$(WASM_OPT) $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
+endif
+	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (test_wasm_size.py allows 400 KiB)"
 
 unit:
 	cargo test --quiet
