@@ -2,36 +2,28 @@
 
 use crate::dn::Dn;
 use crate::registration::{self, Client, Method, KeySource};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 
 /// Where the client certificate is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateSource {
-    #[serde(rename = "connection")]
     Connection,
-    #[serde(rename = "xfcc")]
     Xfcc,
-    #[serde(rename = "client-cert")]
     ClientCert,
 }
 
 /// How the authenticated certificate is written into the forwarding header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardFormat {
-    #[serde(rename = "rfc9440")]
     Rfc9440,
-    #[serde(rename = "pem")]
     Pem,
-    #[serde(rename = "pem-urlencoded")]
     PemUrlencoded,
-    #[serde(rename = "base64-der")]
     Base64Der,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownClient {
     Pass,
     Reject,
@@ -79,7 +71,7 @@ pub struct PayloadMetadata {
 /// Amending the AS's metadata documents with what the edge provides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovery {
-    pub mtls_endpoint_aliases: Option<serde_json::Map<String, serde_json::Value>>,
+    pub mtls_endpoint_aliases: Option<Map<String, Value>>,
     pub max_bytes: usize,
 }
 
@@ -136,74 +128,154 @@ fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: one_line(key.into()), problem: one_line(problem.into()) }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    endpoints: Option<Vec<String>>,
-    max_body_bytes: Option<u64>,
-    certificate_source: Option<CertificateSource>,
-    trusted_forwarders: Option<Vec<RawForwarder>>,
-    forwarder_validates_chains: Option<bool>,
-    forward_certificate: Option<RawForward>,
-    unknown_client: Option<UnknownClient>,
-    clients: Option<Vec<serde_json::Value>>,
-    registry: Option<RawRegistry>,
-    jwks_cluster: Option<String>,
-    jwks_min_refresh_seconds: Option<u64>,
-    jwks_timeout_ms: Option<u64>,
-    shared_data_prefix: Option<String>,
-    resources: Option<Vec<RawResource>>,
-    jwt_payload_metadata: Option<RawPayloadMetadata>,
-    discovery: Option<RawDiscovery>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResource {
-    prefix: String,
-    require_binding: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPayloadMetadata {
-    namespace: Option<String>,
-    key: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDiscovery {
-    mtls_endpoint_aliases: Option<serde_json::Map<String, serde_json::Value>>,
-    max_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawForwarder {
-    uri_san: Option<String>,
-    subject_dn: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawForward {
-    header: Option<String>,
-    format: Option<ForwardFormat>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRegistry {
-    cluster: String,
-    authority: String,
+/// One JSON object of the configuration, read key by key. A key it does not list is an error, and absent
+/// and `null` both mean "not set".
+struct Object<'a> {
+    /// Key path of the object itself, e.g. `registry` or `trusted_forwarders[0]`; empty for the document.
     path: String,
-    refresh_seconds: Option<u64>,
-    timeout_ms: Option<u64>,
-    max_stale_seconds: Option<u64>,
-    buckets: Option<u32>,
-    max_bytes: Option<u64>,
+    map: &'a Map<String, Value>,
 }
+
+/// `path.key`, or `key` at the top level.
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// What a JSON value is, for an error message.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `` `a`, `b`, `c` ``: the accepted keys or values, for an error message.
+fn quoted(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+impl<'a> Object<'a> {
+    fn new(path: String, value: &'a Value, keys: &[&str]) -> Result<Object<'a>, ConfigError> {
+        let Value::Object(map) = value else {
+            return Err(err(path, format!("must be an object, not {}", kind(value))));
+        };
+        if let Some(unknown) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(err(
+                join(&path, unknown),
+                format!("unknown field `{unknown}`, expected one of {}", quoted(keys)),
+            ));
+        }
+        Ok(Object { path, map })
+    }
+
+    fn key(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// The value of `key` converted by `read`, which names what it expected when it returns `None`.
+    fn typed<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        read: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match read(v) {
+                Some(t) => Ok(Some(t)),
+                None => Err(err(self.key(key), format!("must be {expected}, not {}", kind(v)))),
+            },
+        }
+    }
+
+    fn u64(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+        self.typed(key, "an unsigned integer", Value::as_u64)
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        self.typed(key, "a boolean", Value::as_bool)
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        self.typed(key, "a string", |v| v.as_str().map(str::to_string))
+    }
+
+    fn required_string(&self, key: &str) -> Result<String, ConfigError> {
+        self.string(key)?.ok_or_else(|| err(self.path.clone(), format!("missing field `{key}`")))
+    }
+
+    fn array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, ConfigError> {
+        self.typed(key, "an array", Value::as_array)
+    }
+
+    fn object(&self, key: &str, keys: &[&str]) -> Result<Option<Object<'a>>, ConfigError> {
+        self.get(key).map(|v| Object::new(self.key(key), v, keys)).transpose()
+    }
+
+    /// The objects of the array at `key`, each checked against `keys`.
+    fn objects(&self, key: &str, keys: &[&str]) -> Result<Vec<Object<'a>>, ConfigError> {
+        let items = self.array(key)?.map(Vec::as_slice).unwrap_or_default();
+        items.iter().enumerate().map(|(i, v)| Object::new(format!("{}[{i}]", self.key(key)), v, keys)).collect()
+    }
+
+    /// The variant of `key` named by its string value, from `(name, variant)` pairs.
+    fn variant<T: Copy>(&self, key: &str, variants: &[(&str, T)]) -> Result<Option<T>, ConfigError> {
+        let Some(name) = self.string(key)? else { return Ok(None) };
+        match variants.iter().find(|(n, _)| *n == name) {
+            Some((_, v)) => Ok(Some(*v)),
+            None => {
+                let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
+                Err(err(self.key(key), format!("unknown variant `{name}`, expected one of {}", quoted(&names))))
+            }
+        }
+    }
+}
+
+const KEYS: [&str; 16] = [
+    "endpoints",
+    "max_body_bytes",
+    "certificate_source",
+    "trusted_forwarders",
+    "forwarder_validates_chains",
+    "forward_certificate",
+    "unknown_client",
+    "clients",
+    "registry",
+    "jwks_cluster",
+    "jwks_min_refresh_seconds",
+    "jwks_timeout_ms",
+    "shared_data_prefix",
+    "resources",
+    "jwt_payload_metadata",
+    "discovery",
+];
+
+const SOURCES: [(&str, CertificateSource); 3] = [
+    ("connection", CertificateSource::Connection),
+    ("xfcc", CertificateSource::Xfcc),
+    ("client-cert", CertificateSource::ClientCert),
+];
+
+const FORMATS: [(&str, ForwardFormat); 4] = [
+    ("rfc9440", ForwardFormat::Rfc9440),
+    ("pem", ForwardFormat::Pem),
+    ("pem-urlencoded", ForwardFormat::PemUrlencoded),
+    ("base64-der", ForwardFormat::Base64Der),
+];
+
+const UNKNOWN_CLIENT: [(&str, UnknownClient); 2] = [("pass", UnknownClient::Pass), ("reject", UnknownClient::Reject)];
 
 fn in_range(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
     let v = value.unwrap_or(default);
@@ -252,16 +324,21 @@ impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let text = std::str::from_utf8(bytes).map_err(|_| err("", "not UTF-8"))?;
         let text = if text.trim().is_empty() { "{}" } else { text };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let raw: Raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let key = e.path().to_string();
-            err(key, e.into_inner().to_string())
-        })?;
-        Config::from_raw(raw)
+        let document: Value = serde_json::from_slice(text.as_bytes()).map_err(|e| err("", e.to_string()))?;
+        Config::from_document(&Object::new(String::new(), &document, &KEYS)?)
     }
 
-    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
-        let endpoints = raw.endpoints.unwrap_or_else(|| vec!["/token".to_string()]);
+    fn from_document(raw: &Object<'_>) -> Result<Config, ConfigError> {
+        let endpoints = match raw.array("endpoints")? {
+            None => vec!["/token".to_string()],
+            Some(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    e.as_str().map(str::to_string).ok_or_else(|| err(format!("endpoints[{i}]"), "must be a string"))
+                })
+                .collect::<Result<_, _>>()?,
+        };
         if endpoints.is_empty() {
             return Err(err("endpoints", "must list at least one path"));
         }
@@ -271,13 +348,13 @@ impl Config {
             }
         }
         let max_body_bytes =
-            in_range("max_body_bytes", raw.max_body_bytes, 65536, 1, 1 << 20)? as usize;
-        let certificate_source = raw.certificate_source.unwrap_or(CertificateSource::Connection);
+            in_range("max_body_bytes", raw.u64("max_body_bytes")?, 65536, 1, 1 << 20)? as usize;
+        let certificate_source = raw.variant("certificate_source", &SOURCES)?.unwrap_or(CertificateSource::Connection);
 
         let mut trusted_forwarders = Vec::new();
-        for (i, f) in raw.trusted_forwarders.unwrap_or_default().into_iter().enumerate() {
-            let key = format!("trusted_forwarders[{i}]");
-            trusted_forwarders.push(match (f.uri_san, f.subject_dn) {
+        for f in raw.objects("trusted_forwarders", &["uri_san", "subject_dn"])? {
+            let key = f.path.clone();
+            trusted_forwarders.push(match (f.string("uri_san")?, f.string("subject_dn")?) {
                 (Some(u), None) if !u.is_empty() => Forwarder::UriSan(u),
                 (None, Some(d)) => {
                     let dn = Dn::parse(&d).map_err(|e| err(format!("{key}.subject_dn"), e.to_string()))?;
@@ -296,17 +373,18 @@ impl Config {
             ));
         }
 
-        let forward = raw.forward_certificate.unwrap_or(RawForward { header: None, format: None });
-        let header = forward.header.unwrap_or_else(|| "client-cert".to_string()).to_ascii_lowercase();
+        let forward = raw.object("forward_certificate", &["header", "format"])?;
+        let header = forward.as_ref().map(|f| f.string("header")).transpose()?.flatten();
+        let header = header.unwrap_or_else(|| "client-cert".to_string()).to_ascii_lowercase();
         if !valid_header_name(&header) || FORBIDDEN_FORWARD_HEADERS.contains(&header.as_str()) {
             return Err(err("forward_certificate.header", format!("`{header}` cannot be used")));
         }
-        let forward_certificate =
-            ForwardCertificate { header, format: forward.format.unwrap_or(ForwardFormat::Rfc9440) };
+        let format = forward.as_ref().map(|f| f.variant("format", &FORMATS)).transpose()?.flatten();
+        let forward_certificate = ForwardCertificate { header, format: format.unwrap_or(ForwardFormat::Rfc9440) };
 
-        let jwks_cluster = raw.jwks_cluster.filter(|c| !c.is_empty());
+        let jwks_cluster = raw.string("jwks_cluster")?.filter(|c| !c.is_empty());
         let mut clients = HashMap::new();
-        for (i, metadata) in raw.clients.unwrap_or_default().iter().enumerate() {
+        for (i, metadata) in raw.array("clients")?.map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
             let key = match registration::client_id_of(metadata) {
                 Some(id) => format!("clients[{i}] ({id})"),
                 None => format!("clients[{i}]"),
@@ -323,68 +401,85 @@ impl Config {
             clients.insert(client.client_id.clone(), client);
         }
 
-        let registry = match raw.registry {
+        let registry_keys = [
+            "cluster",
+            "authority",
+            "path",
+            "refresh_seconds",
+            "timeout_ms",
+            "max_stale_seconds",
+            "buckets",
+            "max_bytes",
+        ];
+        let registry = match raw.object("registry", &registry_keys)? {
             None => None,
             Some(r) => {
-                for (k, v) in [("registry.cluster", &r.cluster), ("registry.authority", &r.authority)] {
+                let (cluster, authority, path) =
+                    (r.required_string("cluster")?, r.required_string("authority")?, r.required_string("path")?);
+                for (k, v) in [("registry.cluster", &cluster), ("registry.authority", &authority)] {
                     if v.is_empty() {
                         return Err(err(k, "must not be empty"));
                     }
                 }
-                if !r.path.starts_with('/') {
+                if !path.starts_with('/') {
                     return Err(err("registry.path", "must start with /"));
                 }
-                let refresh_seconds = in_range("registry.refresh_seconds", r.refresh_seconds, 30, 1, 86400)?;
+                let refresh_seconds = in_range("registry.refresh_seconds", r.u64("refresh_seconds")?, 30, 1, 86400)?;
                 Some(RegistryConfig {
-                    cluster: r.cluster,
-                    authority: r.authority,
-                    path: r.path,
+                    cluster,
+                    authority,
+                    path,
                     refresh_seconds,
-                    timeout_ms: in_range("registry.timeout_ms", r.timeout_ms, 5000, 1, 60000)?,
+                    timeout_ms: in_range("registry.timeout_ms", r.u64("timeout_ms")?, 5000, 1, 60000)?,
                     max_stale_seconds: in_range(
                         "registry.max_stale_seconds",
-                        r.max_stale_seconds,
+                        r.u64("max_stale_seconds")?,
                         300,
                         refresh_seconds,
                         30 * 86400,
                     )?,
                     // About 100 registrations a bucket at 100,000 clients: a lookup after a change copies
                     // ~15 KB, and a bucket is small enough for one load slice.
-                    buckets: in_range("registry.buckets", r.buckets.map(u64::from), 1024, 1, 4096)? as u32,
-                    max_bytes: in_range("registry.max_bytes", r.max_bytes, 16 << 20, 1024, 256 << 20)? as usize,
+                    buckets: in_range("registry.buckets", r.u64("buckets")?, 1024, 1, 4096)? as u32,
+                    max_bytes: in_range("registry.max_bytes", r.u64("max_bytes")?, 16 << 20, 1024, 256 << 20)? as usize,
                 })
             }
         };
 
         let mut resources = Vec::new();
-        for (i, r) in raw.resources.unwrap_or_default().into_iter().enumerate() {
-            if !r.prefix.starts_with('/') {
-                return Err(err(format!("resources[{i}].prefix"), "must start with /"));
+        for r in raw.objects("resources", &["prefix", "require_binding"])? {
+            let prefix = r.required_string("prefix")?;
+            if !prefix.starts_with('/') {
+                return Err(err(r.key("prefix"), "must start with /"));
             }
-            if endpoints.iter().any(|e| endpoint_key(e).starts_with(&r.prefix.to_ascii_lowercase())) {
-                return Err(err(format!("resources[{i}].prefix"), "must not cover an endpoint"));
+            if endpoints.iter().any(|e| endpoint_key(e).starts_with(&prefix.to_ascii_lowercase())) {
+                return Err(err(r.key("prefix"), "must not cover an endpoint"));
             }
-            resources.push(Resource { prefix: r.prefix, require_binding: r.require_binding.unwrap_or(true) });
+            resources.push(Resource { prefix, require_binding: r.bool("require_binding")?.unwrap_or(true) });
         }
-        let pm = raw.jwt_payload_metadata.unwrap_or(RawPayloadMetadata { namespace: None, key: None });
+        let (mut namespace, mut key) = (None, None);
+        if let Some(pm) = raw.object("jwt_payload_metadata", &["namespace", "key"])? {
+            (namespace, key) = (pm.string("namespace")?, pm.string("key")?);
+        }
         let jwt_payload_metadata = PayloadMetadata {
-            namespace: pm.namespace.unwrap_or_else(|| "envoy.filters.http.jwt_authn".to_string()),
-            key: pm.key.unwrap_or_else(|| "jwt_payload".to_string()),
+            namespace: namespace.unwrap_or_else(|| "envoy.filters.http.jwt_authn".to_string()),
+            key: key.unwrap_or_else(|| "jwt_payload".to_string()),
         };
         if jwt_payload_metadata.namespace.is_empty() || jwt_payload_metadata.key.is_empty() {
             return Err(err("jwt_payload_metadata", "namespace and key must not be empty"));
         }
-        let discovery = match raw.discovery {
+        let discovery = match raw.object("discovery", &["mtls_endpoint_aliases", "max_bytes"])? {
             None => None,
             Some(d) => {
-                if let Some(aliases) = &d.mtls_endpoint_aliases {
+                let aliases = d.typed("mtls_endpoint_aliases", "an object", Value::as_object)?;
+                if let Some(aliases) = aliases {
                     if let Some((k, _)) = aliases.iter().find(|(_, v)| !v.is_string()) {
                         return Err(err(format!("discovery.mtls_endpoint_aliases.{k}"), "must be a URL string"));
                     }
                 }
                 Some(Discovery {
-                    mtls_endpoint_aliases: d.mtls_endpoint_aliases,
-                    max_bytes: in_range("discovery.max_bytes", d.max_bytes, 65536, 1024, 1 << 20)? as usize,
+                    mtls_endpoint_aliases: aliases.cloned(),
+                    max_bytes: in_range("discovery.max_bytes", d.u64("max_bytes")?, 65536, 1024, 1 << 20)? as usize,
                 })
             }
         };
@@ -398,21 +493,21 @@ impl Config {
             max_body_bytes,
             certificate_source,
             trusted_forwarders,
-            forwarder_validates_chains: raw.forwarder_validates_chains.unwrap_or(true),
+            forwarder_validates_chains: raw.bool("forwarder_validates_chains")?.unwrap_or(true),
             forward_certificate,
-            unknown_client: raw.unknown_client.unwrap_or(UnknownClient::Pass),
+            unknown_client: raw.variant("unknown_client", &UNKNOWN_CLIENT)?.unwrap_or(UnknownClient::Pass),
             clients,
             registry,
             jwks_cluster,
             jwks_min_refresh_seconds: in_range(
                 "jwks_min_refresh_seconds",
-                raw.jwks_min_refresh_seconds,
+                raw.u64("jwks_min_refresh_seconds")?,
                 60,
                 1,
                 86400,
             )?,
-            jwks_timeout_ms: in_range("jwks_timeout_ms", raw.jwks_timeout_ms, 5000, 1, 60000)?,
-            shared_data_prefix: raw.shared_data_prefix.filter(|p| !p.is_empty()),
+            jwks_timeout_ms: in_range("jwks_timeout_ms", raw.u64("jwks_timeout_ms")?, 5000, 1, 60000)?,
+            shared_data_prefix: raw.string("shared_data_prefix")?.filter(|p| !p.is_empty()),
         })
     }
 
@@ -486,9 +581,32 @@ mod tests {
     }
 
     #[test]
+    fn unknown_values_of_a_choice_name_the_accepted_ones() {
+        let e = problem(r#"{"forward_certificate": {"format": "der"}}"#);
+        assert_eq!(e.key, "forward_certificate.format");
+        assert!(e.problem.contains("`rfc9440`, `pem`, `pem-urlencoded`, `base64-der`"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let e = problem(r#"{"registry": {"cluster": "r", "path": "/"}}"#);
+        assert_eq!((e.key.as_str(), e.problem.as_str()), ("registry", "missing field `authority`"));
+        assert_eq!(problem(r#"{"resources": [{}]}"#).key, "resources[0]");
+    }
+
+    #[test]
+    fn null_means_not_set() {
+        let c = Config::parse(br#"{"endpoints": null, "max_body_bytes": null, "forward_certificate": null}"#).unwrap();
+        assert_eq!((c.endpoints, c.max_body_bytes), (vec!["/token".to_string()], 65536));
+    }
+
+    #[test]
     fn wrong_types_name_the_key_path() {
         let e = problem(r#"{"registry": {"cluster": "r", "authority": "a", "path": "/", "timeout_ms": "5"}}"#);
         assert_eq!(e.key, "registry.timeout_ms");
+        assert_eq!(e.problem, "must be an unsigned integer, not a string");
+        assert_eq!(problem(r#"{"endpoints": ["/token", 1]}"#).key, "endpoints[1]");
+        assert_eq!(problem(r#"{"trusted_forwarders": [[]]}"#).key, "trusted_forwarders[0]");
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub fn parse_thumbprints(document: &[u8]) -> Result<Vec<Thumbprint>, JwksError> 
 }
 
 /// A registered `jwks_uri`, split into what an HTTP call through an Envoy cluster needs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksUri {
     pub uri: String,
     pub authority: String,

@@ -311,7 +311,7 @@ fn stored(id: String, kind: u8, i: usize) -> Stored {
     for (k, v) in fields.as_object().unwrap() {
         s[k] = v.clone();
     }
-    serde_json::from_value(s).unwrap()
+    Stored::from_json(&s).unwrap()
 }
 
 /// A directory with fixed registrations.

@@ -4,7 +4,6 @@ use crate::dn::{Dn, DnError};
 use crate::issuer::{IssuerError, IssuerKey};
 use crate::jwks::{self, JwksError, JwksUri, JwksUriError, Thumbprint};
 use crate::san::{SanError, SanKind, SanRule};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -125,26 +124,29 @@ const SUBJECT_FIELDS: [&str; 5] = [
     "tls_client_auth_san_email",
 ];
 
-/// The part of a registration the filter keeps, in the compact form stored in shared data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The part of a registration the filter keeps, in the compact form stored in shared data
+/// ([`Stored::to_json`]: members `i`, `m`, and `s`, `t`, `u`, `b`, `p` only when set).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    #[serde(rename = "i")]
     pub client_id: String,
-    #[serde(rename = "m")]
     pub method: String,
     /// For `tls_client_auth`: which `tls_client_auth_*` field, and its value.
-    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<(String, String)>,
     /// For inline `jwks`: hex SHA-256 of each `x5c[0]`.
-    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
     pub thumbprints: Vec<String>,
-    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
-    #[serde(rename = "b", default, skip_serializing_if = "std::ops::Not::not")]
     pub bound_tokens: bool,
     /// Pinned issuer keys: base64 DER SubjectPublicKeyInfo.
-    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     pub issuer_keys: Vec<String>,
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().cloned().map(Value::String).collect())
+}
+
+/// The strings of a JSON array, or `None` if it is not an array of strings.
+pub fn strings_of(value: &Value) -> Option<Vec<String>> {
+    value.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect()
 }
 
 /// Checks one RFC 7591 metadata object and returns its stored form, or why it breaks RFC 8705.
@@ -228,6 +230,53 @@ pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
 }
 
 impl Stored {
+    /// The compact JSON object kept in shared data.
+    pub fn to_json(&self) -> Value {
+        let mut o = Map::new();
+        o.insert("i".into(), Value::String(self.client_id.clone()));
+        o.insert("m".into(), Value::String(self.method.clone()));
+        if let Some((field, value)) = &self.subject {
+            o.insert("s".into(), strings(&[field.clone(), value.clone()]));
+        }
+        if !self.thumbprints.is_empty() {
+            o.insert("t".into(), strings(&self.thumbprints));
+        }
+        if let Some(uri) = &self.jwks_uri {
+            o.insert("u".into(), Value::String(uri.clone()));
+        }
+        if self.bound_tokens {
+            o.insert("b".into(), Value::Bool(true));
+        }
+        if !self.issuer_keys.is_empty() {
+            o.insert("p".into(), strings(&self.issuer_keys));
+        }
+        Value::Object(o)
+    }
+
+    /// The registration written by [`Stored::to_json`], or `None` if `value` is not of that form.
+    pub fn from_json(value: &Value) -> Option<Stored> {
+        let o = value.as_object()?;
+        let text = |key: &str| o.get(key).map(|v| v.as_str().map(str::to_string));
+        let list = |key: &str| o.get(key).map_or(Some(Vec::new()), strings_of);
+        let subject = match o.get("s").map(strings_of) {
+            None => None,
+            Some(Some(pair)) => match <[String; 2]>::try_from(pair) {
+                Ok([field, value]) => Some((field, value)),
+                Err(_) => return None,
+            },
+            Some(None) => return None,
+        };
+        Some(Stored {
+            client_id: text("i")??,
+            method: text("m")??,
+            subject,
+            thumbprints: list("t")?,
+            jwks_uri: text("u").map_or(Some(None), |u| u.map(Some))?,
+            bound_tokens: o.get("b").map_or(Some(false), Value::as_bool)?,
+            issuer_keys: list("p")?,
+        })
+    }
+
     /// The registration ready for matching.
     pub fn compile(&self) -> Result<Client, RegistrationError> {
         let method = match self.method.as_str() {
@@ -408,7 +457,27 @@ mod tests {
         let reg = json!({"client_id": "c", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks_uri": "https://x/jwks", "tls_client_certificate_bound_access_tokens": true});
         let stored = check(&reg).unwrap();
-        let text = serde_json::to_string(&stored).unwrap();
-        assert_eq!(serde_json::from_str::<Stored>(&text).unwrap(), stored);
+        assert_eq!(Stored::from_json(&stored.to_json()), Some(stored));
+    }
+
+    #[test]
+    fn the_stored_form_is_compact_json_with_only_the_members_that_are_set() {
+        let reg = json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=c"});
+        assert_eq!(
+            check(&reg).unwrap().to_json().to_string(),
+            r#"{"i":"c","m":"tls_client_auth","s":["tls_client_auth_subject_dn","CN=c"]}"#
+        );
+        let other = json!({"client_id": "o", "tls_client_certificate_bound_access_tokens": true});
+        assert_eq!(check(&other).unwrap().to_json().to_string(), r#"{"i":"o","m":"client_secret_basic","b":true}"#);
+    }
+
+    #[test]
+    fn a_stored_form_with_a_missing_or_mistyped_member_is_refused() {
+        assert!(Stored::from_json(&json!({"i": "c", "m": "x"})).is_some());
+        assert_eq!(Stored::from_json(&json!({"i": "c"})), None);
+        assert_eq!(Stored::from_json(&json!({"i": "c", "m": "x", "s": ["only one"]})), None);
+        assert_eq!(Stored::from_json(&json!({"i": "c", "m": "x", "b": "yes"})), None);
+        assert_eq!(Stored::from_json(&json!({"i": "c", "m": "x", "t": [1]})), None);
     }
 }

@@ -3,8 +3,7 @@
 use crate::bucket::{self, BucketError};
 use crate::registration::{self, Client, RegistrationError, Stored};
 use crate::scan::{Event, ScanError, Scanner};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
@@ -180,7 +179,7 @@ pub fn bucket_of(client_id: &str, buckets: u32) -> u32 {
 
 /// A registration as stored in a bucket (its compact JSON).
 pub fn encode_entry(stored: &Stored) -> Vec<u8> {
-    serde_json::to_vec(stored).unwrap_or_default()
+    serde_json::to_vec(&stored.to_json()).unwrap_or_default()
 }
 
 /// The value of every bucket for these registrations (see [`crate::bucket`]): sorted by client id, so an
@@ -207,10 +206,15 @@ pub fn encode_buckets(clients: &[Stored], buckets: u32) -> Vec<Vec<u8>> {
 /// bucket. A stored entry that does not decode, or names another client, is damage: an error.
 pub fn find_client(bytes: &[u8], client_id: &str) -> Result<Option<Stored>, BucketError> {
     let Some(entry) = bucket::find(bytes, client_id)? else { return Ok(None) };
-    match serde_json::from_slice::<Stored>(entry) {
-        Ok(stored) if stored.client_id == client_id => Ok(Some(stored)),
+    match decode_entry(entry) {
+        Some(stored) if stored.client_id == client_id => Ok(Some(stored)),
         _ => Err(BucketError::Corrupt),
     }
+}
+
+/// A registration written by [`encode_entry`], or `None` if `entry` is not of that form.
+fn decode_entry(entry: &[u8]) -> Option<Stored> {
+    Stored::from_json(&serde_json::from_slice(entry).ok()?)
 }
 
 /// Decodes a whole bucket into compiled clients (tools and tests; the filter uses [`find_client`]). A
@@ -219,14 +223,14 @@ pub fn decode_bucket(bytes: &[u8]) -> HashMap<String, Rc<Client>> {
     bucket::entries(bytes)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(_, entry)| serde_json::from_slice::<Stored>(entry).ok())
+        .filter_map(|(_, entry)| decode_entry(entry))
         .filter_map(|s| s.compile().ok())
         .map(|c| (c.client_id.clone(), Rc::new(c)))
         .collect()
 }
 
 /// Registry state shared by all workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
     /// When the registry last answered with a good document (or 304), in ms since the epoch.
     pub loaded_at_ms: Option<u64>,
@@ -239,21 +243,46 @@ pub struct Meta {
     pub failures: u32,
     pub last_error: Option<String>,
     /// Changes whenever a load changes the buckets: a worker's decoded registrations are valid while it
-    /// stays the same, so a lookup reads only this key in the steady state.
-    #[serde(default)]
+    /// stays the same, so a lookup reads only this key in the steady state (0 when absent).
     pub generation: u64,
-    /// The bucket count the current buckets were written with (their keys include it).
-    #[serde(default)]
+    /// The bucket count the current buckets were written with (their keys include it; 0 when absent).
     pub buckets: u32,
 }
 
 impl Meta {
+    /// The state written by [`Meta::encode`]; the default when there is none or it is not of that form.
     pub fn decode(bytes: Option<&[u8]>) -> Meta {
-        bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default()
+        bytes.and_then(|b| Meta::from_json(&serde_json::from_slice(b).ok()?)).unwrap_or_default()
     }
 
+    fn from_json(value: &Value) -> Option<Meta> {
+        let o = value.as_object()?;
+        Some(Meta {
+            loaded_at_ms: optional(o, "loaded_at_ms", Value::as_u64)?,
+            next_at_ms: o.get("next_at_ms")?.as_u64()?,
+            etag: optional(o, "etag", text)?,
+            clients: o.get("clients")?.as_u64()?,
+            refused: o.get("refused")?.as_u64()?,
+            failures: u32::try_from(o.get("failures")?.as_u64()?).ok()?,
+            last_error: optional(o, "last_error", text)?,
+            generation: o.get("generation").map_or(Some(0), Value::as_u64)?,
+            buckets: o.get("buckets").map_or(Some(0), |b| u32::try_from(b.as_u64()?).ok())?,
+        })
+    }
+
+    /// A JSON object with every field (`null` for those not set).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut o = Map::new();
+        o.insert("loaded_at_ms".into(), self.loaded_at_ms.into());
+        o.insert("next_at_ms".into(), self.next_at_ms.into());
+        o.insert("etag".into(), self.etag.clone().into());
+        o.insert("clients".into(), self.clients.into());
+        o.insert("refused".into(), self.refused.into());
+        o.insert("failures".into(), self.failures.into());
+        o.insert("last_error".into(), self.last_error.clone().into());
+        o.insert("generation".into(), self.generation.into());
+        o.insert("buckets".into(), self.buckets.into());
+        serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
     }
 
     /// `Ok` if registrations may be served now; otherwise the description a rejected client sees.
@@ -289,6 +318,18 @@ impl Meta {
         let backoff_ms = 1000u64.saturating_mul(1u64 << self.failures.saturating_sub(1).min(16));
         self.next_at_ms = now_ms + backoff_ms.min(refresh_seconds.saturating_mul(1000));
     }
+}
+
+/// The member `key` read by `read`: `Some(None)` when absent or null, `None` when `read` refuses it.
+fn optional<T>(o: &Map<String, Value>, key: &str, read: impl Fn(&Value) -> Option<T>) -> Option<Option<T>> {
+    match o.get(key) {
+        None | Some(Value::Null) => Some(None),
+        Some(v) => read(v).map(Some),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_string)
 }
 
 /// The refresh period ±10 %, so workers and replicas do not refresh in lockstep.
@@ -334,7 +375,7 @@ impl Lease {
 }
 
 /// A `jwks_uri`'s cached JWK Set, shared by all workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JwksEntry {
     /// Hex SHA-256 of each `x5c[0]` in the last good copy.
     pub thumbprints: Vec<String>,
@@ -345,12 +386,26 @@ pub struct JwksEntry {
 }
 
 impl JwksEntry {
+    /// The entry written by [`JwksEntry::encode`], or `None` if there is none or it is not of that form.
     pub fn decode(bytes: Option<&[u8]>) -> Option<JwksEntry> {
-        serde_json::from_slice(bytes?).ok()
+        let value: Value = serde_json::from_slice(bytes?).ok()?;
+        let o = value.as_object()?;
+        Some(JwksEntry {
+            thumbprints: registration::strings_of(o.get("thumbprints")?)?,
+            fetched_at_ms: optional(o, "fetched_at_ms", Value::as_u64)?,
+            attempted_at_ms: o.get("attempted_at_ms")?.as_u64()?,
+            last_error: optional(o, "last_error", text)?,
+        })
     }
 
+    /// A JSON object with every field (`null` for those not set).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut o = Map::new();
+        o.insert("thumbprints".into(), self.thumbprints.clone().into());
+        o.insert("fetched_at_ms".into(), self.fetched_at_ms.into());
+        o.insert("attempted_at_ms".into(), self.attempted_at_ms.into());
+        o.insert("last_error".into(), self.last_error.clone().into());
+        serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
     }
 
     pub fn may_refetch(&self, now_ms: u64, min_refresh_seconds: u64) -> bool {
@@ -592,6 +647,47 @@ pub(crate) mod tests {
         let e = JwksEntry { attempted_at_ms: 10_000, ..Default::default() };
         assert!(!e.may_refetch(10_999, 1));
         assert!(e.may_refetch(11_000, 1));
+    }
+
+    #[test]
+    fn meta_is_stored_as_json_with_every_field_and_read_back() {
+        let mut m = Meta { etag: Some("\"v1\"".into()), clients: 3, refused: 1, generation: 2, buckets: 64, ..Default::default() };
+        m.succeeded(5_000, 30, 1);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(text.starts_with(r#"{"loaded_at_ms":5000,"next_at_ms":"#), "{text}");
+        assert!(text.ends_with(r#""etag":"\"v1\"","clients":3,"refused":1,"failures":0,"last_error":null,"generation":2,"buckets":64}"#), "{text}");
+        assert_eq!(Meta::decode(Some(&m.encode())), m);
+    }
+
+    #[test]
+    fn unreadable_meta_is_the_default() {
+        assert_eq!(Meta::decode(None), Meta::default());
+        assert_eq!(Meta::decode(Some(b"{")), Meta::default());
+        assert_eq!(Meta::decode(Some(br#"{"next_at_ms": 1}"#)), Meta::default());
+        assert_eq!(Meta::decode(Some(br#"{"next_at_ms":1,"clients":1,"refused":0,"failures":4294967296}"#)), Meta::default());
+    }
+
+    #[test]
+    fn a_jwks_entry_is_stored_as_json_and_read_back() {
+        let e = JwksEntry {
+            thumbprints: vec!["ab".repeat(32)],
+            fetched_at_ms: None,
+            attempted_at_ms: 7,
+            last_error: Some("timeout".into()),
+        };
+        let text = String::from_utf8(e.encode()).unwrap();
+        assert_eq!(
+            text,
+            format!(r#"{{"thumbprints":["{}"],"fetched_at_ms":null,"attempted_at_ms":7,"last_error":"timeout"}}"#, "ab".repeat(32))
+        );
+        assert_eq!(JwksEntry::decode(Some(text.as_bytes())), Some(e));
+        assert_eq!(JwksEntry::decode(Some(br#"{"thumbprints":[1],"attempted_at_ms":7}"#)), None);
+    }
+
+    #[test]
+    fn meta_written_before_generation_and_buckets_existed_reads_them_as_zero() {
+        let m = Meta::decode(Some(br#"{"loaded_at_ms":1,"next_at_ms":2,"etag":null,"clients":3,"refused":0,"failures":0,"last_error":null}"#));
+        assert_eq!((m.clients, m.generation, m.buckets), (3, 0, 0));
     }
 
     #[test]

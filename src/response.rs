@@ -5,7 +5,8 @@ use crate::verdict::Rejection;
 /// The JSON body of a rejection; the description is one line of printable text.
 pub fn body(rejection: &Rejection) -> String {
     let description = one_line(&rejection.description);
-    serde_json::json!({"error": rejection.error, "error_description": description}).to_string()
+    let body = serde_json::json!({"error": rejection.error, "error_description": description});
+    String::from_utf8(serde_json::to_vec(&body).unwrap_or_default()).unwrap_or_default()
 }
 
 /// Headers of a rejection: JSON and never cached; for a resource, the RFC 6750 §3 challenge too.
