@@ -77,12 +77,14 @@ cli-build:
 	cargo build --release --bin oauth-mtls
 
 # cargo links its unoptimized module over $(WASM) on every run, so wasm-opt runs after every cargo build.
+# OPT_LEVEL=z (or 3) overrides Cargo.toml's release opt-level for this build: z is ~40 KB smaller, speed unmeasured.
+OPT_LEVEL ?=
 build: rust-target wasm-opt
-	cargo build --release --target $(TARGET) --lib
+	$(if $(OPT_LEVEL),CARGO_PROFILE_RELEASE_OPT_LEVEL=$(OPT_LEVEL) )cargo build --release --target $(TARGET) --lib
 ifneq ($(WASM_OPT),)
 	$(WASM_OPT) $(WASM_OPT_FLAGS) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
 endif
-	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (test_wasm_size.py allows 400 KiB)"
+	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (test_wasm_size.py sets the limit)"
 
 unit:
 	cargo test --quiet
