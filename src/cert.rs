@@ -6,10 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use x509_parser::error::X509Error;
-use x509_parser::extensions::GeneralName;
-
 use crate::dn::{Dn, DnError};
+use crate::x509::{self, GeneralName};
 
 /// The subjectAltName entries the filter matches on, each list in certificate order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -132,27 +130,30 @@ impl Leaf {
     }
 
     fn decode(der: &[u8], sha256: [u8; 32]) -> Result<Leaf, CertError> {
-        let (rest, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| CertError::Malformed(one_line(&e.to_string())))?;
-        if !rest.is_empty() {
-            return Err(CertError::TrailingData { bytes: rest.len() });
+        let (cert, trailing) =
+            x509::Certificate::decode(der).map_err(|e| CertError::Malformed(one_line(&e.to_string())))?;
+        if trailing > 0 {
+            return Err(CertError::TrailingData { bytes: trailing });
         }
-        let subject = Dn::from_x509(cert.subject()).map_err(CertError::SubjectInvalid)?;
-        let issuer = Dn::from_x509(cert.issuer()).map_err(CertError::IssuerInvalid)?;
-        let san = cert.subject_alternative_name().map_err(|e| match e {
-            X509Error::DuplicateExtensions => CertError::DuplicateSubjectAltName,
-            other => CertError::SubjectAltNameInvalid(one_line(&other.to_string())),
-        })?;
+        let subject = Dn::from_name(&cert.subject).map_err(CertError::SubjectInvalid)?;
+        let issuer = Dn::from_name(&cert.issuer).map_err(CertError::IssuerInvalid)?;
+        let mut san = cert.extensions.iter().filter(|e| e.oid == x509::SUBJECT_ALT_NAME);
+        let (first, second) = (san.next(), san.next());
+        if second.is_some() {
+            return Err(CertError::DuplicateSubjectAltName);
+        }
         let mut sans = Sans::default();
-        if let Some(san) = san {
-            for name in &san.value.general_names {
+        if let Some(extension) = first {
+            let names = x509::general_names(extension.value)
+                .map_err(|e| CertError::SubjectAltNameInvalid(one_line(&e.to_string())))?;
+            for name in names {
                 match name {
-                    GeneralName::DNSName(s) => sans.dns.push((*s).to_string()),
-                    GeneralName::URI(s) => sans.uri.push((*s).to_string()),
-                    GeneralName::RFC822Name(s) => sans.email.push((*s).to_string()),
-                    GeneralName::IPAddress(bytes) => sans.ip.extend(ip_from_bytes(bytes)),
-                    // Other kinds (and entries x509-parser could not decode) are never matched.
-                    _ => {}
+                    GeneralName::Dns(s) => sans.dns.push(s.to_string()),
+                    GeneralName::Uri(s) => sans.uri.push(s.to_string()),
+                    GeneralName::Email(s) => sans.email.push(s.to_string()),
+                    GeneralName::Ip(bytes) => sans.ip.extend(ip_from_bytes(bytes)),
+                    // Other kinds are never matched.
+                    GeneralName::Other => {}
                 }
             }
         }

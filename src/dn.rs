@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use x509_parser::asn1_rs::{Class, ToDer};
-use x509_parser::x509::X509Name;
+use crate::x509::Name;
 
 /// A distinguished name as a sequence of RDNs in ASN.1 order: the first RDN is the most significant
 /// (for example `C=GB`). RFC 4514 strings list the RDNs in the reverse order.
@@ -63,8 +62,8 @@ pub enum DnError {
     EmptyRdn { index: usize },
     /// An X.509 attribute whose string value does not decode in its declared encoding.
     InvalidStringValue { oid: String },
-    /// An X.509 attribute value that could not be re-encoded to DER.
-    UnencodableValue { oid: String },
+    /// An X.509 attribute whose value is not exactly one TLV with a definite length.
+    MalformedValue { oid: String },
 }
 
 impl fmt::Display for DnError {
@@ -124,9 +123,9 @@ impl fmt::Display for DnError {
                 "distinguished name: value of attribute {} is not valid in its string encoding",
                 oid.escape_debug()
             ),
-            DnError::UnencodableValue { oid } => write!(
+            DnError::MalformedValue { oid } => write!(
                 f,
-                "distinguished name: value of attribute {} could not be re-encoded",
+                "distinguished name: value of attribute {} is not one DER value",
                 oid.escape_debug()
             ),
         }
@@ -638,25 +637,24 @@ impl Dn {
 
     /// Decodes an X.509 `Name` in ASN.1 order. String-typed values become text; any other value is
     /// kept as its full DER encoding.
-    pub fn from_x509(name: &X509Name<'_>) -> Result<Dn, DnError> {
+    pub fn from_name(name: &Name<'_>) -> Result<Dn, DnError> {
         let mut rdns = Vec::new();
-        for (index, rdn) in name.iter_rdn().enumerate() {
+        for (index, rdn) in name.iter().enumerate() {
             let mut avas = Vec::new();
-            for attr in rdn.iter() {
-                let oid = attr.attr_type().to_id_string();
-                let any = attr.attr_value();
-                let decoded = if any.class() == Class::Universal && !any.header.is_constructed() {
-                    decode_string(any.tag().0, any.as_bytes())
+            for attr in rdn {
+                let oid = attr.oid.clone();
+                let Some(tlv) = parse_single_tlv(attr.value) else {
+                    return Err(DnError::MalformedValue { oid });
+                };
+                let decoded = if tlv.class_bits == 0 && !tlv.constructed {
+                    decode_string(tlv.tag, tlv.content)
                 } else {
                     None
                 };
                 let value = match decoded {
                     Some(Ok(text)) => AttrValue::Text(text),
                     Some(Err(())) => return Err(DnError::InvalidStringValue { oid }),
-                    None => match any.to_der_vec() {
-                        Ok(der) => AttrValue::Bytes(der),
-                        Err(_) => return Err(DnError::UnencodableValue { oid }),
-                    },
+                    None => AttrValue::Bytes(attr.value.to_vec()),
                 };
                 avas.push(Ava { oid, value });
             }
@@ -736,7 +734,6 @@ impl fmt::Display for Dn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x509_parser::prelude::FromDer;
 
     fn dn(s: &str) -> Dn {
         Dn::parse(s).unwrap()
@@ -1261,7 +1258,7 @@ mod tests {
         }
     }
 
-    // --- from_x509 --------------------------------------------------------------------------
+    // --- from_name --------------------------------------------------------------------------
 
     /// DER TLV with a short or long-form length.
     fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -1297,9 +1294,7 @@ mod tests {
     const OID_C: &[u8] = &[0x55, 0x04, 0x06];
 
     fn from_der(der: &[u8]) -> Result<Dn, DnError> {
-        let (rest, name) = X509Name::from_der(der).unwrap();
-        assert!(rest.is_empty());
-        Dn::from_x509(&name)
+        Dn::from_name(&crate::x509::tests::name_of(der))
     }
 
     #[test]

@@ -7,8 +7,11 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::fmt;
-use x509_parser::prelude::FromDer;
-use x509_parser::x509::SubjectPublicKeyInfo;
+
+use der::Decode;
+use rsa::pkcs8::spki::SubjectPublicKeyInfoRef;
+
+use crate::x509::Certificate;
 
 /// A pinned issuing CA public key.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,17 +74,16 @@ impl IssuerKey {
     /// A pin as registered: base64 (standard) DER of the CA's certificate or of its SubjectPublicKeyInfo.
     pub fn parse(b64: &str) -> Result<IssuerKey, IssuerError> {
         let der = STANDARD.decode(b64.trim()).map_err(|_| IssuerError::NotBase64)?;
-        let spki = match x509_parser::parse_x509_certificate(&der) {
-            Ok((_, cert)) => cert.tbs_certificate.subject_pki.raw.to_vec(),
-            Err(_) => der,
+        let spki = match Certificate::decode(&der) {
+            Ok((cert, 0)) => cert.spki.to_vec(),
+            _ => der,
         };
         let kind = {
-            let (rest, info) = SubjectPublicKeyInfo::from_der(&spki).map_err(|_| IssuerError::NotAKey)?;
-            if !rest.is_empty() {
-                return Err(IssuerError::NotAKey);
-            }
-            let alg = info.algorithm.algorithm.to_id_string();
-            let curve = info.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+            // from_der: nothing may follow the SubjectPublicKeyInfo.
+            let info = SubjectPublicKeyInfoRef::from_der(&spki).map_err(|_| IssuerError::NotAKey)?;
+            let alg = info.algorithm.oid.to_string();
+            let curve = info.algorithm.parameters.and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok());
+            let curve = curve.map(|o| o.to_string());
             match (alg.as_str(), curve.as_deref()) {
                 (OID_RSA, _) => KeyKind::Rsa,
                 (OID_EC, Some(OID_P256)) => KeyKind::P256,
@@ -117,11 +119,10 @@ impl IssuerKey {
     pub fn signed(&self, leaf_der: &[u8]) -> Result<bool, IssuerError> {
         use rsa::pkcs8::DecodePublicKey;
         use rsa::signature::Verifier;
-        let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der)
+        let (leaf, _) = Certificate::decode(leaf_der)
             .map_err(|e| IssuerError::Malformed(format!("the certificate cannot be parsed: {e}")))?;
-        let tbs = leaf.tbs_certificate.as_ref();
-        let signature = leaf.signature_value.data.as_ref();
-        let alg = leaf.signature_algorithm.algorithm.to_id_string();
+        let (tbs, signature) = (leaf.tbs, leaf.signature);
+        let alg = leaf.signature_algorithm;
         let verified = match (self.kind, alg.as_str()) {
             (KeyKind::Rsa, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13") => {
                 let Ok(key) = rsa::PublicKey::from_public_key_der(&self.spki) else { return Ok(false) };
@@ -217,8 +218,8 @@ mod tests {
     #[test]
     fn a_pin_may_be_the_ca_certificate_or_its_subject_public_key_info() {
         let ca_der = der(TEST_CA);
-        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
-        let spki = STANDARD.encode(ca.tbs_certificate.subject_pki.raw);
+        let (ca, _) = Certificate::decode(&ca_der).unwrap();
+        let spki = STANDARD.encode(ca.spki);
         assert_eq!(IssuerKey::parse(&spki).unwrap(), pin(TEST_CA));
         assert_eq!(pin(TEST_CA).to_base64(), spki);
     }

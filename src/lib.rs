@@ -34,6 +34,7 @@ pub mod source;
 pub mod response;
 pub mod san;
 pub mod verdict;
+pub mod x509;
 pub mod xfcc;
 
 #[cfg(test)]
