@@ -77,7 +77,7 @@ cli-build:
 	cargo build --release --bin oauth-mtls
 
 # cargo links its unoptimized module over $(WASM) on every run, so wasm-opt runs after every cargo build.
-# OPT_LEVEL=z (or 3) overrides Cargo.toml's release opt-level for this build: z is ~40 KB smaller, speed unmeasured.
+# OPT_LEVEL=z (or 3) overrides Cargo.toml's release opt-level for this build: z is ~38 KB smaller, speed unmeasured.
 OPT_LEVEL ?=
 build: rust-target wasm-opt
 	$(if $(OPT_LEVEL),CARGO_PROFILE_RELEASE_OPT_LEVEL=$(OPT_LEVEL) )cargo build --release --target $(TARGET) --lib
