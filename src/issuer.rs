@@ -75,8 +75,8 @@ impl IssuerKey {
     pub fn parse(b64: &str) -> Result<IssuerKey, IssuerError> {
         let der = STANDARD.decode(b64.trim()).map_err(|_| IssuerError::NotBase64)?;
         let spki = match Certificate::decode(&der) {
-            Ok((cert, 0)) => cert.spki.to_vec(),
-            _ => der,
+            Ok((cert, _)) => cert.spki.to_vec(),
+            Err(_) => der,
         };
         let kind = {
             // from_der: nothing may follow the SubjectPublicKeyInfo.
