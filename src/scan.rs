@@ -358,10 +358,11 @@ impl Scanner {
         let raw = doc.get(start..self.pos).unwrap_or_default();
         if self.element_start.is_none() {
             // Not part of a registration, so nobody else parses it: serde_json judges it here.
-            let text: String = serde_json::from_slice(raw)
+            // As a Value, not a String: typed deserialization would link serde's float formatting (~17 KB).
+            let text = serde_json::from_slice::<serde_json::Value>(raw)
                 .map_err(|e| ScanError { offset: start, problem: Problem::Invalid(e.to_string()) })?;
             if key {
-                self.clients_key = self.stack.len() == 1 && text == "clients";
+                self.clients_key = self.stack.len() == 1 && text.as_str() == Some("clients");
             }
         }
         if key {
