@@ -138,10 +138,7 @@ bench: build venv
 	@missing=""; \
 	command -v callgrind_control >/dev/null 2>&1 || missing="$$missing valgrind"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
-	if [ -n "$$missing" ]; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
-	fi
+	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
 	cargo build --release --quiet --manifest-path test-harness/bench/empty-filter/Cargo.toml --target $(TARGET)
 	cargo build --release --quiet --manifest-path test-harness/bench/authz/Cargo.toml
 	cargo build --release --quiet --manifest-path test-harness/bench/chart/Cargo.toml
