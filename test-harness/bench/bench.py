@@ -385,6 +385,18 @@ def sanity(variant: str, port: int) -> dict:
     return out
 
 
+def start_authz(run_dir: pathlib.Path, name: str, prefix: list[str] | None = None) -> tuple[Proc, int]:
+    """bench-authz (variant E) on CPU 0 with the bench's registration; returns it and its port."""
+    port = envoy_mod.free_port()
+    regs = run_dir / "authz-clients.json"
+    regs.write_text(json.dumps([registration_c()]))
+    (run_dir / name).mkdir(parents=True, exist_ok=True)
+    proc = Proc(["taskset", "-c", "0", *(prefix or []), str(authz_bin()), f"127.0.0.1:{port}", str(regs)],
+                run_dir / name / "authz.out", run_dir)
+    wait_port(port, timeout=120)
+    return proc, port
+
+
 def callgrind_prefix(out: pathlib.Path) -> list[str]:
     """valgrind's callgrind with instrumentation off until `Callgrind.on` (start-up is not counted)."""
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
@@ -442,13 +454,8 @@ def instructions_run(variant: str, args, run_dir: pathlib.Path, upstream_port: i
     try:
         authz_port = None
         if variant == "E":
-            authz_port = envoy_mod.free_port()
-            regs = run_dir / "authz-clients.json"
-            regs.write_text(json.dumps([registration_c()]))
             out = run_dir / name / "authz.callgrind"
-            authz = Proc(["taskset", "-c", "0"] + callgrind_prefix(out) + [str(authz_bin()), f"127.0.0.1:{authz_port}",
-                         str(regs)], run_dir / name / "authz.out", run_dir)
-            wait_port(authz_port, timeout=120)
+            authz, authz_port = start_authz(run_dir, name, callgrind_prefix(out))
             targets.append((authz.pid, out))
         out = run_dir / name / "envoy.callgrind"
         e = BenchEnvoy(config_under_test(variant, ports, authz_port), name, port, admin, 0, run_dir)
@@ -501,13 +508,7 @@ def run_variant(variant: str, args, run_dir: pathlib.Path, rep: int, upstream_po
     try:
         authz_port = None
         if variant == "E":
-            authz_port = envoy_mod.free_port()
-            regs = run_dir / "authz-clients.json"
-            regs.write_text(json.dumps([registration_c()]))
-            (run_dir / name).mkdir(parents=True, exist_ok=True)
-            authz = Proc(["taskset", "-c", "0", str(authz_bin()), f"127.0.0.1:{authz_port}", str(regs)],
-                         run_dir / name / "authz.out", run_dir)
-            wait_port(authz_port)
+            authz, authz_port = start_authz(run_dir, name)
             pids_extra.append(authz.pid)
         if variant == "F":
             registry.set(REGISTRY_PATH, docs[1])
