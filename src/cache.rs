@@ -1,5 +1,5 @@
-//! The per-worker caches of the request path: certificates by the SHA-256 of their DER, and what Envoy said of
-//! a connection's peer by connection id. Both are bounded and keep the most recently used entries.
+//! The per-worker caches of the request path: certificates by the SHA-256 of their DER, what Envoy said of a
+//! connection's peer by connection id, and the bounded map they (and the registry's decoded clients) are kept in.
 //!
 //! A client presents the same certificate on every request of a connection and across connections. Envoy
 //! hashes the connection's peer certificate once per connection (`connection.sha256_peer_certificate_digest`),
@@ -11,6 +11,7 @@ use crate::cert::Certificate;
 use crate::config::ForwardFormat;
 use crate::forward;
 use std::collections::HashMap;
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::rc::Rc;
 
@@ -22,12 +23,15 @@ pub struct Lru<K, V> {
     clock: u64,
 }
 
-impl<K: Eq + Hash + Copy, V> Lru<K, V> {
+impl<K: Eq + Hash, V> Lru<K, V> {
     pub fn new(capacity: usize) -> Lru<K, V> {
         Lru { entries: HashMap::new(), capacity: capacity.max(2), clock: 0 }
     }
 
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    pub fn get_mut<Q: Eq + Hash + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         self.clock += 1;
         let (used, value) = self.entries.get_mut(key)?;
         *used = self.clock;

@@ -52,7 +52,7 @@ pub struct Worker {
     keys: Keys,
     inline: HashMap<String, Rc<Client>>,
     /// Registry clients this worker has decoded, valid while the registry's generation is unchanged.
-    clients: RefCell<HashMap<String, CachedClient>>,
+    clients: RefCell<Lru<String, CachedClient>>,
     meta: RefCell<Option<(u32, Rc<Meta>)>>,
     registry_call: Cell<Option<u32>>,
     loading: RefCell<Option<Loading>>,
@@ -73,7 +73,7 @@ impl Worker {
             keys: Keys::new(shared_data_prefix),
             config,
             inline,
-            clients: RefCell::new(HashMap::new()),
+            clients: RefCell::new(Lru::new(CLIENT_CACHE_ENTRIES)),
             meta: RefCell::new(None),
             registry_call: Cell::new(None),
             loading: RefCell::new(None),
@@ -403,7 +403,8 @@ impl Worker {
         if let Err(why) = meta.usable(host.now_ms(), reg.max_stale_seconds) {
             return Lookup::Unavailable(why);
         }
-        let cached = self.clients.borrow().get(client_id).filter(|(g, _)| *g == meta.generation).map(|(_, c)| c.clone());
+        let cached =
+            self.clients.borrow_mut().get_mut(client_id).filter(|(g, _)| *g == meta.generation).map(|(_, c)| c.clone());
         let found = match cached {
             Some(found) => found,
             None => {
@@ -416,7 +417,7 @@ impl Worker {
                     Err(e) => return Lookup::Unavailable(e.to_string()),
                     Ok(stored) => stored.and_then(|s| s.compile().ok()).map(Rc::new),
                 };
-                self.remember(client_id, meta.generation, found.clone());
+                self.clients.borrow_mut().insert(client_id.to_string(), (meta.generation, found.clone()));
                 found
             }
         };
@@ -424,17 +425,6 @@ impl Worker {
             Some(c) => Lookup::Found(c),
             None => Lookup::Unknown,
         }
-    }
-
-    fn remember(&self, client_id: &str, generation: u64, found: Option<Rc<Client>>) {
-        let mut cache = self.clients.borrow_mut();
-        if cache.len() >= CLIENT_CACHE_ENTRIES && !cache.contains_key(client_id) {
-            cache.retain(|_, (g, _)| *g == generation);
-            if cache.len() >= CLIENT_CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(client_id.to_string(), (generation, found));
     }
 
     fn jwks_view(&self, host: &dyn Host, uri: &JwksUri, refetch_allowed: bool) -> JwksView {
