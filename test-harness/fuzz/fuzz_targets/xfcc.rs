@@ -8,24 +8,13 @@ use oauth_mtls_filter::source::{self, Peer};
 use oauth_mtls_filter::verdict::Presented;
 use oauth_mtls_filter::xfcc::{self, Element};
 use oauth_mtls_filter::{cert, pem};
-use std::rc::Rc;
 
-const FORWARDER: &[u8] = include_bytes!("../corpus/cert_der/seed-testdata-forwarder.der");
+#[path = "forwarder.rs"]
+mod forwarder;
 
 /// A filter reading XFCC from a trusted forwarder, and that forwarder as the direct peer.
 fn forwarded() -> &'static (Config, Peer) {
-    thread_local! { static SETUP: &'static (Config, Peer) = Box::leak(Box::new(setup())); }
-    SETUP.with(|s| *s)
-}
-
-fn setup() -> (Config, Peer) {
-    let subject = cert::Leaf::from_der(FORWARDER).unwrap().subject.to_string();
-    let config = serde_json::json!({"certificate_source": "xfcc", "trusted_forwarders": [{"subject_dn": subject}]});
-    let config = Config::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
-    let certificate = Rc::new(cert::Certificate::from_der(FORWARDER.to_vec()));
-    let peer = Peer { certificate: Some(Ok(certificate)), validated: true };
-    assert!(source::is_trusted_forwarder(&config, &peer));
-    (config, peer)
+    forwarder::forwarded("xfcc")
 }
 
 fn quote(s: &str) -> String {
