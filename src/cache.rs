@@ -10,22 +10,32 @@
 use crate::cert::Certificate;
 use crate::config::ForwardFormat;
 use crate::forward;
+use crate::memory::{Part, Weigh, ENTRY_OVERHEAD};
 use std::collections::HashMap;
 use std::borrow::Borrow;
 use std::hash::Hash;
 use std::rc::Rc;
 
-/// A map that keeps at most `capacity` entries: when full, the older half (by last use) is dropped, which
-/// costs one pass over the map every `capacity / 2` insertions.
+/// A map that keeps at most `capacity` entries weighing at most its part of the memory budget together:
+/// when either would be passed, the older half (by last use) is dropped, as often as needed, which costs
+/// one pass over the map each time. An entry heavier than the part's `max_entry` is not kept.
 pub struct Lru<K, V> {
-    entries: HashMap<K, (u64, V)>,
+    entries: HashMap<K, Slot<V>>,
     capacity: usize,
+    part: Part,
+    bytes: usize,
     clock: u64,
 }
 
+struct Slot<V> {
+    used: u64,
+    weight: usize,
+    value: V,
+}
+
 impl<K: Eq + Hash, V> Lru<K, V> {
-    pub fn new(capacity: usize) -> Lru<K, V> {
-        Lru { entries: HashMap::new(), capacity: capacity.max(2), clock: 0 }
+    pub fn new(capacity: usize, part: Part) -> Lru<K, V> {
+        Lru { entries: HashMap::new(), capacity: capacity.max(2), part, bytes: 0, clock: 0 }
     }
 
     pub fn get_mut<Q: Eq + Hash + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
@@ -33,21 +43,58 @@ impl<K: Eq + Hash, V> Lru<K, V> {
         K: Borrow<Q>,
     {
         self.clock += 1;
-        let (used, value) = self.entries.get_mut(key)?;
-        *used = self.clock;
-        Some(value)
+        let slot = self.entries.get_mut(key)?;
+        slot.used = self.clock;
+        Some(&mut slot.value)
     }
 
-    pub fn insert(&mut self, key: K, value: V) {
+    /// Keeps `value` under `key`, charged `weight` bytes (what the key and the value hold on the heap) plus
+    /// the entry's own overhead. Returns `false`, keeping nothing, when the entry alone is over the part's
+    /// `max_entry`.
+    pub fn insert(&mut self, key: K, value: V, weight: usize) -> bool {
         self.clock += 1;
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
-            let mut uses: Vec<u64> = self.entries.values().map(|(used, _)| *used).collect();
-            let keep = self.capacity / 2;
-            let cut = uses.len().saturating_sub(keep);
-            let threshold = if cut == 0 { 0 } else { *uses.select_nth_unstable(cut - 1).1 };
-            self.entries.retain(|_, (used, _)| *used > threshold);
+        let weight = weight.saturating_add(ENTRY_OVERHEAD);
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes = self.bytes.saturating_sub(old.weight);
         }
-        self.entries.insert(key, (self.clock, value));
+        if weight > self.part.max_entry {
+            return false;
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.capacity || self.bytes.saturating_add(weight) > self.part.max_bytes)
+        {
+            self.drop_older_half();
+        }
+        self.bytes = self.bytes.saturating_add(weight);
+        self.entries.insert(key, Slot { used: self.clock, weight, value });
+        true
+    }
+
+    /// Charges `key`'s entry `extra` bytes more (a value it came to hold since it was inserted); the budget
+    /// is restored at the next insertion.
+    fn charge<Q: Eq + Hash + ?Sized>(&mut self, key: &Q, extra: usize)
+    where
+        K: Borrow<Q>,
+    {
+        if let Some(slot) = self.entries.get_mut(key) {
+            slot.weight = slot.weight.saturating_add(extra);
+            self.bytes = self.bytes.saturating_add(extra);
+        }
+    }
+
+    fn drop_older_half(&mut self) {
+        let mut uses: Vec<u64> = self.entries.values().map(|slot| slot.used).collect();
+        let cut = uses.len().div_ceil(2);
+        let threshold = if cut == 0 { 0 } else { *uses.select_nth_unstable(cut - 1).1 };
+        let mut dropped = 0usize;
+        self.entries.retain(|_, slot| {
+            let keep = slot.used > threshold;
+            if !keep {
+                dropped = dropped.saturating_add(slot.weight);
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(dropped);
     }
 
     pub fn len(&self) -> usize {
@@ -57,13 +104,18 @@ impl<K: Eq + Hash, V> Lru<K, V> {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// What the entries weigh together, as charged.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 /// Why the connection's certificate could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerError {
-    /// `connection.peer_certificate` is not one PEM certificate; carries the PEM error.
-    Pem(String),
+    /// `connection.peer_certificate` is not one PEM certificate.
+    Pem(crate::pem::PemError),
     /// Envoy's digest of the peer certificate is not the SHA-256 of the PEM it gave.
     DigestMismatch,
 }
@@ -92,8 +144,8 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    pub fn new(capacity: usize) -> Certificates {
-        Certificates { entries: Lru::new(capacity) }
+    pub fn new(capacity: usize, part: Part) -> Certificates {
+        Certificates { entries: Lru::new(capacity, part) }
     }
 
     /// The certificate whose SHA-256 is `digest`, if this worker has it.
@@ -102,14 +154,15 @@ impl Certificates {
     }
 
     /// The certificate of `der`: from the cache, or decoded now and kept (a certificate that does not decode
-    /// is kept too: the same bytes always give the same error).
+    /// is kept too: the same bytes always give the same error), unless it is too heavy for the budget.
     pub fn of_der(&mut self, der: Vec<u8>) -> Rc<Certificate> {
         let digest = crate::cert::sha256(&der);
         if let Some(certificate) = self.get(&digest) {
             return certificate;
         }
         let certificate = Rc::new(Certificate::from_der(der));
-        self.entries.insert(digest, Entry { certificate: certificate.clone(), forwarded: None });
+        let weight = certificate.weight();
+        self.entries.insert(digest, Entry { certificate: certificate.clone(), forwarded: None }, weight);
         certificate
     }
 
@@ -121,14 +174,22 @@ impl Certificates {
         digest: Option<&[u8]>,
         pem: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Option<Result<Rc<Certificate>, PeerError>> {
-        let digest = digest.and_then(crate::jwks::thumbprint_from_hex_bytes);
+        self.of_digest(digest.and_then(crate::jwks::thumbprint_from_hex_bytes), pem)
+    }
+
+    /// The connection's peer certificate, by its SHA-256 when known (see [`Certificates::of_connection`]).
+    pub fn of_digest(
+        &mut self,
+        digest: Option<[u8; 32]>,
+        pem: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Result<Rc<Certificate>, PeerError>> {
         if let Some(certificate) = digest.as_ref().and_then(|d| self.get(d)) {
             return Some(Ok(certificate));
         }
         let text = pem()?;
         let der = match crate::pem::decode_leaf(&text) {
             Ok(der) => der,
-            Err(e) => return Some(Err(PeerError::Pem(e.to_string()))),
+            Err(e) => return Some(Err(PeerError::Pem(e))),
         };
         let certificate = self.of_der(der);
         if digest.is_some_and(|d| d != certificate.sha256) {
@@ -141,10 +202,19 @@ impl Certificates {
     /// cached. A worker has one configuration, so one format.
     pub fn forwarded(&mut self, certificate: &Certificate, format: ForwardFormat) -> Rc<str> {
         let encode = || Rc::<str>::from(forward::encode(&certificate.der, format));
-        match self.entries.get_mut(&certificate.sha256) {
-            Some(entry) => entry.forwarded.get_or_insert_with(encode).clone(),
-            None => encode(),
+        let Some(entry) = self.entries.get_mut(&certificate.sha256) else { return encode() };
+        if let Some(value) = &entry.forwarded {
+            return value.clone();
         }
+        let value = encode();
+        entry.forwarded = Some(value.clone());
+        self.entries.charge(&certificate.sha256, value.len().saturating_add(32));
+        value
+    }
+
+    /// What the kept certificates weigh together, as charged to the budget.
+    pub fn bytes(&self) -> usize {
+        self.entries.bytes()
     }
 
     pub fn len(&self) -> usize {
@@ -162,13 +232,15 @@ mod tests {
     use crate::cert::sha256;
     use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1};
 
+    const BIG: Part = Part { max_bytes: 1 << 30, max_entry: 1 << 30 };
+
     fn hex(d: [u8; 32]) -> Vec<u8> {
         crate::jwks::hex(&d).into_bytes()
     }
 
     #[test]
     fn a_certificate_is_decoded_once() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         let a = c.of_der(der(LEAF));
         let b = c.of_der(der(LEAF));
         assert!(Rc::ptr_eq(&a, &b));
@@ -177,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_known_connection_certificate_is_found_by_envoys_digest_without_reading_the_pem() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         let first = c.of_connection(Some(&hex(sha256(&der(LEAF)))), || Some(LEAF.as_bytes().to_vec()));
         let first = first.unwrap().unwrap();
         let again = c.of_connection(Some(&hex(sha256(&der(LEAF)))), || panic!("the PEM was read again"));
@@ -186,7 +258,7 @@ mod tests {
 
     #[test]
     fn envoys_digest_is_read_in_either_case() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         c.of_der(der(LEAF));
         let upper = crate::jwks::hex(&sha256(&der(LEAF))).to_ascii_uppercase();
         assert!(c.of_connection(Some(upper.as_bytes()), || panic!("the PEM was read")).is_some());
@@ -194,7 +266,7 @@ mod tests {
 
     #[test]
     fn without_a_digest_the_pem_is_read_and_hashed() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         for digest in [None, Some(b"".as_slice()), Some(b"not hex".as_slice())] {
             let seen = c.of_connection(digest, || Some(LEAF.as_bytes().to_vec())).unwrap().unwrap();
             assert_eq!(seen.sha256, sha256(&der(LEAF)));
@@ -204,14 +276,14 @@ mod tests {
 
     #[test]
     fn no_certificate_on_the_connection_is_none() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         assert!(c.of_connection(None, || None).is_none());
         assert!(c.of_connection(Some(b""), || None).is_none());
     }
 
     #[test]
     fn a_digest_that_is_not_the_pems_hash_is_refused() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         let other = hex(sha256(&der(FORWARDER)));
         let r = c.of_connection(Some(&other), || Some(LEAF.as_bytes().to_vec())).unwrap();
         assert_eq!(r.unwrap_err(), PeerError::DigestMismatch);
@@ -219,19 +291,19 @@ mod tests {
 
     #[test]
     fn a_connection_pem_that_does_not_decode_is_an_error() {
-        let mut c = Certificates::new(4);
+        let mut c = Certificates::new(4, BIG);
         let r = c.of_connection(None, || Some(b"-----BEGIN CERTIFICATE-----\n!!\n".to_vec())).unwrap();
         assert!(matches!(r, Err(PeerError::Pem(_))));
     }
 
     #[test]
     fn when_full_the_least_recently_used_half_is_dropped() {
-        let mut c: Lru<u32, &str> = Lru::new(4);
+        let mut c: Lru<u32, &str> = Lru::new(4, BIG);
         for k in 0..4 {
-            c.insert(k, "v");
+            c.insert(k, "v", 0);
         }
         c.get_mut(&0); // 0 is now the most recent
-        c.insert(4, "v"); // full: keeps the two most recent (0 and 3), then adds 4
+        c.insert(4, "v", 0); // full: keeps the two most recent (0 and 3), then adds 4
         assert_eq!(c.len(), 3);
         assert!(c.get_mut(&0).is_some() && c.get_mut(&3).is_some() && c.get_mut(&4).is_some());
         assert!(c.get_mut(&1).is_none() && c.get_mut(&2).is_none());
@@ -239,9 +311,9 @@ mod tests {
 
     #[test]
     fn a_full_cache_never_grows_past_its_capacity() {
-        let mut c: Lru<u32, u32> = Lru::new(8);
+        let mut c: Lru<u32, u32> = Lru::new(8, BIG);
         for k in 0..1000 {
-            c.insert(k, k);
+            c.insert(k, k, 0);
             assert!(c.len() <= 8);
         }
         assert_eq!(c.get_mut(&999), Some(&mut 999));
@@ -249,17 +321,17 @@ mod tests {
 
     #[test]
     fn replacing_a_key_in_a_full_cache_evicts_nothing() {
-        let mut c: Lru<u32, u32> = Lru::new(2);
-        c.insert(1, 1);
-        c.insert(2, 2);
-        c.insert(2, 20);
+        let mut c: Lru<u32, u32> = Lru::new(2, BIG);
+        c.insert(1, 1, 0);
+        c.insert(2, 2, 0);
+        c.insert(2, 20, 0);
         assert_eq!(c.len(), 2);
         assert_eq!(c.get_mut(&1), Some(&mut 1));
     }
 
     #[test]
     fn a_certificate_that_does_not_decode_is_kept_with_its_error() {
-        let mut c = Certificates::new(2);
+        let mut c = Certificates::new(2, BIG);
         let seen = c.of_der(b"garbage".to_vec());
         assert!(seen.leaf.is_err());
         assert!(Rc::ptr_eq(&seen, &c.of_der(b"garbage".to_vec())));
@@ -267,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_forwarded_value_is_encoded_once_while_cached() {
-        let mut c = Certificates::new(2);
+        let mut c = Certificates::new(2, BIG);
         let leaf = c.of_der(der(LEAF));
         let a = c.forwarded(&leaf, ForwardFormat::Rfc9440);
         assert!(Rc::ptr_eq(&a, &c.forwarded(&leaf, ForwardFormat::Rfc9440)));

@@ -1,6 +1,7 @@
 //! The plugin configuration: its JSON form, its defaults, and its validation with errors that name the key.
 
 use crate::dn::Dn;
+use crate::memory;
 use crate::registration::{self, Client, Method, KeySource};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -92,11 +93,18 @@ pub struct Config {
     pub jwks_cluster: Option<String>,
     pub jwks_min_refresh_seconds: u64,
     pub jwks_timeout_ms: u64,
+    /// The longest a fetched JWK Set is used: a `Cache-Control: max-age` is honoured up to this.
+    pub jwks_max_age_seconds: u64,
+    /// What a worker's caches may hold, in bytes (see `memory`).
+    pub memory_budget_bytes: usize,
     pub shared_data_prefix: Option<String>,
     pub resources: Vec<Resource>,
     pub jwt_payload_metadata: PayloadMetadata,
     pub discovery: Option<Discovery>,
 }
+
+/// The largest registry document a worker loads (`registry.max_bytes`).
+pub const MAX_REGISTRY_BYTES: u64 = 64 << 20;
 
 /// The headers this filter produces; inbound copies are removed from every request.
 pub const PRODUCED_HEADERS: [&str; 5] =
@@ -243,7 +251,7 @@ impl<'a> Object<'a> {
     }
 }
 
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 18] = [
     "endpoints",
     "max_body_bytes",
     "certificate_source",
@@ -256,6 +264,8 @@ const KEYS: [&str; 16] = [
     "jwks_cluster",
     "jwks_min_refresh_seconds",
     "jwks_timeout_ms",
+    "jwks_max_age_seconds",
+    "memory_budget_bytes",
     "shared_data_prefix",
     "resources",
     "jwt_payload_metadata",
@@ -441,7 +451,10 @@ impl Config {
                     // About 100 registrations a bucket at 100,000 clients: a lookup after a change copies
                     // ~15 KB, and a bucket is small enough for one load slice.
                     buckets: in_range("registry.buckets", r.u64("buckets")?, 1024, 1, 4096)? as u32,
-                    max_bytes: in_range("registry.max_bytes", r.u64("max_bytes")?, 16 << 20, 1024, 256 << 20)? as usize,
+                    // A loading worker holds the document and its encoded buckets at once: 64 MiB keeps a load far
+                    // below V8's 1 GiB per VM beside the caches' budget.
+                    max_bytes: in_range("registry.max_bytes", r.u64("max_bytes")?, 16 << 20, 1024, MAX_REGISTRY_BYTES)?
+                        as usize,
                 })
             }
         };
@@ -483,6 +496,15 @@ impl Config {
                 })
             }
         };
+        let jwks_min_refresh_seconds =
+            in_range("jwks_min_refresh_seconds", raw.u64("jwks_min_refresh_seconds")?, 60, 1, 86400)?;
+        let jwks_max_age_seconds = in_range("jwks_max_age_seconds", raw.u64("jwks_max_age_seconds")?, 300, 1, 86400)?;
+        if jwks_max_age_seconds < jwks_min_refresh_seconds {
+            return Err(err(
+                "jwks_max_age_seconds",
+                format!("must not be less than jwks_min_refresh_seconds ({jwks_min_refresh_seconds})"),
+            ));
+        }
 
         Ok(Config {
             resources,
@@ -499,14 +521,16 @@ impl Config {
             clients,
             registry,
             jwks_cluster,
-            jwks_min_refresh_seconds: in_range(
-                "jwks_min_refresh_seconds",
-                raw.u64("jwks_min_refresh_seconds")?,
-                60,
-                1,
-                86400,
-            )?,
+            jwks_min_refresh_seconds,
             jwks_timeout_ms: in_range("jwks_timeout_ms", raw.u64("jwks_timeout_ms")?, 5000, 1, 60000)?,
+            jwks_max_age_seconds,
+            memory_budget_bytes: in_range(
+                "memory_budget_bytes",
+                raw.u64("memory_budget_bytes")?,
+                memory::Budget::DEFAULT_BYTES,
+                memory::Budget::MIN_BYTES,
+                memory::Budget::MAX_BYTES,
+            )? as usize,
             shared_data_prefix: raw.string("shared_data_prefix")?.filter(|p| !p.is_empty()),
         })
     }

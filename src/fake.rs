@@ -163,7 +163,7 @@ impl Host for Fake {
     fn metric(&self, metric: Metric, value: i64) {
         let mut m = self.metrics.borrow_mut();
         let slot = m.entry(metric.name()).or_insert(0);
-        if metric.is_gauge() {
+        if metric.is_gauge() && !metric.is_summed() {
             *slot = value;
         } else {
             *slot += value;

@@ -5,9 +5,11 @@ use crate::config::{CertificateSource, Config, RegistryConfig};
 use crate::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::jwks::{self, JwksUri};
 use crate::load::{Budget, Finding, Load, Step, Summary};
+use crate::memory::{self, Weigh};
 use crate::registration::Client;
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
 use crate::request::{self, Classified};
+use crate::cache::PeerError;
 use crate::source::{self, Peer};
 use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
 use crate::{binding, discovery, response};
@@ -61,7 +63,17 @@ pub struct Worker {
     owner: u64,
     seed: Cell<u64>,
     certificates: RefCell<Certificates>,
-    connections: RefCell<Lru<u64, Peer>>,
+    connections: RefCell<Lru<u64, Connection>>,
+    /// What this worker last added to the summed memory gauges: (cached bytes, VM memory bytes).
+    reported: Cell<(i64, i64)>,
+}
+
+/// What a worker remembers of a connection: its peer certificate by SHA-256 (the certificate itself is in the
+/// certificate cache, or read again), or why it could not be read, and whether Envoy validated its chain.
+#[derive(Clone)]
+struct Connection {
+    certificate: Option<Result<[u8; 32], PeerError>>,
+    validated: bool,
 }
 
 impl Worker {
@@ -69,20 +81,45 @@ impl Worker {
         let inline = config.clients.iter().map(|(id, c)| (id.clone(), Rc::new(c.clone()))).collect();
         // Workers may be configured in the same millisecond: a random hasher (WASI random_get) tells them apart.
         let owner = std::collections::hash_map::RandomState::new().hash_one(seed) | 1;
+        let budget = memory::Budget { total: config.memory_budget_bytes };
         Worker {
             keys: Keys::new(shared_data_prefix),
             config,
             inline,
-            clients: RefCell::new(Lru::new(CLIENT_CACHE_ENTRIES)),
+            clients: RefCell::new(Lru::new(CLIENT_CACHE_ENTRIES, budget.clients())),
             meta: RefCell::new(None),
             registry_call: Cell::new(None),
             loading: RefCell::new(None),
             budget: Cell::new(Budget::DEFAULT),
             owner,
             seed: Cell::new(seed),
-            certificates: RefCell::new(Certificates::new(CERTIFICATE_CACHE_ENTRIES)),
-            connections: RefCell::new(Lru::new(CONNECTION_CACHE_ENTRIES)),
+            certificates: RefCell::new(Certificates::new(CERTIFICATE_CACHE_ENTRIES, budget.certificates())),
+            connections: RefCell::new(Lru::new(CONNECTION_CACHE_ENTRIES, budget.connections())),
+            reported: Cell::new((0, 0)),
         }
+    }
+
+    /// What this worker's caches hold, in bytes, as charged to the memory budget.
+    pub fn cached_bytes(&self) -> usize {
+        let certificates = self.certificates.borrow().bytes();
+        let connections = self.connections.borrow().bytes();
+        let clients = self.clients.borrow().bytes();
+        certificates.saturating_add(connections).saturating_add(clients)
+    }
+
+    /// Adds this worker's change since its last report to the gauges summed over workers: the bytes its caches
+    /// hold, and the size of its VM's linear memory (`vm_bytes`, where the proxy tells it).
+    pub fn report_memory(&self, host: &dyn Host, vm_bytes: Option<u64>) {
+        let (cached_before, vm_before) = self.reported.get();
+        let cached = i64::try_from(self.cached_bytes()).unwrap_or(i64::MAX);
+        let vm = vm_bytes.map_or(vm_before, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        if cached != cached_before {
+            host.metric(Metric::MemoryCachedBytes, cached.saturating_sub(cached_before));
+        }
+        if vm != vm_before {
+            host.metric(Metric::MemoryVmBytes, vm.saturating_sub(vm_before));
+        }
+        self.reported.set((cached, vm));
     }
 
     /// How much of a load one tick does (tests use small budgets to see a load span many ticks).
@@ -355,11 +392,18 @@ impl Worker {
             .property(&["connection_id"])
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(u64::from_le_bytes);
-        if let Some(peer) = connection.and_then(|id| self.connections.borrow_mut().get_mut(&id).map(|p| p.clone())) {
-            return peer;
+        let read_pem = || s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty());
+        let known = connection.and_then(|id| self.connections.borrow_mut().get_mut(&id).map(|c| c.clone()));
+        if let Some(known) = known {
+            // The certificate may have left the certificate cache (or never fitted it): then it is read again.
+            let certificate = match known.certificate {
+                None => None,
+                Some(Err(e)) => Some(Err(e)),
+                Some(Ok(digest)) => self.certificates.borrow_mut().of_digest(Some(digest), read_pem),
+            };
+            return Peer { certificate, validated: known.validated };
         }
         let digest = s.property(&["connection", "sha256_peer_certificate_digest"]);
-        let read_pem = || s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty());
         let certificate = self.certificates.borrow_mut().of_connection(digest.as_deref(), read_pem);
         let valid = s.property(&["connection", "peer_certificate_valid"]);
         if certificate.is_some() && valid.is_none() {
@@ -372,7 +416,12 @@ impl Worker {
         }
         let peer = Peer { certificate, validated: valid.is_some_and(|v| v.first().is_some_and(|b| *b != 0)) };
         if let Some(id) = connection {
-            self.connections.borrow_mut().insert(id, peer.clone());
+            let certificate = peer.certificate.as_ref().map(|c| c.as_ref().map(|c| c.sha256).map_err(Clone::clone));
+            let weight = match &certificate {
+                Some(Err(PeerError::Pem(e))) => e.to_string().len(),
+                _ => 0,
+            };
+            self.connections.borrow_mut().insert(id, Connection { certificate, validated: peer.validated }, weight);
         }
         peer
     }
@@ -417,7 +466,10 @@ impl Worker {
                     Err(e) => return Lookup::Unavailable(e.to_string()),
                     Ok(stored) => stored.and_then(|s| s.compile().ok()).map(Rc::new),
                 };
-                self.clients.borrow_mut().insert(client_id.to_string(), (meta.generation, found.clone()));
+                // The id itself is charged too: unknown ids are kept (a miss costs a bucket read), and an id
+                // may be as long as a request body.
+                let weight = client_id.len().saturating_add(found.as_ref().map_or(0, |c| c.weight()));
+                self.clients.borrow_mut().insert(client_id.to_string(), (meta.generation, found.clone()), weight);
                 found
             }
         };

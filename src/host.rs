@@ -45,6 +45,10 @@ pub enum Metric {
     ResourceAllowed,
     /// Metadata documents amended.
     DiscoveryAmended,
+    /// Gauge summed over workers: bytes the caches hold, as charged to `memory_budget_bytes`.
+    MemoryCachedBytes,
+    /// Gauge summed over workers: the size of the VMs' linear memory (it grows, never shrinks).
+    MemoryVmBytes,
 }
 
 impl Metric {
@@ -52,7 +56,12 @@ impl Metric {
         matches!(
             self,
             Metric::RegistryClients | Metric::RegistryRefused | Metric::RegistryAgeSeconds | Metric::RegistryBytes
-        )
+        ) || self.is_summed()
+    }
+
+    /// A gauge every worker adds its own change to (so it reads as the sum over workers), not one it sets.
+    pub fn is_summed(self) -> bool {
+        matches!(self, Metric::MemoryCachedBytes | Metric::MemoryVmBytes)
     }
 
     /// The stat name: Envoy shows it as `wasmcustom.<name>`.
@@ -72,6 +81,8 @@ impl Metric {
             Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
             Metric::ResourceAllowed => "oauth_mtls.resource.allowed".into(),
             Metric::DiscoveryAmended => "oauth_mtls.discovery.amended".into(),
+            Metric::MemoryCachedBytes => "oauth_mtls.memory.cached_bytes".into(),
+            Metric::MemoryVmBytes => "oauth_mtls.memory.vm_bytes".into(),
         }
     }
 
@@ -90,6 +101,8 @@ impl Metric {
             Metric::JwksFetchFailed,
             Metric::ResourceAllowed,
             Metric::DiscoveryAmended,
+            Metric::MemoryCachedBytes,
+            Metric::MemoryVmBytes,
         ];
         all.extend(crate::verdict::Reason::ALL.iter().map(|r| Metric::Rejected(*r)));
         all

@@ -71,6 +71,11 @@ const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
 
 impl IssuerKey {
+    /// The length of the pinned SubjectPublicKeyInfo (what the key holds on the heap).
+    pub fn spki_len(&self) -> usize {
+        self.spki.len()
+    }
+
     /// A pin as registered: base64 (standard) DER of the CA's certificate or of its SubjectPublicKeyInfo.
     pub fn parse(b64: &str) -> Result<IssuerKey, IssuerError> {
         let der = STANDARD.decode(b64.trim()).map_err(|_| IssuerError::NotBase64)?;

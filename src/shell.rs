@@ -57,7 +57,7 @@ impl Host for Proxy {
 
     fn metric(&self, metric: Metric, value: i64) {
         let Some(id) = self.metrics.borrow().get(&metric).copied() else { return };
-        let _ = if metric.is_gauge() {
+        let _ = if metric.is_gauge() && !metric.is_summed() {
             hostcalls::record_metric(id, u64::try_from(value).unwrap_or(0))
         } else {
             hostcalls::increment_metric(id, value)
@@ -246,9 +246,8 @@ impl RootContext for Root {
         let clients = config.clients.len();
         let seed = proxy.now_ms() ^ (u64::from(self.context_id) << 32);
         self.worker = Some(Rc::new(Worker::new(config, &prefix, seed)));
-        if has_registry {
-            proxy.set_tick_period_ms(crate::filter::TICK_MS);
-        }
+        // Every worker ticks: the memory gauges are reported each tick, the registry refreshed when due.
+        proxy.set_tick_period_ms(crate::filter::TICK_MS);
         proxy.log(
             Level::Info,
             &format!("oauth-mtls-filter configured: {clients} inline clients, registry {}", if has_registry { "on" } else { "off" }),
@@ -259,6 +258,8 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let proxy = self.proxy();
         if let Some(worker) = &self.worker {
+            let pages = core::arch::wasm32::memory_size(0);
+            worker.report_memory(&proxy, u64::try_from(pages).ok().map(|p| p.saturating_mul(65536)));
             worker.on_tick(&proxy);
         }
     }
