@@ -197,7 +197,12 @@ fn finish(
             self.0.clone().map_or(Lookup::Unknown, Lookup::Found)
         }
         fn jwks(&mut self, _: &JwksUri) -> JwksView {
-            JwksView::Known { thumbprints: self.1.clone().unwrap_or_default(), may_refetch: false, last_error: None }
+            JwksView::Known {
+                thumbprints: self.1.clone().unwrap_or_default(),
+                freshness: crate::jwks::Freshness::Fresh,
+                may_refetch: false,
+                last_error: None,
+            }
         }
     }
     let id = client.as_ref().map(|c| c.client_id.clone());

@@ -147,7 +147,7 @@ impl Fake {
     }
 
     pub fn ok(status: u16, body: &str) -> CallResponse {
-        CallResponse { status: Some(status), etag: None, body: body.as_bytes().to_vec(), too_large: false }
+        CallResponse { status: Some(status), body: body.as_bytes().to_vec(), ..CallResponse::default() }
     }
 }
 

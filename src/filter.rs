@@ -482,11 +482,18 @@ impl Worker {
     fn jwks_view(&self, host: &dyn Host, uri: &JwksUri, refetch_allowed: bool) -> JwksView {
         let entry = JwksEntry::decode(host.shared_get(&self.keys.jwks(&uri.uri)).0.as_deref());
         let now = host.now_ms();
+        let max_age_ms = self.config.jwks_max_age_seconds.saturating_mul(1000);
         match entry {
-            None => JwksView::Known { thumbprints: Vec::new(), may_refetch: refetch_allowed, last_error: None },
+            None => JwksView::Known {
+                thumbprints: Vec::new(),
+                freshness: jwks::Freshness::Fresh,
+                may_refetch: refetch_allowed,
+                last_error: None,
+            },
             Some(e) => JwksView::Known {
                 thumbprints: e.thumbprints.iter().filter_map(|h| jwks::thumbprint_from_hex(h)).collect(),
-                may_refetch: refetch_allowed && e.may_refetch(now, self.config.jwks_min_refresh_seconds),
+                freshness: e.freshness(now, max_age_ms),
+                may_refetch: refetch_allowed && e.may_fetch(now, self.config.jwks_min_refresh_seconds, max_age_ms),
                 last_error: e.last_error,
             },
         }
@@ -496,9 +503,10 @@ impl Worker {
     fn claim_jwks_fetch(&self, host: &dyn Host, uri: &JwksUri) -> bool {
         let now = host.now_ms();
         let min_refresh = self.config.jwks_min_refresh_seconds;
+        let max_age_ms = self.config.jwks_max_age_seconds.saturating_mul(1000);
         take(host, &self.keys.jwks(&uri.uri), &JwksEntry::default().encode(), |current| {
             let mut entry = JwksEntry::decode(current).unwrap_or_default();
-            if entry.fetched_at_ms.is_some() && !entry.may_refetch(now, min_refresh) {
+            if entry.fetched_at_ms.is_some() && !entry.may_fetch(now, min_refresh, max_age_ms) {
                 return None;
             }
             entry.attempted_at_ms = now;
@@ -521,6 +529,11 @@ impl Worker {
                 entry.thumbprints = prints.iter().map(|t| jwks::hex(t)).collect();
                 entry.fetched_at_ms = Some(host.now_ms());
                 entry.last_error = None;
+                // Cache-Control, within [jwks_min_refresh_seconds, jwks_max_age_seconds]; none: the maximum.
+                let config = &self.config;
+                let seconds = response.max_age_seconds.unwrap_or(config.jwks_max_age_seconds);
+                let seconds = seconds.clamp(config.jwks_min_refresh_seconds, config.jwks_max_age_seconds);
+                entry.max_age_ms = Some(seconds.saturating_mul(1000));
                 host.metric(Metric::JwksFetchOk, 1);
             }
             Err(e) => {

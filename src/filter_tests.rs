@@ -728,6 +728,65 @@ fn a_failing_jwks_uri_keeps_the_last_good_set() {
 }
 
 #[test]
+fn a_key_removed_from_a_jwks_uri_set_stops_authenticating_within_the_maximum_age_though_it_is_used_all_along() {
+    let (w, fake) = (jwks_worker(), Fake::new()); // default jwks_max_age_seconds: 300
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, Some(&jwks_doc(SELF_SIGNED_1))), None);
+    // The client's set drops the leaked certificate; the leaked one keeps being presented every 10 s.
+    let mut first_refusal = None;
+    for step in 1..=40 {
+        fake.advance_s(10);
+        if self_signed(&w, &fake, SELF_SIGNED_1, Some(&jwks_doc(SELF_SIGNED_2))).is_some() {
+            first_refusal = Some(step * 10);
+            break;
+        }
+    }
+    assert_eq!(first_refusal, Some(240), "renewed when due (4/5 of 300 s), and refused from then on");
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_2, None), None, "the new certificate authenticates");
+}
+
+#[test]
+fn a_jwks_uri_copy_past_its_maximum_age_that_cannot_be_fetched_authenticates_no_one() {
+    let (w, fake) = (jwks_worker(), Fake::new());
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, Some(&jwks_doc(SELF_SIGNED_1))), None);
+    fake.advance_s(240);
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, None), None, "due: the renewal fails, the copy still serves");
+    fake.advance_s(60);
+    assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, None), Some(401), "expired: fetched again, failed, refused");
+    let d = fake.reply_json()["error_description"].as_str().unwrap().to_string();
+    assert!(d.contains("older than its maximum age"), "{d}");
+}
+
+#[test]
+fn a_jwks_uri_cache_control_max_age_is_honoured_within_the_configured_bounds() {
+    let (w, fake) = (jwks_worker(), Fake::new()); // min refresh 5 s, max age 300 s
+    // One request; a fetch it makes is answered with the set and `max-age`. Returns whether it fetched.
+    let request = |max_age: u64| {
+        token_request(&fake, &[]).peer(SELF_SIGNED_1, false);
+        let calls = fake.calls.borrow().len();
+        let mut f = RequestFilter::new(w.clone());
+        send(&mut f, &fake, &[b"client_id=ss"]);
+        let fetched = fake.calls.borrow().len() > calls;
+        if fetched {
+            let response = CallResponse { max_age_seconds: Some(max_age), ..Fake::ok(200, &jwks_doc(SELF_SIGNED_1)) };
+            f.on_call_response(&fake, fake.last_call().unwrap().token, response);
+        }
+        assert_eq!(fake.reply_status(), None, "authenticated");
+        fetched
+    };
+    assert!(request(20));
+    fake.advance_s(15);
+    assert!(!request(0), "fresh for 4/5 of its own 20 s");
+    fake.advance_s(1);
+    assert!(request(1_000_000), "due at 16 s");
+    fake.advance_s(239);
+    assert!(!request(0));
+    fake.advance_s(1);
+    assert!(request(0), "a longer max-age is cut to jwks_max_age_seconds (due at 240 s)");
+    fake.advance_s(5);
+    assert!(request(0), "max-age 0 is raised to jwks_min_refresh_seconds (due at 4 s)");
+}
+
+#[test]
 fn a_jwks_uri_that_never_answered_says_so() {
     let (w, fake) = (jwks_worker(), Fake::new());
     assert_eq!(self_signed(&w, &fake, SELF_SIGNED_1, None), Some(401));

@@ -115,6 +115,8 @@ pub struct CallResponse {
     /// `None` when the call failed before a response (timeout, reset, no healthy upstream).
     pub status: Option<u16>,
     pub etag: Option<String>,
+    /// What its `Cache-Control` says of its age, in seconds (see `jwks::cache_max_age`).
+    pub max_age_seconds: Option<u64>,
     pub body: Vec<u8>,
     /// The body was larger than the caller's limit and was not read.
     pub too_large: bool,

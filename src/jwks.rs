@@ -8,6 +8,59 @@ use std::fmt;
 /// SHA-256 of a certificate's DER: how a registered certificate is compared with a presented one.
 pub type Thumbprint = [u8; 32];
 
+/// How a cached JWK Set copy stands against its maximum age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within four fifths of its maximum age (or no copy yet).
+    Fresh,
+    /// In the last fifth: the next request that may fetch renews it, while the copy still serves.
+    Due,
+    /// Past its maximum age: no certificate matches it until it is fetched again.
+    Expired,
+}
+
+impl Freshness {
+    /// A copy `age_ms` old whose maximum age is `max_age_ms`.
+    pub fn of(age_ms: u64, max_age_ms: u64) -> Freshness {
+        if age_ms >= max_age_ms {
+            Freshness::Expired
+        } else if age_ms >= max_age_ms / 5 * 4 {
+            Freshness::Due
+        } else {
+            Freshness::Fresh
+        }
+    }
+}
+
+/// What a `Cache-Control` response header (RFC 9111 §5.2.2) says of how long a response may be used, in
+/// seconds: `max-age` (the smallest, if repeated), 0 for `no-store` or `no-cache`, `None` if neither is said.
+/// The caller bounds it (`jwks_min_refresh_seconds` to `jwks_max_age_seconds`).
+pub fn cache_max_age(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut age: Option<u64> = None;
+    for directive in text.split(',') {
+        let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim();
+        let seconds = if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            Some(0)
+        } else if name.eq_ignore_ascii_case("max-age") {
+            // delta-seconds; a quoted form is tolerated (§5.2). Too many digits is "a very long time".
+            let digits = argument.trim().trim_matches('"');
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                Some(0)
+            } else {
+                Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+            }
+        } else {
+            None
+        };
+        if let Some(seconds) = seconds {
+            age = Some(age.map_or(seconds, |a| a.min(seconds)));
+        }
+    }
+    age
+}
+
 /// Why a JWK Set could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksError {
@@ -236,5 +289,45 @@ mod tests {
         assert_eq!(JwksUri::parse("https:///y"), Err(JwksUriError::NoHost));
         assert_eq!(JwksUri::parse("https://x/y#f"), Err(JwksUriError::Fragment));
         assert_eq!(JwksUri::parse("https://x/y z"), Err(JwksUriError::Whitespace));
+    }
+
+    #[test]
+    fn cache_control_max_age_is_read_in_seconds() {
+        assert_eq!(cache_max_age(b"max-age=600"), Some(600));
+        assert_eq!(cache_max_age(b"public, Max-Age = 30 , must-revalidate"), Some(30));
+        assert_eq!(cache_max_age(b"max-age=\"45\""), Some(45));
+    }
+
+    #[test]
+    fn no_store_or_no_cache_means_no_reuse() {
+        assert_eq!(cache_max_age(b"no-store"), Some(0));
+        assert_eq!(cache_max_age(b"max-age=600, no-cache"), Some(0));
+    }
+
+    #[test]
+    fn a_repeated_max_age_counts_its_smallest_value() {
+        assert_eq!(cache_max_age(b"max-age=600, max-age=5"), Some(5));
+    }
+
+    #[test]
+    fn a_malformed_max_age_means_no_reuse_and_a_huge_one_is_the_largest() {
+        assert_eq!(cache_max_age(b"max-age=-1"), Some(0));
+        assert_eq!(cache_max_age(b"max-age="), Some(0));
+        assert_eq!(cache_max_age(b"max-age=99999999999999999999999"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn a_cache_control_without_max_age_says_nothing() {
+        assert_eq!(cache_max_age(b"public"), None);
+        assert_eq!(cache_max_age(b""), None);
+        assert_eq!(cache_max_age(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn a_copy_is_due_in_the_last_fifth_of_its_age_and_expired_after() {
+        assert_eq!(Freshness::of(0, 300_000), Freshness::Fresh);
+        assert_eq!(Freshness::of(239_999, 300_000), Freshness::Fresh);
+        assert_eq!(Freshness::of(240_000, 300_000), Freshness::Due);
+        assert_eq!(Freshness::of(300_000, 300_000), Freshness::Expired);
     }
 }

@@ -322,7 +322,7 @@ impl Directory for Fixed {
         self.0.get(id).map_or(Lookup::Unknown, |c| Lookup::Found(c.clone()))
     }
     fn jwks(&mut self, _: &JwksUri) -> JwksView {
-        JwksView::Known { thumbprints: vec![], may_refetch: false, last_error: None }
+        JwksView::Known { thumbprints: vec![], freshness: crate::jwks::Freshness::Fresh, may_refetch: false, last_error: None }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The client registry: its document, its shared-data layout (buckets, metadata, lease) and its refresh schedule.
 
 use crate::bucket::{self, BucketError};
+use crate::jwks::Freshness;
 use crate::registration::{self, Client, RegistrationError, Stored};
 use crate::scan::{Event, ScanError, Scanner};
 use serde_json::{Map, Value};
@@ -383,6 +384,8 @@ pub struct JwksEntry {
     /// When a fetch was last started: refetches on a miss wait `jwks_min_refresh_seconds` from here.
     pub attempted_at_ms: u64,
     pub last_error: Option<String>,
+    /// How long the last good copy may be used, from its Cache-Control bounded by the configuration.
+    pub max_age_ms: Option<u64>,
 }
 
 impl JwksEntry {
@@ -395,6 +398,7 @@ impl JwksEntry {
             fetched_at_ms: optional(o, "fetched_at_ms", Value::as_u64)?,
             attempted_at_ms: o.get("attempted_at_ms")?.as_u64()?,
             last_error: optional(o, "last_error", text)?,
+            max_age_ms: optional(o, "max_age_ms", Value::as_u64)?,
         })
     }
 
@@ -405,11 +409,29 @@ impl JwksEntry {
         o.insert("fetched_at_ms".into(), self.fetched_at_ms.into());
         o.insert("attempted_at_ms".into(), self.attempted_at_ms.into());
         o.insert("last_error".into(), self.last_error.clone().into());
+        o.insert("max_age_ms".into(), self.max_age_ms.into());
         serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
     }
 
     pub fn may_refetch(&self, now_ms: u64, min_refresh_seconds: u64) -> bool {
         now_ms.saturating_sub(self.attempted_at_ms) >= min_refresh_seconds.saturating_mul(1000)
+    }
+
+    /// The last good copy against its maximum age (`default_max_age_ms` where the entry has none).
+    pub fn freshness(&self, now_ms: u64, default_max_age_ms: u64) -> Freshness {
+        match self.fetched_at_ms {
+            None => Freshness::Fresh,
+            Some(at) => Freshness::of(now_ms.saturating_sub(at), self.max_age_ms.unwrap_or(default_max_age_ms)),
+        }
+    }
+
+    /// Whether a fetch may start now: `jwks_min_refresh_seconds` after the last attempt, or, for a copy due for
+    /// renewal or expired, at once when nothing was attempted since it was fetched (renewals come at most once
+    /// per maximum age, so they need no other limit).
+    pub fn may_fetch(&self, now_ms: u64, min_refresh_seconds: u64, default_max_age_ms: u64) -> bool {
+        let renewal = self.freshness(now_ms, default_max_age_ms) != Freshness::Fresh
+            && self.fetched_at_ms.is_some_and(|at| self.attempted_at_ms <= at);
+        renewal || self.may_refetch(now_ms, min_refresh_seconds)
     }
 }
 
@@ -643,6 +665,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_jwks_copy_due_for_renewal_may_be_fetched_once_before_min_refresh() {
+        let e = JwksEntry { fetched_at_ms: Some(0), attempted_at_ms: 0, max_age_ms: Some(10_000), ..Default::default() };
+        assert!(!e.may_fetch(7_999, 60, 300_000), "fresh: only after min_refresh");
+        assert!(e.may_fetch(8_000, 60, 300_000), "due: at once");
+        let attempted = JwksEntry { attempted_at_ms: 8_000, ..e.clone() };
+        assert!(!attempted.may_fetch(11_000, 60, 300_000), "one renewal attempt, then min_refresh again");
+        assert!(attempted.may_fetch(68_000, 60, 300_000));
+    }
+
+    #[test]
+    fn a_jwks_copy_without_its_own_max_age_uses_the_configured_one() {
+        let e = JwksEntry { fetched_at_ms: Some(0), ..Default::default() };
+        assert_eq!(e.freshness(299_999, 300_000), Freshness::Due);
+        assert_eq!(e.freshness(300_000, 300_000), Freshness::Expired);
+        assert_eq!(JwksEntry::default().freshness(u64::MAX, 1), Freshness::Fresh, "no copy yet");
+    }
+
+    #[test]
     fn jwks_refetch_waits_min_refresh_from_the_last_attempt() {
         let e = JwksEntry { attempted_at_ms: 10_000, ..Default::default() };
         assert!(!e.may_refetch(10_999, 1));
@@ -674,11 +714,12 @@ pub(crate) mod tests {
             fetched_at_ms: None,
             attempted_at_ms: 7,
             last_error: Some("timeout".into()),
+            max_age_ms: Some(300_000),
         };
         let text = String::from_utf8(e.encode()).unwrap();
         assert_eq!(
             text,
-            format!(r#"{{"thumbprints":["{}"],"fetched_at_ms":null,"attempted_at_ms":7,"last_error":"timeout"}}"#, "ab".repeat(32))
+            format!(r#"{{"thumbprints":["{}"],"fetched_at_ms":null,"attempted_at_ms":7,"last_error":"timeout","max_age_ms":300000}}"#, "ab".repeat(32))
         );
         assert_eq!(JwksEntry::decode(Some(text.as_bytes())), Some(e));
         assert_eq!(JwksEntry::decode(Some(br#"{"thumbprints":[1],"attempted_at_ms":7}"#)), None);

@@ -119,6 +119,7 @@ impl Proxy {
         CallResponse {
             status,
             etag: header("etag").and_then(|v| String::from_utf8(v).ok()),
+            max_age_seconds: header("cache-control").and_then(|v| crate::jwks::cache_max_age(&v)),
             body,
             too_large,
         }

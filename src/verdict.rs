@@ -2,7 +2,7 @@
 
 use crate::cert::Certificate;
 use crate::config::UnknownClient;
-use crate::jwks::{JwksUri, Thumbprint};
+use crate::jwks::{Freshness, JwksUri, Thumbprint};
 use crate::registration::{Client, KeySource, Method, SubjectRule, SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH};
 use std::rc::Rc;
 
@@ -161,8 +161,9 @@ pub enum Lookup {
 /// What is known of a `jwks_uri`'s JWK Set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksView {
-    /// Thumbprints of the last good copy (possibly none yet), and whether a refetch is allowed now.
-    Known { thumbprints: Vec<Thumbprint>, may_refetch: bool, last_error: Option<String> },
+    /// Thumbprints of the last good copy (possibly none yet), how it stands against its maximum age, and
+    /// whether a fetch may start now.
+    Known { thumbprints: Vec<Thumbprint>, freshness: Freshness, may_refetch: bool, last_error: Option<String> },
 }
 
 /// Where the verdict finds registrations and JWK Sets: the shell backs it with shared data.
@@ -266,6 +267,17 @@ pub fn decide(
             }
         }
         Method::SelfSigned(KeySource::JwksUri(uri)) => match directory.jwks(uri) {
+            // A copy due for renewal is renewed by the request that finds it so, before its key counts.
+            JwksView::Known { freshness: Freshness::Due | Freshness::Expired, may_refetch: true, .. } => {
+                Verdict::FetchJwks(uri.clone())
+            }
+            JwksView::Known { freshness: Freshness::Expired, last_error, .. } => reject(
+                Reason::JwksUnavailable,
+                format!(
+                    "the client's JWK Set is older than its maximum age and could not be fetched again: {}",
+                    last_error.as_deref().unwrap_or("another fetch is under way")
+                ),
+            ),
             JwksView::Known { thumbprints, .. } if thumbprints.contains(&leaf.sha256) => {
                 authenticated(SELF_SIGNED_TLS_CLIENT_AUTH)
             }
@@ -319,7 +331,12 @@ mod tests {
             self.clients.get(id).map_or(Lookup::Unknown, |c| Lookup::Found(c.clone()))
         }
         fn jwks(&mut self, _: &JwksUri) -> JwksView {
-            self.jwks.clone().unwrap_or(JwksView::Known { thumbprints: vec![], may_refetch: true, last_error: None })
+            self.jwks.clone().unwrap_or(JwksView::Known {
+                thumbprints: vec![],
+                freshness: Freshness::Fresh,
+                may_refetch: true,
+                last_error: None,
+            })
         }
     }
 
@@ -466,14 +483,42 @@ mod tests {
         assert!(matches!(run(&mut dir, &presented), Verdict::FetchJwks(u) if u.authority == "jwks.test"));
     }
 
+    /// A JWK Set copy holding the certificates `pems`.
+    fn copy(pems: &[&str], freshness: Freshness, may_refetch: bool) -> JwksView {
+        let thumbprints = pems.iter().map(|p| crate::cert::sha256(&der(p))).collect();
+        JwksView::Known { thumbprints, freshness, may_refetch, last_error: None }
+    }
+
+    #[test]
+    fn a_jwks_uri_copy_due_for_renewal_is_renewed_before_its_key_counts() {
+        let mut dir = self_signed_by_uri();
+        dir.jwks = Some(copy(&[SELF_SIGNED_1], Freshness::Due, true));
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
+        assert!(matches!(run(&mut dir, &presented), Verdict::FetchJwks(_)));
+    }
+
+    #[test]
+    fn a_jwks_uri_copy_due_for_renewal_still_serves_while_another_request_renews_it() {
+        let mut dir = self_signed_by_uri();
+        dir.jwks = Some(copy(&[SELF_SIGNED_1], Freshness::Due, false));
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
+        assert!(matches!(run(&mut dir, &presented), Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn a_key_in_an_expired_jwks_uri_copy_authenticates_no_one() {
+        let mut dir = self_signed_by_uri();
+        let presented = Presented::certificate(der(SELF_SIGNED_1), false);
+        dir.jwks = Some(copy(&[SELF_SIGNED_1], Freshness::Expired, true));
+        assert!(matches!(run(&mut dir, &presented), Verdict::FetchJwks(_)), "fetched again first");
+        dir.jwks = Some(copy(&[SELF_SIGNED_1], Freshness::Expired, false));
+        assert_eq!(reason(&run(&mut dir, &presented)), Some(Reason::JwksUnavailable), "not fetched: refused");
+    }
+
     #[test]
     fn jwks_uri_hit_authenticates() {
         let mut dir = self_signed_by_uri();
-        dir.jwks = Some(JwksView::Known {
-            thumbprints: vec![crate::cert::sha256(&der(SELF_SIGNED_1))],
-            may_refetch: false,
-            last_error: None,
-        });
+        dir.jwks = Some(copy(&[SELF_SIGNED_1], Freshness::Fresh, false));
         let presented = Presented::certificate(der(SELF_SIGNED_1), false);
         assert!(matches!(run(&mut dir, &presented), Verdict::Authenticated(_)));
     }
@@ -481,11 +526,7 @@ mod tests {
     #[test]
     fn jwks_uri_miss_after_refetch_is_rejected() {
         let mut dir = self_signed_by_uri();
-        dir.jwks = Some(JwksView::Known {
-            thumbprints: vec![crate::cert::sha256(&der(SELF_SIGNED_1))],
-            may_refetch: false,
-            last_error: None,
-        });
+        dir.jwks = Some(copy(&[SELF_SIGNED_1], Freshness::Fresh, false));
         let presented = Presented::certificate(der(SELF_SIGNED_2), false);
         assert_eq!(reason(&run(&mut dir, &presented)), Some(Reason::JwkMismatch));
     }
@@ -493,7 +534,12 @@ mod tests {
     #[test]
     fn jwks_uri_never_fetched_successfully_says_so() {
         let mut dir = self_signed_by_uri();
-        dir.jwks = Some(JwksView::Known { thumbprints: vec![], may_refetch: false, last_error: Some("HTTP status 500".into()) });
+        dir.jwks = Some(JwksView::Known {
+            thumbprints: vec![],
+            freshness: Freshness::Fresh,
+            may_refetch: false,
+            last_error: Some("HTTP status 500".into()),
+        });
         let presented = Presented::certificate(der(SELF_SIGNED_1), false);
         let v = run(&mut dir, &presented);
         assert_eq!(reason(&v), Some(Reason::JwksUnavailable));
