@@ -34,6 +34,13 @@ impl fmt::Display for BasicError {
 
 impl std::error::Error for BasicError {}
 
+/// Whether an `Authorization` value uses the `Basic` scheme (whatever its credentials).
+pub fn is_basic(authorization: &[u8]) -> bool {
+    let value = trim_sp(authorization);
+    let scheme = value.split(|b| *b == b' ').next().unwrap_or(value);
+    scheme.eq_ignore_ascii_case(b"Basic")
+}
+
 /// The client id carried by an `Authorization` value with the `Basic` scheme, or `None` for
 /// another scheme. The id (before the first `:`) is form-urlencoded (RFC 6749 §2.3.1) and is
 /// decoded; it may be empty.

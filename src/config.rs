@@ -1,7 +1,7 @@
 //! The plugin configuration: its JSON form, its defaults, and its validation with errors that name the key.
 
 use crate::dn::Dn;
-use crate::memory;
+use crate::{memory, path};
 use crate::registration::{self, Client, Method, KeySource};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -59,6 +59,8 @@ pub struct RegistryConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     pub prefix: String,
+    /// `prefix` in the form request paths are compared in (`path::key`).
+    prefix_key: String,
     pub require_binding: bool,
 }
 
@@ -308,20 +310,13 @@ const FORBIDDEN_FORWARD_HEADERS: [&str; 9] = [
     "cookie",
 ];
 
-/// The form of a path that endpoint matching compares: no query, no `;params`, no trailing `/`, lower case.
+/// The form of a path that endpoint matching compares: `path::key` without a trailing `/`.
 fn endpoint_key(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let mut key = String::with_capacity(path.len());
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
-            key.push('/');
-        }
-        key.push_str(segment.split(';').next().unwrap_or(segment));
-    }
-    while key.len() > 1 && key.ends_with('/') {
+    let mut key = path::key(path);
+    if key.len() > 1 && key.ends_with('/') {
         key.pop();
     }
-    key.to_ascii_lowercase()
+    key
 }
 
 fn valid_header_name(name: &str) -> bool {
@@ -465,10 +460,12 @@ impl Config {
             if !prefix.starts_with('/') {
                 return Err(err(r.key("prefix"), "must start with /"));
             }
-            if endpoints.iter().any(|e| endpoint_key(e).starts_with(&prefix.to_ascii_lowercase())) {
-                return Err(err(r.key("prefix"), "must not cover an endpoint"));
+            let prefix_key = path::key(&prefix);
+            if let Some(endpoint) = endpoints.iter().find(|e| endpoint_key(e).starts_with(&prefix_key)) {
+                return Err(err(r.key("prefix"), format!("must not cover an endpoint (it covers {endpoint})")));
             }
-            resources.push(Resource { prefix, require_binding: r.bool("require_binding")?.unwrap_or(true) });
+            let require_binding = r.bool("require_binding")?.unwrap_or(true);
+            resources.push(Resource { prefix, prefix_key, require_binding });
         }
         let (mut namespace, mut key) = (None, None);
         if let Some(pm) = raw.object("jwt_payload_metadata", &["namespace", "key"])? {
@@ -545,11 +542,15 @@ impl Config {
         self.endpoint_keys.contains(&wanted)
     }
 
-    /// The protected resource `path` falls under, if any (prefix match, case-insensitive so that a
-    /// resource server routing case-insensitively cannot be reached around the check).
+    /// The protected resource `path` falls under, if any: a prefix match on the widest reading of the path
+    /// (`path::key`: case, `;parameters`, escapes, `\`, dot segments), so that no resource server's routing
+    /// reaches a protected handler around the check.
     pub fn resource(&self, path: &str) -> Option<&Resource> {
-        let path = path.split(['?', '#']).next().unwrap_or(path).to_ascii_lowercase();
-        self.resources.iter().find(|r| path.starts_with(&r.prefix.to_ascii_lowercase()))
+        if self.resources.is_empty() {
+            return None;
+        }
+        let path = path::key(path);
+        self.resources.iter().find(|r| path.starts_with(&r.prefix_key))
     }
 
     /// Every header removed from inbound requests.
@@ -695,8 +696,18 @@ mod tests {
         assert!(c.resource("/api/accounts?x=1").unwrap().require_binding);
         assert!(c.resource("/API/accounts").is_some());
         assert!(!c.resource("/legacy/x").unwrap().require_binding);
+        assert!(c.resource("/apix").is_none());
         assert!(c.resource("/token").is_none());
         assert_eq!(c.jwt_payload_metadata, PayloadMetadata { namespace: "envoy.filters.http.jwt_authn".into(), key: "jwt_payload".into() });
+    }
+
+    #[test]
+    fn a_resource_is_matched_in_every_path_form_a_server_may_route_to_it() {
+        let c = Config::parse(br#"{"resources": [{"prefix": "/api/"}]}"#).unwrap();
+        for variant in ["/api;v=1/accounts", "/API;x/accounts", "/%61pi/accounts", "/api%2Faccounts", "/x/../api/accounts",
+                        "//api/accounts", "/api\\accounts", "/api/./accounts"] {
+            assert!(c.resource(variant).is_some(), "{variant}");
+        }
     }
 
     #[test]

@@ -908,6 +908,7 @@ impl RequestFilter {
 
     fn reject(&mut self, s: &dyn Stream, rejection: &Rejection) {
         self.state = State::Passive;
+        let rejection = &rejection.clone().challenging(self.authorization.as_deref());
         let thumbprint = match &self.presented {
             Some(Presented::Certificate { certificate, .. }) => certificate.x5t_s256(),
             _ => "-".to_string(),

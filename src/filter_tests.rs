@@ -1122,3 +1122,30 @@ fn the_memory_gauges_are_summed_over_workers() {
     w1.report_memory(&fake, Some(4 << 16));
     assert_eq!(fake.counter("oauth_mtls.memory.vm_bytes"), 6 << 16, "a worker adds its change, not its value");
 }
+
+// ---- RFC 6749 §5.2: the challenge of an invalid_client answer ----
+
+fn challenge(fake: &Fake) -> Option<String> {
+    let reply = fake.reply.borrow();
+    reply.as_ref()?.headers.iter().find(|(n, _)| n == "www-authenticate").map(|(_, v)| v.clone())
+}
+
+#[test]
+fn an_invalid_client_answer_to_a_client_that_used_http_basic_challenges_basic() {
+    let fake = Fake::new();
+    let basic = format!("Basic {}", STANDARD.encode("dn:secret"));
+    token_request(&fake, &[("authorization", &basic)]); // no certificate
+    send(&mut RequestFilter::new(dn_worker()), &fake, &[b"grant_type=client_credentials"]);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert_eq!(fake.reply_json()["error"], "invalid_client");
+    assert_eq!(challenge(&fake).as_deref(), Some("Basic realm=\"oauth\", charset=\"UTF-8\""));
+}
+
+#[test]
+fn an_invalid_client_answer_to_a_client_that_did_not_use_the_authorization_header_has_no_challenge() {
+    let fake = Fake::new();
+    token_request(&fake, &[]);
+    send(&mut RequestFilter::new(dn_worker()), &fake, &[b"client_id=dn"]);
+    assert_eq!(fake.reply_status(), Some(401));
+    assert_eq!(challenge(&fake), None);
+}

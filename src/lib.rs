@@ -25,6 +25,7 @@ pub mod host;
 pub mod issuer;
 pub mod jwks;
 pub mod load;
+pub mod path;
 pub mod memory;
 pub mod pem;
 pub mod registration;

@@ -1,6 +1,6 @@
 //! The local replies the filter sends: RFC 6749 §5.2 JSON error bodies and their headers.
 
-use crate::verdict::Rejection;
+use crate::verdict::{Challenge, Rejection};
 
 /// The JSON body of a rejection; the description is one line of printable text.
 pub fn body(rejection: &Rejection) -> String {
@@ -9,14 +9,20 @@ pub fn body(rejection: &Rejection) -> String {
     String::from_utf8(serde_json::to_vec(&body).unwrap_or_default()).unwrap_or_default()
 }
 
-/// Headers of a rejection: JSON and never cached; for a resource, the RFC 6750 §3 challenge too.
+/// The realm of the HTTP Basic challenge (RFC 7617 §2 requires one).
+pub const BASIC_REALM: &str = "oauth";
+
+/// Headers of a rejection: JSON and never cached; its challenge, if it has one (RFC 6750 §3, RFC 6749 §5.2).
 pub fn headers(rejection: &Rejection) -> Vec<(&'static str, String)> {
     let mut h = vec![
         ("content-type", "application/json".to_string()),
         ("cache-control", "no-store".to_string()),
         ("pragma", "no-cache".to_string()),
     ];
-    if rejection.bearer {
+    if rejection.challenge == Some(Challenge::Basic) {
+        h.push(("www-authenticate", format!("Basic realm=\"{BASIC_REALM}\", charset=\"UTF-8\"")));
+    }
+    if rejection.challenge == Some(Challenge::Bearer) {
         h.push((
             "www-authenticate",
             format!(

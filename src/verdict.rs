@@ -68,13 +68,22 @@ pub struct Rejection {
     pub error: &'static str,
     pub description: String,
     pub reason: Reason,
-    /// Answer with `WWW-Authenticate: Bearer ...` (a resource server's refusal).
-    pub bearer: bool,
+    /// The `WWW-Authenticate` challenge the reply carries, if any.
+    pub challenge: Option<Challenge>,
+}
+
+/// A `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// RFC 6750 §3: a resource server's refusal of a token.
+    Bearer,
+    /// RFC 6749 §5.2: `invalid_client` answering a client that authenticated with HTTP Basic.
+    Basic,
 }
 
 impl Rejection {
     pub fn invalid_client(reason: Reason, description: impl Into<String>) -> Rejection {
-        Rejection { status: 401, error: "invalid_client", description: description.into(), reason, bearer: false }
+        Rejection { status: 401, error: "invalid_client", description: description.into(), reason, challenge: None }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Rejection {
@@ -83,7 +92,7 @@ impl Rejection {
             error: "invalid_request",
             description: description.into(),
             reason: Reason::InvalidRequest,
-            bearer: false,
+            challenge: None,
         }
     }
 
@@ -93,8 +102,17 @@ impl Rejection {
             error: "invalid_request",
             description: format!("the request body exceeds the limit of {limit} bytes"),
             reason: Reason::BodyTooLarge,
-            bearer: false,
+            challenge: None,
         }
+    }
+
+    /// RFC 6749 §5.2: an `invalid_client` refusal of a client that used the Authorization header answers
+    /// with a challenge of the scheme it used (HTTP Basic is the one RFC 6749 defines for clients).
+    pub fn challenging(mut self, authorization: Option<&[u8]>) -> Rejection {
+        if self.error == "invalid_client" && authorization.is_some_and(crate::basic::is_basic) {
+            self.challenge = Some(Challenge::Basic);
+        }
+        self
     }
 
     pub fn invalid_token(description: impl Into<String>) -> Rejection {
@@ -103,7 +121,7 @@ impl Rejection {
             error: "invalid_token",
             description: description.into(),
             reason: Reason::InvalidToken,
-            bearer: true,
+            challenge: Some(Challenge::Bearer),
         }
     }
 }
