@@ -264,10 +264,16 @@ impl Worker {
             Ok(Step::Parsed(findings)) => {
                 for finding in findings {
                     match finding {
-                        Finding::Refused(client, e) => host.log(Level::Warn, &format!("registry: client {client} refused: {e}")),
+                        Finding::Refused(client, e) => host.log(
+                            Level::Warn,
+                            &format!("registry: client {} refused: {}", response::for_log(&client), response::for_log(&e.to_string())),
+                        ),
                         Finding::Duplicate(client) => host.log(
                             Level::Warn,
-                            &format!("registry: client {client} is listed twice; the first entry is used"),
+                            &format!(
+                                "registry: client {} is listed more than once; no copy of it is used",
+                                response::for_log(&client)
+                            ),
                         ),
                     }
                 }
@@ -537,7 +543,14 @@ impl Worker {
                 host.metric(Metric::JwksFetchOk, 1);
             }
             Err(e) => {
-                host.log(Level::Warn, &format!("jwks: fetching {} failed, keeping the last good copy: {e}", uri.uri));
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "jwks: fetching {} failed, keeping the last good copy: {}",
+                        response::for_log(&uri.uri),
+                        response::for_log(&e)
+                    ),
+                );
                 entry.last_error = Some(response::one_line(&e));
                 host.metric(Metric::JwksFetchFailed, 1);
             }
@@ -546,6 +559,24 @@ impl Worker {
             host.log(Level::Error, "jwks: cannot write shared data");
         }
     }
+}
+
+/// The names in `headers` that spell one of `names` with `_` for some `-` (each once).
+fn underscore_spellings(headers: &crate::headers::Headers, names: &[&str]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (name, _) in headers.iter().filter(|(n, _)| n.contains(&b'_')) {
+        let same = |wanted: &&str| {
+            wanted.len() == name.len()
+                && wanted.bytes().zip(name).all(|(w, n)| w == n.to_ascii_lowercase() || (w == b'-' && *n == b'_'))
+        };
+        if names.iter().any(same) {
+            let name = String::from_utf8_lossy(name).into_owned();
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        }
+    }
+    found
 }
 
 /// Compare-and-swap on a shared-data key: `update` sees the current value and returns the new one, or
@@ -642,11 +673,16 @@ impl RequestFilter {
         let forwarded: Vec<Vec<u8>> = source::forwarded_header(config.certificate_source)
             .map(|h| headers.all(h).map(<[u8]>::to_vec).collect())
             .unwrap_or_default();
-        for name in config.stripped_headers() {
+        let stripped = config.stripped_headers();
+        for name in &stripped {
             // A map the proxy garbled shows no header: remove them all rather than let one through.
             if get(name).is_some() || headers.is_malformed() {
                 s.set_request_header(name, None);
             }
+        }
+        // CGI, WSGI, Rack and PHP read `x_mtls_client_id` as `x-mtls-client-id`: such spellings go too.
+        for name in underscore_spellings(&headers, &stripped) {
+            s.set_request_header(&name, None);
         }
         // For a forwarded source, whether the direct peer is a trusted forwarder, decided once (it parses the
         // peer's certificate). Without a forwarded header there is nothing to trust.
@@ -675,6 +711,10 @@ impl RequestFilter {
         let path = get(":path").unwrap_or_default();
         let path_text = String::from_utf8_lossy(path);
         if let Some(resource) = config.resource(&path_text) {
+            if let Err(rejection) = request::single_token(path, &headers) {
+                self.reject(s, &rejection);
+                return Action::Pause;
+            }
             let require_binding = resource.require_binding;
             let presented = presented(s);
             return self.check_resource(s, require_binding, presented);
@@ -795,7 +835,7 @@ impl RequestFilter {
                 s.set_response_header("content-length", Some(amended.len().to_string().as_bytes()));
                 s.metric(Metric::DiscoveryAmended, 1);
             }
-            Err(e) => s.log(Level::Warn, &format!("discovery: passed on unchanged: {e}")),
+            Err(e) => s.log(Level::Warn, &format!("discovery: passed on unchanged: {}", response::for_log(&e.to_string()))),
         }
         Action::Continue
     }
@@ -871,7 +911,12 @@ impl RequestFilter {
                 s.metric(Metric::Authenticated, 1);
                 s.log(
                     Level::Debug,
-                    &format!("authenticated client_id={} method={} x5t#S256={}", a.client_id, a.method, a.x5t_s256),
+                    &format!(
+                        "authenticated client_id={} method={} x5t#S256={}",
+                        response::for_log(&a.client_id),
+                        a.method,
+                        a.x5t_s256
+                    ),
                 );
                 self.state = State::Passive;
                 Outcome::Continue
@@ -918,11 +963,11 @@ impl RequestFilter {
             Level::Info,
             &format!(
                 "rejected client_id={} reason={} x5t#S256={} status={}: {}",
-                response::one_line(self.client_id.as_deref().unwrap_or("-")),
+                response::for_log(self.client_id.as_deref().unwrap_or("-")),
                 rejection.reason.name(),
                 thumbprint,
                 rejection.status,
-                response::one_line(&rejection.description)
+                response::for_log(&rejection.description)
             ),
         );
         let headers = response::headers(rejection);

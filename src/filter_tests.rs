@@ -1149,3 +1149,53 @@ fn an_invalid_client_answer_to_a_client_that_did_not_use_the_authorization_heade
     assert_eq!(fake.reply_status(), Some(401));
     assert_eq!(challenge(&fake), None);
 }
+
+#[test]
+fn annotation_headers_spelled_with_underscores_are_stripped_too() {
+    // CGI/WSGI/Rack/PHP servers read x_mtls_client_id as HTTP_X_MTLS_CLIENT_ID, like x-mtls-client-id.
+    let fake = Fake::new();
+    fake.request(&[
+        (":method", "GET"),
+        (":path", "/userinfo"),
+        ("x_mtls_client_id", "admin"),
+        ("x-mtls_auth-method", "tls_client_auth"),
+        ("client_cert", ":AAAA:"),
+        ("x_request_id", "kept"),
+    ]);
+    assert_eq!(RequestFilter::new(dn_worker()).on_request_headers(&fake, true), Action::Continue);
+    for h in ["x_mtls_client_id", "x-mtls_auth-method", "client_cert"] {
+        assert_eq!(fake.header(h), None, "{h}");
+    }
+    assert_eq!(fake.header("x_request_id").as_deref(), Some("kept"));
+}
+
+#[test]
+fn a_resource_request_carrying_two_access_tokens_is_an_invalid_request() {
+    // RFC 6750 §2: a client MUST NOT use more than one method to transmit the token.
+    for (path, second) in [
+        ("/api/accounts?access_token=a.b.c", None),
+        ("/api/accounts", Some(("authorization", "Bearer d.e.f"))),
+        ("/api/accounts?x=1&access%5Ftoken=a.b.c", None),
+    ] {
+        let fake = Fake::new();
+        resource_request(&fake, path, Some(Some("x"))).peer(LEAF, true);
+        if let Some(h) = second {
+            fake.headers.borrow_mut().push((h.0.to_string(), h.1.as_bytes().to_vec()));
+        }
+        assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Pause, "{path}");
+        assert_eq!(fake.reply_status(), Some(400), "{path}");
+        assert_eq!(fake.reply_json()["error"], "invalid_request");
+        assert!(www_authenticate(&fake).starts_with("Bearer error=\"invalid_request\""));
+    }
+}
+
+#[test]
+fn a_resource_request_with_its_token_in_the_query_only_is_checked_as_usual() {
+    let fake = Fake::new();
+    let x5t = crate::cert::x5t_s256(&der(LEAF));
+    fake.request(&[(":method", "GET"), (":path", "/api/accounts?access_token=a.b.c")]);
+    fake.properties.borrow_mut().insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload".into(), b"\x0a\x03iss".to_vec());
+    fake.properties.borrow_mut().insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256".into(), x5t.into_bytes());
+    fake.peer(LEAF, true);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Continue);
+}

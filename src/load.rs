@@ -34,7 +34,7 @@ impl Budget {
 pub enum Finding {
     /// A registration refused, with its client id (or `#position`) and why.
     Refused(String, RegistrationError),
-    /// A client id listed again; the first registration is used.
+    /// A client id listed again: no copy of it loads.
     Duplicate(String),
 }
 
@@ -74,8 +74,9 @@ pub struct Load {
     jwks_uri_refusal: Option<String>,
     /// Registrations so far (resets when a repeated `"clients"` member replaces the first).
     position: usize,
-    /// Per bucket, by client id: the stored registration, or `None` for a `jwks_uri` registration refused
-    /// after it claimed its id (so later copies are still duplicates, as in [`registry::parse_document`]).
+    /// Per bucket, by client id: the stored registration, or `None` for an id that does not load (refused,
+    /// or listed twice) but is claimed, so that later copies are still duplicates (as in
+    /// [`registry::parse_document`]).
     groups: Vec<BTreeMap<String, Option<Vec<u8>>>>,
     clients: u64,
     refused: u64,
@@ -171,20 +172,36 @@ impl Load {
     }
 
     fn add(&mut self, entry: Entry, findings: &mut Vec<Finding>) {
+        if let Some(id) = entry.client_id() {
+            let index = registry::bucket_of(id, self.buckets) as usize;
+            let Some(group) = self.groups.get_mut(index) else { return };
+            if let Some(first) = group.get_mut(id) {
+                // Listed twice: ambiguous, so no copy loads, not even a first one that did.
+                self.refused += 1;
+                if first.take().is_some() {
+                    self.clients = self.clients.saturating_sub(1);
+                    self.refused += 1;
+                }
+                findings.push(Finding::Duplicate(id.to_string()));
+                return;
+            }
+        }
         let stored: Stored = match entry {
             Entry::Loads(stored) => stored,
-            Entry::Refused(label, e) => {
+            Entry::Refused { client_id, label, error } => {
                 self.refused += 1;
-                findings.push(Finding::Refused(label, e));
+                findings.push(Finding::Refused(label, error));
+                if let Some(id) = client_id {
+                    let index = registry::bucket_of(&id, self.buckets) as usize;
+                    if let Some(group) = self.groups.get_mut(index) {
+                        group.insert(id, None);
+                    }
+                }
                 return;
             }
         };
         let index = registry::bucket_of(&stored.client_id, self.buckets) as usize;
         let Some(group) = self.groups.get_mut(index) else { return };
-        if group.contains_key(&stored.client_id) {
-            findings.push(Finding::Duplicate(stored.client_id));
-            return;
-        }
         match (&self.jwks_uri_refusal, &stored.jwks_uri) {
             (Some(why), Some(_)) => {
                 self.refused += 1;
@@ -282,7 +299,7 @@ mod tests {
             assert_eq!(buckets, registry::encode_buckets(&whole.clients, 4));
             let Some(Step::Done(summary)) = steps.last() else { panic!() };
             assert_eq!(summary.clients, whole.clients.len() as u64);
-            assert_eq!(summary.refused, whole.refused.len() as u64);
+            assert_eq!(summary.refused, (whole.refused.len() + whole.duplicates.len() + whole.withdrawn.len()) as u64);
         }
     }
 

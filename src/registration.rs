@@ -58,6 +58,8 @@ impl Client {
 pub enum RegistrationError {
     NotAnObject,
     MissingClientId,
+    /// The client id holds a control character (CR, LF, NUL...): it could not be sent in a header.
+    ClientIdControlCharacter,
     WrongType { field: &'static str, expected: &'static str },
     /// `tls_client_auth` needs exactly one `tls_client_auth_*` value; lists the ones present.
     SubjectValueCount(Vec<&'static str>),
@@ -81,6 +83,9 @@ impl fmt::Display for RegistrationError {
         match self {
             RegistrationError::NotAnObject => write!(f, "registration is not a JSON object"),
             RegistrationError::MissingClientId => write!(f, "client_id is missing or empty"),
+            RegistrationError::ClientIdControlCharacter => {
+                write!(f, "client_id holds a control character (RFC 6749 A.1 allows %x20-7E), so it cannot be annotated")
+            }
             RegistrationError::WrongType { field, expected } => write!(f, "{field} must be {expected}"),
             RegistrationError::SubjectValueCount(found) if found.is_empty() => write!(
                 f,
@@ -153,6 +158,9 @@ pub fn strings_of(value: &Value) -> Option<Vec<String>> {
 pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
     let obj = metadata.as_object().ok_or(RegistrationError::NotAnObject)?;
     let client_id = match obj.get("client_id") {
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            return Err(RegistrationError::ClientIdControlCharacter)
+        }
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::String(_)) | None => return Err(RegistrationError::MissingClientId),
         Some(_) => return Err(wrong("client_id", "a string")),

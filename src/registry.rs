@@ -40,11 +40,33 @@ impl From<ScanError> for DocumentError {
 pub struct Document {
     pub clients: Vec<Stored>,
     pub refused: Vec<(String, RegistrationError)>,
-    /// Client ids that appeared more than once (all but the first copy are ignored).
+    /// Client ids that appeared more than once, once for each copy after the first. No copy of such an id
+    /// loads, whatever each copy says: which one the AS holds is unknown.
     pub duplicates: Vec<String>,
+    /// Client ids whose first copy had loaded and was withdrawn when the id was listed again.
+    pub withdrawn: Vec<String>,
 }
 
 impl Document {
+    /// Adds the next registration; `seen` holds the client ids met so far.
+    fn add(&mut self, entry: Entry, seen: &mut HashSet<String>) {
+        if let Some(id) = entry.client_id() {
+            if !seen.insert(id.to_string()) {
+                let before = self.clients.len();
+                self.clients.retain(|c| c.client_id != id);
+                if self.clients.len() < before {
+                    self.withdrawn.push(id.to_string());
+                }
+                self.duplicates.push(id.to_string());
+                return;
+            }
+        }
+        match entry {
+            Entry::Loads(stored) => self.clients.push(stored),
+            Entry::Refused { label, error, .. } => self.refused.push((label, error)),
+        }
+    }
+
     /// Moves every `jwks_uri` registration to `refused` (used when no cluster can fetch them).
     pub fn refuse_jwks_uri_clients(&mut self, why: &str) {
         let (uri, keep): (Vec<Stored>, Vec<Stored>) =
@@ -80,11 +102,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, DocumentError> {
             seen.clear();
             return Ok(());
         };
-        match check_element(&parse_element(bytes, range, position)?, position) {
-            Entry::Loads(stored) if seen.insert(stored.client_id.clone()) => doc.clients.push(stored),
-            Entry::Loads(stored) => doc.duplicates.push(stored.client_id),
-            Entry::Refused(label, e) => doc.refused.push((label, e)),
-        }
+        doc.add(check_element(&parse_element(bytes, range, position)?, position), &mut seen);
         Ok(())
     })?;
     Ok(doc)
@@ -127,17 +145,28 @@ pub fn parse_element(bytes: &[u8], range: std::ops::Range<usize>, position: usiz
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Loads(Stored),
-    /// Refused, with its client id (or `#position`) and why.
-    Refused(String, RegistrationError),
+    /// Refused: its client id if it has one, the label that names it in a log (the id or `#position`), and why.
+    Refused { client_id: Option<String>, label: String, error: RegistrationError },
+}
+
+impl Entry {
+    /// The client id the registration claims, loaded or not.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Entry::Loads(stored) => Some(&stored.client_id),
+            Entry::Refused { client_id, .. } => client_id.as_deref(),
+        }
+    }
 }
 
 /// Checks the registration at `position` of a document.
 pub fn check_element(metadata: &Value, position: usize) -> Entry {
     match registration::check(metadata) {
         Ok(stored) => Entry::Loads(stored),
-        Err(e) => {
-            let label = registration::client_id_of(metadata).map_or_else(|| format!("#{position}"), str::to_string);
-            Entry::Refused(label, e)
+        Err(error) => {
+            let client_id = registration::client_id_of(metadata).filter(|id| !id.is_empty()).map(str::to_string);
+            let label = client_id.clone().unwrap_or_else(|| format!("#{position}"));
+            Entry::Refused { client_id, label, error }
         }
     }
 }
@@ -467,11 +496,27 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_repeated_client_id_keeps_the_first_registration() {
-        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "a"}]"#).unwrap();
-        assert_eq!(doc.clients.len(), 1);
-        assert_eq!(doc.clients[0].method, "none");
-        assert_eq!(doc.duplicates, vec!["a".to_string()]);
+    fn no_copy_of_a_client_id_listed_twice_loads() {
+        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "a"}, {"client_id": "b"}]"#).unwrap();
+        assert_eq!(doc.clients.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(doc.duplicates, ["a"]);
+        assert_eq!(doc.withdrawn, ["a"]);
+    }
+
+    #[test]
+    fn a_refused_first_copy_does_not_let_a_second_copy_of_its_client_id_load() {
+        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"},
+                                      {"client_id": "a", "token_endpoint_auth_method": "none"}]"#).unwrap();
+        assert!(doc.clients.is_empty());
+        assert_eq!((doc.refused.len(), doc.duplicates.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_client_id_with_a_control_character_is_refused() {
+        // It would be sent in x-mtls-client-id, where Envoy answers 503 to CR or LF.
+        let doc = parse_document(b"[{\"client_id\": \"a\\r\\nb\", \"token_endpoint_auth_method\": \"none\"}]").unwrap();
+        assert!(doc.clients.is_empty());
+        assert_eq!(doc.refused[0].1, RegistrationError::ClientIdControlCharacter);
     }
 
     #[test]
@@ -612,11 +657,7 @@ pub(crate) mod tests {
         let mut doc = Document::default();
         let mut seen = HashSet::new();
         for (i, metadata) in list.iter().enumerate() {
-            match check_element(metadata, i) {
-                Entry::Loads(stored) if seen.insert(stored.client_id.clone()) => doc.clients.push(stored),
-                Entry::Loads(stored) => doc.duplicates.push(stored.client_id),
-                Entry::Refused(label, e) => doc.refused.push((label, e)),
-            }
+            doc.add(check_element(metadata, i), &mut seen);
         }
         Ok(doc)
     }

@@ -37,6 +37,29 @@ pub fn classify(config: &Config, method: &[u8], path: &[u8], headers: &Headers) 
     Classified::Enforce
 }
 
+/// RFC 6750 §2: a request to a protected resource carries its access token one way only. Counts the ways a
+/// token came (each `Authorization` header, each `access_token` query parameter; the form body is not read)
+/// and refuses more than one: a proxy that checks one token must not pass another to the resource server.
+pub fn single_token(path: &[u8], headers: &Headers) -> Result<(), Rejection> {
+    let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
+    let query = query.split(|b| *b == b'#').next().unwrap_or_default();
+    let in_query = query
+        .split(|b| *b == b'&')
+        .filter(|pair| {
+            let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+            form::decode_component(name).is_ok_and(|n| n == "access_token")
+        })
+        .count();
+    if headers.all("authorization").count() + in_query > 1 {
+        let mut rejection = Rejection::invalid_request(
+            "the request carries more than one access token (RFC 6750 §2: one method only)",
+        );
+        rejection.challenge = Some(crate::verdict::Challenge::Bearer);
+        return Err(rejection);
+    }
+    Ok(())
+}
+
 /// The client_id of a token request: from the form body, else from HTTP Basic credentials.
 /// A repeated `client_id`, or Basic credentials naming another client, is `invalid_request`.
 pub fn client_id(body: &[u8], authorization: Option<&[u8]>) -> Result<Option<String>, Rejection> {

@@ -4,7 +4,7 @@ use crate::verdict::{Challenge, Rejection};
 
 /// The JSON body of a rejection; the description is one line of printable text.
 pub fn body(rejection: &Rejection) -> String {
-    let description = one_line(&rejection.description);
+    let description = for_log(&rejection.description);
     let body = serde_json::json!({"error": rejection.error, "error_description": description});
     String::from_utf8(serde_json::to_vec(&body).unwrap_or_default()).unwrap_or_default()
 }
@@ -28,11 +28,25 @@ pub fn headers(rejection: &Rejection) -> Vec<(&'static str, String)> {
             format!(
                 "Bearer error=\"{}\", error_description=\"{}\"",
                 rejection.error,
-                one_line(&rejection.description)
+                for_log(&rejection.description)
             ),
         ));
     }
     h
+}
+
+/// The most characters of one client- or registry-controlled value a log line carries.
+pub const LOG_VALUE_CHARS: usize = 256;
+
+/// `text` as a log line may carry it: one line (see [`one_line`]) of at most [`LOG_VALUE_CHARS`] characters,
+/// the rest said as a count, so that no client can write a 60 KB log line or forge another.
+pub fn for_log(text: &str) -> String {
+    let mut out: String = one_line(text).chars().take(LOG_VALUE_CHARS).collect();
+    let rest = text.len().saturating_sub(out.len());
+    if text.chars().count() > LOG_VALUE_CHARS {
+        out.push_str(&format!("...(+{rest} bytes)"));
+    }
+    out
 }
 
 /// Replaces control characters (CR, LF, TAB, NUL...) with a space and `"`/`\` with `'`, so the text is
@@ -51,6 +65,13 @@ pub fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::verdict::Reason;
+
+    #[test]
+    fn a_long_value_is_cut_in_a_log_line_and_the_rest_counted() {
+        let logged = for_log(&"x".repeat(60_000));
+        assert_eq!(logged, format!("{}...(+59744 bytes)", "x".repeat(256)));
+        assert_eq!(for_log("short\r\nX-Forged: 1"), "short  X-Forged: 1");
+    }
 
     #[test]
     fn error_body_is_rfc6749_json() {
