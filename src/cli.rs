@@ -189,10 +189,17 @@ fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>
                 c.endpoints.len(),
                 c.resources.len()
             );
+            let warnings = c.warnings();
             if json_out {
-                (0, format!("{}\n", json!({"ok": true, "summary": summary})))
+                let warnings: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
+                (0, format!("{}\n", json!({"ok": true, "summary": summary, "warnings": warnings})))
             } else {
-                (0, format!("{file}: ok: {summary}\n"))
+                let mut text = String::new();
+                for (key, advice) in &warnings {
+                    text.push_str(&format!("{file}: warning at `{key}`: {advice}\n"));
+                }
+                text.push_str(&format!("{file}: ok: {summary}\n"));
+                (0, text)
             }
         }
         Err(e) if json_out => (1, format!("{}\n", json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}]}))),
@@ -210,17 +217,21 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
         Err(e) => return Ok(Output { status: 1, text: format!("{file}: error: {e}\n") }),
     };
     let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for id in items.iter().filter_map(registration::client_id_of).filter(|id| !id.is_empty()) {
+        *copies.entry(id).or_default() += 1;
+    }
     let mut loaded = 0;
     for (i, item) in items.iter().enumerate() {
-        let key = match registration::client_id_of(item) {
-            Some(id) => format!("[{i}] ({id})"),
+        let id = registration::client_id_of(item);
+        let key = match id {
+            Some(id) => format!("[{i}] ({})", crate::response::for_log(id)),
             None => format!("[{i}]"),
         };
-        match registration::check(item) {
-            Ok(s) if seen.insert(s.client_id.clone()) => loaded += 1,
-            Ok(_) => errors.push((key, "client_id is listed twice; the filter uses the first".to_string())),
-            Err(e) => errors.push((key, e.to_string())),
+        match (id.and_then(|id| copies.get(id)).copied().unwrap_or(0), registration::check(item)) {
+            (n, _) if n > 1 => errors.push((key, format!("client_id is listed {n} times; the filter loads no copy of it"))),
+            (_, Ok(_)) => loaded += 1,
+            (_, Err(e)) => errors.push((key, e.to_string())),
         }
     }
     let status = if errors.is_empty() { 0 } else { 1 };
@@ -265,6 +276,9 @@ mod tests {
         f.insert("bad-registry.json", br#"[{"client_id": "ok"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}, {"token_endpoint_auth_method": "none"}]"#.to_vec());
         f.insert("config.json", br#"{"clients": [], "registry": {"cluster": "r", "authority": "a", "path": "/", "refresh_seconds": "30"}}"#.to_vec());
         f.insert("good-config.json", br#"{"endpoints": ["/token"]}"#.to_vec());
+        f.insert("big-body.json", br#"{"max_body_bytes": 1048576}"#.to_vec());
+        f.insert("twice.json", br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"},
+            {"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"}]"#.to_vec());
         f
     }
 
@@ -338,6 +352,25 @@ mod tests {
         assert!(out.text.contains("error at `[1] (bad)`: tls_client_auth requires exactly one"), "{}", out.text);
         assert!(out.text.contains("error at `[2]`: client_id is missing"), "{}", out.text);
         assert!(out.text.contains("1 client(s) load, 2 refused"));
+    }
+
+    #[test]
+    fn lint_warns_when_envoys_default_buffer_limit_would_answer_before_the_filter() {
+        let out = cli("lint big-body.json");
+        assert_eq!(out.status, 0, "valid, so not an error");
+        assert!(out.text.contains("warning at `max_body_bytes`: 1048576 bytes needs per_connection_buffer_limit_bytes of at least 1114112"), "{}", out.text);
+        assert!(!cli("lint good-config.json").text.contains("warning"));
+        let v: Value = serde_json::from_str(&cli("lint big-body.json --json").text).unwrap();
+        assert_eq!(v["warnings"][0]["key"], "max_body_bytes");
+    }
+
+    #[test]
+    fn lint_registry_refuses_every_copy_of_a_client_id_listed_twice_as_the_filter_does() {
+        let out = cli("lint --registry twice.json");
+        assert_eq!(out.status, 1);
+        assert!(out.text.contains("error at `[0] (a)`: client_id is listed 2 times; the filter loads no copy of it"), "{}", out.text);
+        assert!(out.text.contains("error at `[2] (a)`"), "{}", out.text);
+        assert!(out.text.contains("1 client(s) load, 2 refused"), "{}", out.text);
     }
 
     #[test]

@@ -105,6 +105,12 @@ pub struct Config {
     pub discovery: Option<Discovery>,
 }
 
+/// Envoy's default `per_connection_buffer_limit_bytes`: a request body over it gets Envoy's own 413.
+pub const ENVOY_DEFAULT_BUFFER_LIMIT: usize = 1 << 20;
+/// What Envoy's buffer must hold beyond `max_body_bytes` for the filter to see a body over its limit first
+/// (a body arrives in chunks of up to 64 KiB).
+pub const BUFFER_HEADROOM: usize = 64 << 10;
+
 /// The largest registry document a worker loads (`registry.max_bytes`).
 pub const MAX_REGISTRY_BYTES: u64 = 64 << 20;
 
@@ -551,6 +557,25 @@ impl Config {
         }
         let path = path::key(path);
         self.resources.iter().find(|r| path.starts_with(&r.prefix_key))
+    }
+
+    /// What is valid but likely wrong in a deployment, as (key, advice): `oauth-mtls lint` prints it and the
+    /// filter logs it when configured.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        let mut warnings = Vec::new();
+        if self.max_body_bytes > ENVOY_DEFAULT_BUFFER_LIMIT - BUFFER_HEADROOM {
+            warnings.push((
+                "max_body_bytes",
+                format!(
+                    "{} bytes needs per_connection_buffer_limit_bytes of at least {} on the listener (Envoy's default \
+                     is {ENVOY_DEFAULT_BUFFER_LIMIT}); below that Envoy answers a body over the limit with its own \
+                     text/plain 413 before the filter sees it (the shipped configs set 2 MiB)",
+                    self.max_body_bytes,
+                    self.max_body_bytes + BUFFER_HEADROOM
+                ),
+            ));
+        }
+        warnings
     }
 
     /// Every header removed from inbound requests.

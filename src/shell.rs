@@ -230,6 +230,9 @@ impl RootContext for Root {
                 return false;
             }
         };
+        for (key, advice) in config.warnings() {
+            proxy.log(Level::Warn, &format!("oauth-mtls-filter: configuration key `{key}`: {advice}"));
+        }
         let mut metrics = HashMap::new();
         for metric in Metric::all() {
             let kind = if metric.is_gauge() { MetricType::Gauge } else { MetricType::Counter };
