@@ -228,20 +228,48 @@ def test_wasmplugin_mirrors_the_gateway_envoyfilter_configuration():
     assert wp["spec"]["url"] == ec["typed_config"]["config"]["vm_config"]["code"]["remote"]["http_uri"]["uri"]
 
 
-def test_every_wasm_extension_stops_iteration_fails_closed_and_is_referenced():
+def test_every_wasm_extension_stops_iteration_reloads_a_failed_vm_and_is_referenced():
+    """FAIL_RELOAD still fails closed (no request passes a failed VM: test_failure_policy.py); with an explicit
+    backoff."""
     for rel, d in by_kind("EnvoyFilter"):
         ecs = wasm_extension_configs(d)
         refs = [p for p in d["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
         for ec in ecs:
             cfg = ec["typed_config"]["config"]
             assert cfg["allow_on_headers_stop_iteration"] is True, rel
-            assert cfg["failure_policy"] == "FAIL_CLOSED" and "fail_open" not in cfg, rel
+            assert cfg["failure_policy"] == "FAIL_RELOAD" and "fail_open" not in cfg, rel
+            assert cfg["reload_config"]["backoff"]["base_interval"] == "1s", rel
             (ref,) = [p for p in refs if p["patch"]["value"]["name"] == ec["name"]]
             assert ref["patch"]["operation"] == "INSERT_FIRST"
             assert ref["patch"]["value"]["config_discovery"]["type_urls"] == [WASM_TYPE]
             # the HTTP filter and the extension config apply to the same proxies
             ext_patch = [p for p in d["spec"]["configPatches"] if p["patch"]["value"] is ec][0]
             assert ext_patch["match"]["context"] == ref["match"]["context"]
+
+
+FILTER_MAX_BODY = 1048576  # the largest max_body_bytes the filter accepts
+
+
+def test_where_the_filter_runs_envoy_buffers_more_than_its_largest_body_and_refuses_underscored_names():
+    """Per manifest with the filter: a LISTENER patch in the filter's context raises the buffer limit above
+    max_body_bytes' maximum (the filter answers 413, not Envoy), and every HTTP connection manager patch rejects
+    header names with underscores (x_mtls_client_id would reach the AS as x-mtls-client-id)."""
+    for rel in FILES:
+        efs = [d for r, d in by_kind("EnvoyFilter") if r == rel]
+        contexts = {p["match"]["context"] for d in efs for p in d["spec"]["configPatches"]
+                    if p["applyTo"] == "EXTENSION_CONFIG"}
+        if not contexts:
+            continue
+        listeners = [p for d in efs for p in d["spec"]["configPatches"] if p["applyTo"] == "LISTENER"]
+        for ctx in contexts:
+            limits = [p["patch"]["value"]["per_connection_buffer_limit_bytes"] for p in listeners
+                      if p["match"]["context"] == ctx and p["patch"]["operation"] == "MERGE"]
+            assert limits and all(v > FILTER_MAX_BODY for v in limits), (rel, ctx, limits)
+        hcms = [p for d in efs for p in d["spec"]["configPatches"] if p["applyTo"] == "NETWORK_FILTER"]
+        assert hcms, rel
+        for p in hcms:
+            opts = p["patch"]["value"]["typed_config"]["common_http_protocol_options"]
+            assert opts["headers_with_underscores_action"] == "REJECT_REQUEST", rel
 
 
 def test_clusters_are_istio_outbound_clusters_of_declared_services():
@@ -319,8 +347,8 @@ def static_cluster(name: str, port: int, http2: bool = False) -> dict:
 
 def render_envoy_filter(d: dict, pki_dir: pathlib.Path, wasm: pathlib.Path) -> dict:
     """An Envoy bootstrap with one listener shaped like the one Istio builds (TLS with certificates and a
-    combined validation context fed by SDS, an HTTP connection manager), the EnvoyFilter's FILTER_CHAIN and
-    NETWORK_FILTER patches merged in, its HTTP_FILTER (ECDS over ADS) inserted first, and each wasm
+    combined validation context fed by SDS, an HTTP connection manager), the EnvoyFilter's LISTENER, FILTER_CHAIN
+    and NETWORK_FILTER patches merged in, its HTTP_FILTER (ECDS over ADS) inserted first, and each wasm
     EXTENSION_CONFIG also inlined as a second filter, the module read from the built .wasm instead of the
     oci:// URL Istio's agent would have downloaded."""
     tls = {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
@@ -340,9 +368,13 @@ def render_envoy_filter(d: dict, pki_dir: pathlib.Path, wasm: pathlib.Path) -> d
                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
     clusters = [static_cluster("upstream", 9), static_cluster("xds", 9, http2=True)]
     first: list[dict] = []
+    listener_patch: dict = {}
     for p in d["spec"]["configPatches"]:
         op, value = p["patch"]["operation"], p["patch"]["value"]
-        if p["applyTo"] == "FILTER_CHAIN":
+        if p["applyTo"] == "LISTENER":
+            assert op == "MERGE"
+            listener_patch = merge(listener_patch, value)
+        elif p["applyTo"] == "FILTER_CHAIN":
             assert op == "MERGE" and value["transport_socket"]["name"] == "envoy.transport_sockets.tls"
             patch = value["transport_socket"]["typed_config"]
             assert patch["@type"] == tls["@type"]
@@ -374,11 +406,11 @@ def render_envoy_filter(d: dict, pki_dir: pathlib.Path, wasm: pathlib.Path) -> d
         "static_resources": {
             "secrets": [{"name": "client-ca", "validation_context": {
                 "trusted_ca": {"filename": str(pki_dir / "ca.pem")}}}],
-            "listeners": [{"name": "istio_render",
-                           "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                           "filter_chains": [{
-                               "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
-                               "filters": [{"name": HCM, "typed_config": hcm}]}]}],
+            "listeners": [merge({"name": "istio_render",
+                                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                                 "filter_chains": [{
+                                     "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
+                                     "filters": [{"name": HCM, "typed_config": hcm}]}]}, listener_patch)],
             "clusters": clusters,
         },
     }
