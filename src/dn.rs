@@ -320,14 +320,6 @@ struct Parser<'a> {
     pos: usize,
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
 
 /// Characters that may follow `\` to stand for themselves (RFC 4514 §3 `special` plus `=` and space).
 fn is_escapable(b: u8) -> bool {
@@ -453,7 +445,7 @@ impl<'a> Parser<'a> {
         let first = self
             .peek_at(1)
             .ok_or(DnError::DanglingEscape { offset: at })?;
-        if let (Some(hi), Some(lo)) = (hex_value(first), self.peek_at(2).and_then(hex_value)) {
+        if let (Some(hi), Some(lo)) = (crate::hex::digit(first), self.peek_at(2).and_then(crate::hex::digit)) {
             out.push(hi * 16 + lo);
             self.pos += 3;
             Ok(())
@@ -531,8 +523,8 @@ impl<'a> Parser<'a> {
         let mut bytes = Vec::new();
         loop {
             match (
-                self.peek().and_then(hex_value),
-                self.peek_at(1).and_then(hex_value),
+                self.peek().and_then(crate::hex::digit),
+                self.peek_at(1).and_then(crate::hex::digit),
             ) {
                 (Some(hi), Some(lo)) => {
                     bytes.push(hi * 16 + lo);

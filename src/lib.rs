@@ -19,6 +19,7 @@ pub mod dn;
 pub mod explain;
 pub mod filter;
 pub mod headers;
+pub mod hex;
 pub mod form;
 pub mod forward;
 pub mod host;

@@ -47,7 +47,7 @@ fn decode(bytes: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| h << 4 | l),
+            (b'%', Some(&h), Some(&l)) => crate::hex::digit(h).zip(crate::hex::digit(l)).map(|(h, l)| h << 4 | l),
             _ => None,
         };
         match escaped {
@@ -64,14 +64,6 @@ fn decode(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
 
 #[cfg(test)]
 mod tests {

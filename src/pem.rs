@@ -118,8 +118,8 @@ pub(crate) fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     let mut bytes = input.iter();
     while let Some(&b) = bytes.next() {
         if b == b'%' {
-            let hi = hex_value(*bytes.next()?)?;
-            let lo = hex_value(*bytes.next()?)?;
+            let hi = crate::hex::digit(*bytes.next()?)?;
+            let lo = crate::hex::digit(*bytes.next()?)?;
             out.push(hi << 4 | lo);
         } else {
             out.push(b);
@@ -128,14 +128,6 @@ pub(crate) fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
 
 /// Reads `<label>-----` starting at `start`; returns the label and the position after the dashes.
 fn read_label(text: &[u8], start: usize) -> Result<(&[u8], usize), PemError> {
