@@ -135,6 +135,7 @@ class Document:
     etag: bool = True          # send an ETag and honour If-None-Match with 304
     content_type: str = "application/json"
     drop: bool = False         # close the connection without any response
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (e.g. cache-control)
 
 
 @dataclass
@@ -174,7 +175,7 @@ class _DocHandler(_BaseHandler):
             self.close_connection = True
             return
         tag = '"' + hashlib.sha256(doc.body).hexdigest()[:16] + '"'
-        extra = {"content-type": doc.content_type}
+        extra = {"content-type": doc.content_type, **doc.headers}
         if doc.etag and doc.status == 200:
             extra["etag"] = tag
             inm = [v.strip() for h in headers.get("if-none-match", []) for v in h.split(",")]
