@@ -24,9 +24,7 @@ impl fmt::Display for BasicError {
             BasicError::InvalidBase64 => "Basic credentials are not valid base64",
             BasicError::MissingColon => "Basic credentials have no ':' after the client id",
             BasicError::InvalidUtf8 => "Basic client id is not UTF-8",
-            BasicError::InvalidEncoding => {
-                "Basic client id has a '%' not followed by two hex digits"
-            }
+            BasicError::InvalidEncoding => "Basic client id has a '%' not followed by two hex digits",
         };
         f.write_str(msg)
     }
@@ -47,10 +45,7 @@ pub fn is_basic(authorization: &[u8]) -> bool {
 pub fn client_id(authorization: &[u8]) -> Result<Option<String>, BasicError> {
     let value = trim_sp(authorization);
     let (scheme, credentials) = match value.iter().position(|&b| b == b' ') {
-        Some(sp) => (
-            value.get(..sp).unwrap_or_default(),
-            value.get(sp..).unwrap_or_default(),
-        ),
+        Some(sp) => (value.get(..sp).unwrap_or_default(), value.get(sp..).unwrap_or_default()),
         None => (value, &[][..]),
     };
     if !scheme.eq_ignore_ascii_case(b"Basic") {
@@ -60,13 +55,8 @@ pub fn client_id(authorization: &[u8]) -> Result<Option<String>, BasicError> {
     if token68.is_empty() {
         return Err(BasicError::InvalidBase64);
     }
-    let decoded = STANDARD
-        .decode(token68)
-        .map_err(|_| BasicError::InvalidBase64)?;
-    let colon = decoded
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(BasicError::MissingColon)?;
+    let decoded = STANDARD.decode(token68).map_err(|_| BasicError::InvalidBase64)?;
+    let colon = decoded.iter().position(|&b| b == b':').ok_or(BasicError::MissingColon)?;
     let id = decoded.get(..colon).unwrap_or_default();
     decode_component(id).map(Some).map_err(|e| match e {
         FormError::InvalidPercentEncoding => BasicError::InvalidEncoding,
@@ -76,10 +66,7 @@ pub fn client_id(authorization: &[u8]) -> Result<Option<String>, BasicError> {
 
 fn trim_sp(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(start, |p| p.saturating_add(1));
+    let end = s.iter().rposition(|&b| b != b' ').map_or(start, |p| p.saturating_add(1));
     s.get(start..end).unwrap_or_default()
 }
 
@@ -98,10 +85,7 @@ mod tests {
             client_id(b"Basic czZCaGRSa3F0Mzo3RmpmcDBaQnIxS3REUmJuZlZkbUl3").unwrap(),
             Some("s6BhdRkqt3".to_string())
         );
-        assert_eq!(
-            client_id(basic(b"id:secret:with:colons").as_bytes()).unwrap(),
-            Some("id".to_string())
-        );
+        assert_eq!(client_id(basic(b"id:secret:with:colons").as_bytes()).unwrap(), Some("id".to_string()));
     }
 
     #[test]
@@ -128,10 +112,7 @@ mod tests {
     fn invalid_base64_is_an_error() {
         assert_eq!(client_id(b"Basic !!!"), Err(BasicError::InvalidBase64));
         assert_eq!(client_id(b"Basic aWQ6cHc"), Err(BasicError::InvalidBase64));
-        assert_eq!(
-            client_id(b"Basic aWQ6 cHc="),
-            Err(BasicError::InvalidBase64)
-        );
+        assert_eq!(client_id(b"Basic aWQ6 cHc="), Err(BasicError::InvalidBase64));
     }
 
     #[test]
@@ -142,49 +123,28 @@ mod tests {
 
     #[test]
     fn decoded_credentials_must_contain_a_colon() {
-        assert_eq!(
-            client_id(basic(b"no-colon").as_bytes()),
-            Err(BasicError::MissingColon)
-        );
+        assert_eq!(client_id(basic(b"no-colon").as_bytes()), Err(BasicError::MissingColon));
     }
 
     #[test]
     fn client_id_is_form_urlencoded() {
-        assert_eq!(
-            client_id(basic(b"my%3Aclient:secret").as_bytes()).unwrap(),
-            Some("my:client".to_string())
-        );
-        assert_eq!(
-            client_id(basic(b"a+b:secret").as_bytes()).unwrap(),
-            Some("a b".to_string())
-        );
+        assert_eq!(client_id(basic(b"my%3Aclient:secret").as_bytes()).unwrap(), Some("my:client".to_string()));
+        assert_eq!(client_id(basic(b"a+b:secret").as_bytes()).unwrap(), Some("a b".to_string()));
     }
 
     #[test]
     fn invalid_percent_escape_in_client_id_is_an_error() {
-        assert_eq!(
-            client_id(basic(b"bad%zz:secret").as_bytes()),
-            Err(BasicError::InvalidEncoding)
-        );
+        assert_eq!(client_id(basic(b"bad%zz:secret").as_bytes()), Err(BasicError::InvalidEncoding));
     }
 
     #[test]
     fn client_id_must_be_utf8() {
-        assert_eq!(
-            client_id(basic(b"\xff:secret").as_bytes()),
-            Err(BasicError::InvalidUtf8)
-        );
-        assert_eq!(
-            client_id(basic(b"%FF:secret").as_bytes()),
-            Err(BasicError::InvalidUtf8)
-        );
+        assert_eq!(client_id(basic(b"\xff:secret").as_bytes()), Err(BasicError::InvalidUtf8));
+        assert_eq!(client_id(basic(b"%FF:secret").as_bytes()), Err(BasicError::InvalidUtf8));
     }
 
     #[test]
     fn empty_client_id_is_returned_as_empty() {
-        assert_eq!(
-            client_id(basic(b":secret").as_bytes()).unwrap(),
-            Some(String::new())
-        );
+        assert_eq!(client_id(basic(b":secret").as_bytes()).unwrap(), Some(String::new()));
     }
 }

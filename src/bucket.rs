@@ -29,11 +29,15 @@ pub enum BucketError {
 impl fmt::Display for BucketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BucketError::Unrecognized => write!(f, "a registry bucket in shared data is not in a layout this filter knows"),
+            BucketError::Unrecognized => {
+                write!(f, "a registry bucket in shared data is not in a layout this filter knows")
+            }
             BucketError::Layout(v) => {
                 write!(f, "a registry bucket in shared data has layout version {v}; this filter reads version {LAYOUT}")
             }
-            BucketError::Corrupt => write!(f, "a registry bucket in shared data is damaged (its index does not fit its data)"),
+            BucketError::Corrupt => {
+                write!(f, "a registry bucket in shared data is damaged (its index does not fit its data)")
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ use crate::cert::Certificate;
 use crate::config::ForwardFormat;
 use crate::forward;
 use crate::memory::{Part, Weigh, ENTRY_OVERHEAD};
-use std::collections::HashMap;
 use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::rc::Rc;
 

@@ -3,11 +3,11 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::dn::{Dn, DnError};
+use crate::x509::{self, GeneralName};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use crate::dn::{Dn, DnError};
-use crate::x509::{self, GeneralName};
 
 /// The subjectAltName entries the filter matches on, each list in certificate order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,10 +48,7 @@ pub enum CertError {
 /// Keeps an error summary on one short line.
 fn one_line(s: &str) -> String {
     const MAX: usize = 200;
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX)
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX).collect()
 }
 
 impl fmt::Display for CertError {
@@ -69,10 +66,7 @@ impl fmt::Display for CertError {
                 write!(f, "certificate has more than one subjectAltName extension")
             }
             CertError::SubjectAltNameInvalid(summary) => {
-                write!(
-                    f,
-                    "certificate subjectAltName extension is invalid: {summary}"
-                )
+                write!(f, "certificate subjectAltName extension is invalid: {summary}")
             }
         }
     }
@@ -157,12 +151,7 @@ impl Leaf {
                 }
             }
         }
-        Ok(Leaf {
-            subject,
-            issuer,
-            sans,
-            sha256,
-        })
+        Ok(Leaf { subject, issuer, sans, sha256 })
     }
 
     /// The RFC 8705 §3.1 `x5t#S256` thumbprint of this certificate.
@@ -258,21 +247,14 @@ LMoXprgCIQD1bmzlfTZm137dWWB5UJva3PmnZU+byAB1w/0qxwZKNA==
         let leaf = Leaf::from_der(&der(LEAF_PEM)).unwrap();
         let registered = Dn::parse("CN=client-one,OU=Payments,O=Example Bank,C=GB").unwrap();
         assert!(leaf.subject.matches(&registered));
-        assert_eq!(
-            leaf.subject.to_string(),
-            "CN=client-one,OU=Payments,O=Example Bank,C=GB"
-        );
-        assert!(!leaf
-            .subject
-            .matches(&Dn::parse("CN=client-one,O=Example Bank,C=GB").unwrap()));
+        assert_eq!(leaf.subject.to_string(), "CN=client-one,OU=Payments,O=Example Bank,C=GB");
+        assert!(!leaf.subject.matches(&Dn::parse("CN=client-one,O=Example Bank,C=GB").unwrap()));
     }
 
     #[test]
     fn issuer_is_decoded() {
         let leaf = Leaf::from_der(&der(LEAF_PEM)).unwrap();
-        assert!(leaf
-            .issuer
-            .matches(&Dn::parse("CN=Example Test CA,O=Example Bank,C=GB").unwrap()));
+        assert!(leaf.issuer.matches(&Dn::parse("CN=Example Test CA,O=Example Bank,C=GB").unwrap()));
     }
 
     #[test]
@@ -283,10 +265,7 @@ LMoXprgCIQD1bmzlfTZm137dWWB5UJva3PmnZU+byAB1w/0qxwZKNA==
             Sans {
                 dns: vec!["first.example.com".into(), "client.example.com".into()],
                 uri: vec!["spiffe://example.org/client-one".into()],
-                ip: vec![
-                    IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
-                    IpAddr::V6(Ipv6Addr::LOCALHOST)
-                ],
+                ip: vec![IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), IpAddr::V6(Ipv6Addr::LOCALHOST)],
                 email: vec!["Ops@Example.com".into()],
             }
         );
@@ -306,10 +285,7 @@ LMoXprgCIQD1bmzlfTZm137dWWB5UJva3PmnZU+byAB1w/0qxwZKNA==
         let ian_oid = [0x06, 0x03, 0x55, 0x1D, 0x12];
         let at = bytes.windows(5).position(|w| w == ian_oid).unwrap();
         bytes[at + 4] = 0x11;
-        assert_eq!(
-            Leaf::from_der(&bytes),
-            Err(CertError::DuplicateSubjectAltName)
-        );
+        assert_eq!(Leaf::from_der(&bytes), Err(CertError::DuplicateSubjectAltName));
     }
 
     #[test]
@@ -344,23 +320,15 @@ LMoXprgCIQD1bmzlfTZm137dWWB5UJva3PmnZU+byAB1w/0qxwZKNA==
         let bytes = der(SELF_SIGNED_PEM);
         let leaf = Leaf::from_der(&bytes).unwrap();
         assert!(leaf.subject.matches(&leaf.issuer));
-        assert!(leaf
-            .subject
-            .matches(&Dn::parse("O=Example Corp,CN=self-signed-client").unwrap()));
-        assert_eq!(
-            leaf.sans.uri,
-            vec!["https://client.example.org".to_string()]
-        );
+        assert!(leaf.subject.matches(&Dn::parse("O=Example Corp,CN=self-signed-client").unwrap()));
+        assert_eq!(leaf.sans.uri, vec!["https://client.example.org".to_string()]);
         assert_eq!(leaf.x5t_s256(), SELF_SIGNED_X5T_S256);
     }
 
     #[test]
     fn garbage_is_an_error() {
         for input in [&b""[..], b"\x00", b"hello world", b"\x30\x03\x02\x01"] {
-            assert!(matches!(
-                Leaf::from_der(input),
-                Err(CertError::Malformed(_))
-            ));
+            assert!(matches!(Leaf::from_der(input), Err(CertError::Malformed(_))));
         }
         // PEM text instead of DER.
         assert!(Leaf::from_der(LEAF_PEM.as_bytes()).is_err());
@@ -378,19 +346,13 @@ LMoXprgCIQD1bmzlfTZm137dWWB5UJva3PmnZU+byAB1w/0qxwZKNA==
     fn trailing_byte_is_an_error() {
         let mut bytes = der(LEAF_PEM);
         bytes.push(0);
-        assert_eq!(
-            Leaf::from_der(&bytes),
-            Err(CertError::TrailingData { bytes: 1 })
-        );
+        assert_eq!(Leaf::from_der(&bytes), Err(CertError::TrailingData { bytes: 1 }));
     }
 
     #[test]
     fn error_messages_are_one_line() {
         let bytes = der(LEAF_PEM);
-        let errors = [
-            Leaf::from_der(b"\n\r").unwrap_err(),
-            Leaf::from_der(&bytes[..100]).unwrap_err(),
-        ];
+        let errors = [Leaf::from_der(b"\n\r").unwrap_err(), Leaf::from_der(&bytes[..100]).unwrap_err()];
         for e in errors {
             let msg = e.to_string();
             assert!(!msg.contains('\n') && !msg.contains('\r'), "{msg}");

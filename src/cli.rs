@@ -151,7 +151,12 @@ fn render(e: &Explanation, chain: &[String]) -> String {
     if let Some(leaf) = &e.leaf {
         out.push_str(&format!("certificate  subject  {}\n", leaf.subject));
         out.push_str(&format!("             issuer   {}\n", leaf.issuer));
-        for (name, values) in [("dNSName", &leaf.dns), ("uniformResourceIdentifier", &leaf.uri), ("iPAddress", &leaf.ip), ("rfc822Name", &leaf.email)] {
+        for (name, values) in [
+            ("dNSName", &leaf.dns),
+            ("uniformResourceIdentifier", &leaf.uri),
+            ("iPAddress", &leaf.ip),
+            ("rfc822Name", &leaf.email),
+        ] {
             for v in values.iter() {
                 out.push_str(&format!("             SAN      {name} {v}\n"));
             }
@@ -202,7 +207,9 @@ fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>
                 (0, text)
             }
         }
-        Err(e) if json_out => (1, format!("{}\n", json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}]}))),
+        Err(e) if json_out => {
+            (1, format!("{}\n", json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}]})))
+        }
         Err(e) => (1, format!("{file}: error at `{}`: {}\n", e.key, e.problem)),
     };
     Ok(Output { status, text })
@@ -212,7 +219,10 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     let items = match registry::items(&read(file)?) {
         Ok(items) => items,
         Err(e) if json_out => {
-            return Ok(Output { status: 1, text: format!("{}\n", json!({"ok": false, "errors": [{"key": "", "problem": e.to_string()}]})) })
+            return Ok(Output {
+                status: 1,
+                text: format!("{}\n", json!({"ok": false, "errors": [{"key": "", "problem": e.to_string()}]})),
+            })
         }
         Err(e) => return Ok(Output { status: 1, text: format!("{file}: error: {e}\n") }),
     };
@@ -229,7 +239,9 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
             None => format!("[{i}]"),
         };
         match (id.and_then(|id| copies.get(id)).copied().unwrap_or(0), registration::check(item)) {
-            (n, _) if n > 1 => errors.push((key, format!("client_id is listed {n} times; the filter loads no copy of it"))),
+            (n, _) if n > 1 => {
+                errors.push((key, format!("client_id is listed {n} times; the filter loads no copy of it")))
+            }
             (_, Ok(_)) => loaded += 1,
             (_, Err(e)) => errors.push((key, e.to_string())),
         }
@@ -274,11 +286,19 @@ mod tests {
         f.insert("dn.json", br#"{"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=dn-client,OU=Payments,O=Example Bank,C=GB"}"#.to_vec());
         f.insert("many.json", br#"{"clients": [{"client_id": "a", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "nope.example.com"}, {"client_id": "b", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "client.example.com"}]}"#.to_vec());
         f.insert("bad-registry.json", br#"[{"client_id": "ok"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}, {"token_endpoint_auth_method": "none"}]"#.to_vec());
-        f.insert("config.json", br#"{"clients": [], "registry": {"cluster": "r", "authority": "a", "path": "/", "refresh_seconds": "30"}}"#.to_vec());
+        f.insert(
+            "config.json",
+            br#"{"clients": [], "registry": {"cluster": "r", "authority": "a", "path": "/", "refresh_seconds": "30"}}"#
+                .to_vec(),
+        );
         f.insert("good-config.json", br#"{"endpoints": ["/token"]}"#.to_vec());
         f.insert("big-body.json", br#"{"max_body_bytes": 1048576}"#.to_vec());
-        f.insert("twice.json", br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"},
-            {"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"}]"#.to_vec());
+        f.insert(
+            "twice.json",
+            br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"},
+            {"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"}]"#
+                .to_vec(),
+        );
         f
     }
 
@@ -301,11 +321,20 @@ mod tests {
     fn check_explains_an_authenticated_client_and_exits_0() {
         let out = cli("check --cert leaf.pem --client dn.json");
         assert_eq!(out.status, 0, "{}", out.text);
-        assert!(out.text.contains("certificate  subject  CN=dn-client,OU=Payments,O=Example Bank,C=GB"), "{}", out.text);
+        assert!(
+            out.text.contains("certificate  subject  CN=dn-client,OU=Payments,O=Example Bank,C=GB"),
+            "{}",
+            out.text
+        );
         assert!(out.text.contains("SAN      dNSName client.example.com"));
         assert!(out.text.contains("ok   subject DN: registered tls_client_auth_subject_dn"));
-        assert!(out.text.ends_with("verdict: authenticated (x-mtls-client-id: c, x-mtls-auth-method: tls_client_auth, x-mtls-x5t-s256: "
-            .to_string().as_str()) || out.text.contains("verdict: authenticated"));
+        assert!(
+            out.text.ends_with(
+                "verdict: authenticated (x-mtls-client-id: c, x-mtls-auth-method: tls_client_auth, x-mtls-x5t-s256: "
+                    .to_string()
+                    .as_str()
+            ) || out.text.contains("verdict: authenticated")
+        );
     }
 
     #[test]
@@ -321,7 +350,11 @@ mod tests {
         assert_eq!(cli("check --cert leaf.pem --client many.json").status, 2);
         let a = cli("check --cert leaf.pem --client many.json --client-id a");
         assert_eq!(a.status, 1);
-        assert!(a.text.contains("FAIL tls_client_auth_san_dns: dNSName \"first.example.com\" does not match"), "{}", a.text);
+        assert!(
+            a.text.contains("FAIL tls_client_auth_san_dns: dNSName \"first.example.com\" does not match"),
+            "{}",
+            a.text
+        );
         assert_eq!(cli("check --cert leaf.pem --client many.json --client-id b").status, 0);
     }
 
@@ -329,7 +362,8 @@ mod tests {
     fn check_reports_the_chain_but_matches_only_the_leaf() {
         let out = cli("check --cert leaf.pem --chain chain.pem --client dn.json");
         assert!(out.text.contains("never matched (only the leaf authenticates)"), "{}", out.text);
-        let v: Value = serde_json::from_str(&cli("check --cert leaf.pem --chain chain.pem --client dn.json --json").text).unwrap();
+        let v: Value =
+            serde_json::from_str(&cli("check --cert leaf.pem --chain chain.pem --client dn.json --json").text).unwrap();
         assert_eq!(v["verdict"], "authenticated");
         assert_eq!(v["chain"].as_array().unwrap().len(), 2);
         assert_eq!(v["steps"].as_array().unwrap().iter().filter(|s| s["ok"] == false).count(), 0);
@@ -339,7 +373,10 @@ mod tests {
     fn lint_locates_configuration_errors_by_key() {
         let out = cli("lint config.json");
         assert_eq!(out.status, 1);
-        assert_eq!(out.text.lines().next().unwrap().split(": error at `").nth(1).unwrap().split('`').next().unwrap(), "registry.refresh_seconds");
+        assert_eq!(
+            out.text.lines().next().unwrap().split(": error at `").nth(1).unwrap().split('`').next().unwrap(),
+            "registry.refresh_seconds"
+        );
         assert_eq!(cli("lint good-config.json").status, 0);
         let v: Value = serde_json::from_str(&cli("lint config.json --json").text).unwrap();
         assert_eq!(v["errors"][0]["key"], "registry.refresh_seconds");
@@ -368,7 +405,11 @@ mod tests {
     fn lint_registry_refuses_every_copy_of_a_client_id_listed_twice_as_the_filter_does() {
         let out = cli("lint --registry twice.json");
         assert_eq!(out.status, 1);
-        assert!(out.text.contains("error at `[0] (a)`: client_id is listed 2 times; the filter loads no copy of it"), "{}", out.text);
+        assert!(
+            out.text.contains("error at `[0] (a)`: client_id is listed 2 times; the filter loads no copy of it"),
+            "{}",
+            out.text
+        );
         assert!(out.text.contains("error at `[2] (a)`"), "{}", out.text);
         assert!(out.text.contains("1 client(s) load, 2 refused"), "{}", out.text);
     }

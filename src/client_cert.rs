@@ -29,16 +29,10 @@ impl fmt::Display for ClientCertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let msg = match self {
             ClientCertError::NotByteSequence => "client certificate field is not a byte sequence",
-            ClientCertError::MissingClosingColon => {
-                "client certificate byte sequence has no closing ':'"
-            }
-            ClientCertError::InvalidBase64 => {
-                "client certificate byte sequence is not valid base64"
-            }
+            ClientCertError::MissingClosingColon => "client certificate byte sequence has no closing ':'",
+            ClientCertError::InvalidBase64 => "client certificate byte sequence is not valid base64",
             ClientCertError::Empty => "client certificate byte sequence is empty",
-            ClientCertError::InvalidParameter => {
-                "client certificate field has an invalid parameter"
-            }
+            ClientCertError::InvalidParameter => "client certificate field has an invalid parameter",
             ClientCertError::TrailingCharacters => {
                 "client certificate field has unexpected characters after the byte sequence"
             }
@@ -144,9 +138,7 @@ impl<'a> Cursor<'a> {
         if content.is_empty() {
             return Err(ClientCertError::Empty);
         }
-        let der = LENIENT
-            .decode(content)
-            .map_err(|_| ClientCertError::InvalidBase64)?;
+        let der = LENIENT.decode(content).map_err(|_| ClientCertError::InvalidBase64)?;
         if der.is_empty() {
             return Err(ClientCertError::Empty);
         }
@@ -178,11 +170,7 @@ impl<'a> Cursor<'a> {
                 Some(b) if b.is_ascii_lowercase() || b == b'*' => {}
                 _ => return Err(ClientCertError::InvalidParameter),
             }
-            self.take_while(|b| {
-                b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || matches!(b, b'_' | b'-' | b'.' | b'*')
-            });
+            self.take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*'));
             if self.peek() == Some(b'=') {
                 self.next();
                 self.bare_item()?;
@@ -246,20 +234,7 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
         )
 }
 
@@ -294,58 +269,28 @@ mod tests {
 
     #[test]
     fn malformed_parameter_is_an_error() {
-        assert_eq!(
-            parse_client_cert(b":MIIBCgKCAQEA/w==:;A=1"),
-            Err(ClientCertError::InvalidParameter)
-        );
-        assert_eq!(
-            parse_client_cert(b":MIIBCgKCAQEA/w==:;a=\"open"),
-            Err(ClientCertError::InvalidParameter)
-        );
-        assert_eq!(
-            parse_client_cert(b":MIIBCgKCAQEA/w==:;a="),
-            Err(ClientCertError::InvalidParameter)
-        );
+        assert_eq!(parse_client_cert(b":MIIBCgKCAQEA/w==:;A=1"), Err(ClientCertError::InvalidParameter));
+        assert_eq!(parse_client_cert(b":MIIBCgKCAQEA/w==:;a=\"open"), Err(ClientCertError::InvalidParameter));
+        assert_eq!(parse_client_cert(b":MIIBCgKCAQEA/w==:;a="), Err(ClientCertError::InvalidParameter));
     }
 
     #[test]
     fn character_outside_base64_alphabet_is_an_error() {
-        assert_eq!(
-            parse_client_cert(b":MIIB-gKCAQEA/w==:"),
-            Err(ClientCertError::InvalidBase64)
-        );
-        assert_eq!(
-            parse_client_cert(b":MIIB CgKCAQEA/w==:"),
-            Err(ClientCertError::InvalidBase64)
-        );
-        assert_eq!(
-            parse_client_cert(b":M=II:"),
-            Err(ClientCertError::InvalidBase64)
-        );
+        assert_eq!(parse_client_cert(b":MIIB-gKCAQEA/w==:"), Err(ClientCertError::InvalidBase64));
+        assert_eq!(parse_client_cert(b":MIIB CgKCAQEA/w==:"), Err(ClientCertError::InvalidBase64));
+        assert_eq!(parse_client_cert(b":M=II:"), Err(ClientCertError::InvalidBase64));
     }
 
     #[test]
     fn missing_closing_colon_is_an_error() {
-        assert_eq!(
-            parse_client_cert(b":MIIBCgKCAQEA/w=="),
-            Err(ClientCertError::MissingClosingColon)
-        );
+        assert_eq!(parse_client_cert(b":MIIBCgKCAQEA/w=="), Err(ClientCertError::MissingClosingColon));
     }
 
     #[test]
     fn value_that_is_not_a_byte_sequence_is_an_error() {
-        assert_eq!(
-            parse_client_cert(b"MIIBCgKCAQEA/w=="),
-            Err(ClientCertError::NotByteSequence)
-        );
-        assert_eq!(
-            parse_client_cert(b""),
-            Err(ClientCertError::NotByteSequence)
-        );
-        assert_eq!(
-            parse_client_cert(b"(:AA==:)"),
-            Err(ClientCertError::NotByteSequence)
-        );
+        assert_eq!(parse_client_cert(b"MIIBCgKCAQEA/w=="), Err(ClientCertError::NotByteSequence));
+        assert_eq!(parse_client_cert(b""), Err(ClientCertError::NotByteSequence));
+        assert_eq!(parse_client_cert(b"(:AA==:)"), Err(ClientCertError::NotByteSequence));
     }
 
     #[test]
@@ -355,14 +300,8 @@ mod tests {
 
     #[test]
     fn trailing_characters_are_an_error() {
-        assert_eq!(
-            parse_client_cert(b":MIIBCgKCAQEA/w==:x"),
-            Err(ClientCertError::TrailingCharacters)
-        );
-        assert_eq!(
-            parse_client_cert(b":AA==:, :AQ==:"),
-            Err(ClientCertError::TrailingCharacters)
-        );
+        assert_eq!(parse_client_cert(b":MIIBCgKCAQEA/w==:x"), Err(ClientCertError::TrailingCharacters));
+        assert_eq!(parse_client_cert(b":AA==:, :AQ==:"), Err(ClientCertError::TrailingCharacters));
     }
 
     #[test]
@@ -373,41 +312,23 @@ mod tests {
 
     #[test]
     fn empty_chain_field_is_an_empty_list() {
-        assert_eq!(
-            parse_client_cert_chain(b"  ").unwrap(),
-            Vec::<Vec<u8>>::new()
-        );
+        assert_eq!(parse_client_cert_chain(b"  ").unwrap(), Vec::<Vec<u8>>::new());
     }
 
     #[test]
     fn empty_member_in_chain_is_an_error() {
-        assert_eq!(
-            parse_client_cert_chain(b":AA==:,,:AQ==:"),
-            Err(ClientCertError::EmptyListMember)
-        );
-        assert_eq!(
-            parse_client_cert_chain(b":AA==:, "),
-            Err(ClientCertError::EmptyListMember)
-        );
-        assert_eq!(
-            parse_client_cert_chain(b", :AA==:"),
-            Err(ClientCertError::EmptyListMember)
-        );
+        assert_eq!(parse_client_cert_chain(b":AA==:,,:AQ==:"), Err(ClientCertError::EmptyListMember));
+        assert_eq!(parse_client_cert_chain(b":AA==:, "), Err(ClientCertError::EmptyListMember));
+        assert_eq!(parse_client_cert_chain(b", :AA==:"), Err(ClientCertError::EmptyListMember));
     }
 
     #[test]
     fn empty_byte_sequence_in_chain_is_an_error() {
-        assert_eq!(
-            parse_client_cert_chain(b":AA==:, ::"),
-            Err(ClientCertError::Empty)
-        );
+        assert_eq!(parse_client_cert_chain(b":AA==:, ::"), Err(ClientCertError::Empty));
     }
 
     #[test]
     fn chain_member_that_is_not_a_byte_sequence_is_an_error() {
-        assert_eq!(
-            parse_client_cert_chain(b":AA==:, token"),
-            Err(ClientCertError::NotByteSequence)
-        );
+        assert_eq!(parse_client_cert_chain(b":AA==:, token"), Err(ClientCertError::NotByteSequence));
     }
 }

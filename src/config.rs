@@ -1,8 +1,8 @@
 //! The plugin configuration: its JSON form, its defaults, and its validation with errors that name the key.
 
 use crate::dn::Dn;
+use crate::registration::{self, Client, KeySource, Method};
 use crate::{memory, path};
-use crate::registration::{self, Client, Method, KeySource};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -358,8 +358,7 @@ impl Config {
                 return Err(err(format!("endpoints[{i}]"), "must be an absolute path without query or fragment"));
             }
         }
-        let max_body_bytes =
-            in_range("max_body_bytes", raw.u64("max_body_bytes")?, 65536, 1, 1 << 20)? as usize;
+        let max_body_bytes = in_range("max_body_bytes", raw.u64("max_body_bytes")?, 65536, 1, 1 << 20)? as usize;
         let certificate_source = raw.variant("certificate_source", &SOURCES)?.unwrap_or(CertificateSource::Connection);
 
         let mut trusted_forwarders = Vec::new();
@@ -400,9 +399,8 @@ impl Config {
                 Some(id) => format!("clients[{i}] ({id})"),
                 None => format!("clients[{i}]"),
             };
-            let client = registration::check(metadata)
-                .and_then(|s| s.compile())
-                .map_err(|e| err(key.clone(), e.to_string()))?;
+            let client =
+                registration::check(metadata).and_then(|s| s.compile()).map_err(|e| err(key.clone(), e.to_string()))?;
             if matches!(client.method, Method::SelfSigned(KeySource::JwksUri(_))) && jwks_cluster.is_none() {
                 return Err(err(key, "uses jwks_uri, so jwks_cluster must be set"));
             }
@@ -602,7 +600,10 @@ mod tests {
         assert_eq!(c.endpoints, vec!["/token"]);
         assert_eq!(c.max_body_bytes, 65536);
         assert_eq!(c.certificate_source, CertificateSource::Connection);
-        assert_eq!(c.forward_certificate, ForwardCertificate { header: "client-cert".into(), format: ForwardFormat::Rfc9440 });
+        assert_eq!(
+            c.forward_certificate,
+            ForwardCertificate { header: "client-cert".into(), format: ForwardFormat::Rfc9440 }
+        );
         assert_eq!(c.unknown_client, UnknownClient::Pass);
         assert!(c.registry.is_none());
         assert_eq!(c.jwks_min_refresh_seconds, 60);
@@ -614,7 +615,8 @@ mod tests {
         let e = problem("{\"trusted_forw\\rders\": [], \"registry\": {\"cluster\": \"r\", \"\\nx\": 1}}");
         assert!(e.problem.contains("trusted_forw ders"), "{e}");
         assert!(!e.to_string().contains(['\r', '\n']), "{e:?}");
-        let e = problem("{\"registry\": {\"cluster\": \"r\", \"authority\": \"a\", \"path\": \"/\", \"\\u0085x\\n\": 1}}");
+        let e =
+            problem("{\"registry\": {\"cluster\": \"r\", \"authority\": \"a\", \"path\": \"/\", \"\\u0085x\\n\": 1}}");
         assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
         let e = problem("{\"certificate_source\": \"xfcc\\r\\nX-Injected: 1\"}");
         assert_eq!(e.key, "certificate_source");
@@ -662,34 +664,46 @@ mod tests {
     #[test]
     fn ranges_are_enforced() {
         assert_eq!(problem(r#"{"max_body_bytes": 0}"#).key, "max_body_bytes");
-        let e = problem(r#"{"registry": {"cluster": "r", "authority": "a", "path": "/", "refresh_seconds": 60, "max_stale_seconds": 10}}"#);
+        let e = problem(
+            r#"{"registry": {"cluster": "r", "authority": "a", "path": "/", "refresh_seconds": 60, "max_stale_seconds": 10}}"#,
+        );
         assert_eq!(e.key, "registry.max_stale_seconds");
     }
 
     #[test]
     fn forwarded_sources_need_trusted_forwarders() {
         assert_eq!(problem(r#"{"certificate_source": "xfcc"}"#).key, "trusted_forwarders");
-        let c = Config::parse(br#"{"certificate_source": "xfcc", "trusted_forwarders": [{"uri_san": "spiffe://example.org/front"}]}"#).unwrap();
+        let c = Config::parse(
+            br#"{"certificate_source": "xfcc", "trusted_forwarders": [{"uri_san": "spiffe://example.org/front"}]}"#,
+        )
+        .unwrap();
         assert_eq!(c.trusted_forwarders, vec![Forwarder::UriSan("spiffe://example.org/front".into())]);
         assert_eq!(problem(r#"{"trusted_forwarders": [{}]}"#).key, "trusted_forwarders[0]");
     }
 
     #[test]
     fn a_bad_inline_client_names_its_index_and_id() {
-        let e = problem(r#"{"clients": [{"client_id": "ok"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}]}"#);
+        let e = problem(
+            r#"{"clients": [{"client_id": "ok"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}]}"#,
+        );
         assert_eq!(e.key, "clients[1] (bad)");
         assert!(e.problem.contains("exactly one"), "{e}");
     }
 
     #[test]
     fn jwks_uri_clients_need_a_jwks_cluster() {
-        let e = problem(r#"{"clients": [{"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"}]}"#);
+        let e = problem(
+            r#"{"clients": [{"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"}]}"#,
+        );
         assert!(e.problem.contains("jwks_cluster"), "{e}");
     }
 
     #[test]
     fn forward_header_cannot_be_a_routing_or_credential_header() {
-        assert_eq!(problem(r#"{"forward_certificate": {"header": "Authorization"}}"#).key, "forward_certificate.header");
+        assert_eq!(
+            problem(r#"{"forward_certificate": {"header": "Authorization"}}"#).key,
+            "forward_certificate.header"
+        );
         assert_eq!(problem(r#"{"forward_certificate": {"header": "bad header"}}"#).key, "forward_certificate.header");
         let c = Config::parse(br#"{"forward_certificate": {"header": "X-WSO2-MTLS-Cert", "format": "pem"}}"#).unwrap();
         assert_eq!(c.forward_certificate.header, "x-wso2-mtls-cert");
@@ -710,27 +724,42 @@ mod tests {
     #[test]
     fn path_variants_the_as_may_route_to_the_endpoint_are_endpoints_too() {
         let c = Config::parse(br#"{"endpoints": ["/oauth2/token"]}"#).unwrap();
-        for variant in ["/oauth2/token/", "/OAUTH2/Token", "/oauth2/token;jsessionid=1", "/oauth2;x/token", "/oauth2/token//"] {
+        for variant in
+            ["/oauth2/token/", "/OAUTH2/Token", "/oauth2/token;jsessionid=1", "/oauth2;x/token", "/oauth2/token//"]
+        {
             assert!(c.is_endpoint(variant), "{variant}");
         }
     }
 
     #[test]
     fn resources_require_binding_by_default_and_match_by_prefix() {
-        let c = Config::parse(br#"{"resources": [{"prefix": "/api/"}, {"prefix": "/legacy/", "require_binding": false}]}"#).unwrap();
+        let c =
+            Config::parse(br#"{"resources": [{"prefix": "/api/"}, {"prefix": "/legacy/", "require_binding": false}]}"#)
+                .unwrap();
         assert!(c.resource("/api/accounts?x=1").unwrap().require_binding);
         assert!(c.resource("/API/accounts").is_some());
         assert!(!c.resource("/legacy/x").unwrap().require_binding);
         assert!(c.resource("/apix").is_none());
         assert!(c.resource("/token").is_none());
-        assert_eq!(c.jwt_payload_metadata, PayloadMetadata { namespace: "envoy.filters.http.jwt_authn".into(), key: "jwt_payload".into() });
+        assert_eq!(
+            c.jwt_payload_metadata,
+            PayloadMetadata { namespace: "envoy.filters.http.jwt_authn".into(), key: "jwt_payload".into() }
+        );
     }
 
     #[test]
     fn a_resource_is_matched_in_every_path_form_a_server_may_route_to_it() {
         let c = Config::parse(br#"{"resources": [{"prefix": "/api/"}]}"#).unwrap();
-        for variant in ["/api;v=1/accounts", "/API;x/accounts", "/%61pi/accounts", "/api%2Faccounts", "/x/../api/accounts",
-                        "//api/accounts", "/api\\accounts", "/api/./accounts"] {
+        for variant in [
+            "/api;v=1/accounts",
+            "/API;x/accounts",
+            "/%61pi/accounts",
+            "/api%2Faccounts",
+            "/x/../api/accounts",
+            "//api/accounts",
+            "/api\\accounts",
+            "/api/./accounts",
+        ] {
             assert!(c.resource(variant).is_some(), "{variant}");
         }
     }
@@ -743,9 +772,13 @@ mod tests {
 
     #[test]
     fn discovery_aliases_must_be_strings() {
-        let c = Config::parse(br#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": "https://mtls/token"}}}"#).unwrap();
+        let c = Config::parse(br#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": "https://mtls/token"}}}"#)
+            .unwrap();
         assert!(c.discovery.unwrap().mtls_endpoint_aliases.unwrap().contains_key("token_endpoint"));
-        assert_eq!(problem(r#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": 1}}}"#).key, "discovery.mtls_endpoint_aliases.token_endpoint");
+        assert_eq!(
+            problem(r#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": 1}}}"#).key,
+            "discovery.mtls_endpoint_aliases.token_endpoint"
+        );
         assert!(Config::parse(b"{}").unwrap().discovery.is_none());
     }
 

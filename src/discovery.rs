@@ -36,8 +36,7 @@ pub fn is_metadata_path(path: &str) -> bool {
 /// `token_endpoint_auth_methods_supported`, `tls_client_certificate_bound_access_tokens: true`, and
 /// `mtls_endpoint_aliases` when configured. Every other member is kept, in order.
 pub fn amend(document: &[u8], aliases: Option<&Map<String, Value>>) -> Result<Vec<u8>, DiscoveryError> {
-    let mut value: Value =
-        serde_json::from_slice(document).map_err(|e| DiscoveryError::NotJson(e.to_string()))?;
+    let mut value: Value = serde_json::from_slice(document).map_err(|e| DiscoveryError::NotJson(e.to_string()))?;
     let obj = value.as_object_mut().ok_or(DiscoveryError::NotAnObject)?;
     let methods = obj
         .entry("token_endpoint_auth_methods_supported")
@@ -68,14 +67,23 @@ mod tests {
 
     #[test]
     fn mtls_methods_are_added_once() {
-        let v = amended(json!({"issuer": "https://as", "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"]}), None);
-        assert_eq!(v["token_endpoint_auth_methods_supported"], json!(["client_secret_basic", "tls_client_auth", "self_signed_tls_client_auth"]));
+        let v = amended(
+            json!({"issuer": "https://as", "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"]}),
+            None,
+        );
+        assert_eq!(
+            v["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "tls_client_auth", "self_signed_tls_client_auth"])
+        );
     }
 
     #[test]
     fn methods_are_listed_even_when_the_as_lists_none() {
         let v = amended(json!({"issuer": "https://as"}), None);
-        assert_eq!(v["token_endpoint_auth_methods_supported"], json!(["tls_client_auth", "self_signed_tls_client_auth"]));
+        assert_eq!(
+            v["token_endpoint_auth_methods_supported"],
+            json!(["tls_client_auth", "self_signed_tls_client_auth"])
+        );
     }
 
     #[test]
@@ -97,14 +105,20 @@ mod tests {
     fn other_members_are_untouched_and_keep_their_order() {
         let doc = r#"{"issuer":"https://as","jwks_uri":"https://as/jwks","scopes_supported":["openid"],"token_endpoint_auth_methods_supported":[]}"#;
         let out = String::from_utf8(amend(doc.as_bytes(), None).unwrap()).unwrap();
-        assert!(out.starts_with(r#"{"issuer":"https://as","jwks_uri":"https://as/jwks","scopes_supported":["openid"],"#), "{out}");
+        assert!(
+            out.starts_with(r#"{"issuer":"https://as","jwks_uri":"https://as/jwks","scopes_supported":["openid"],"#),
+            "{out}"
+        );
     }
 
     #[test]
     fn documents_that_are_not_metadata_objects_are_errors() {
         assert!(matches!(amend(b"<html>", None), Err(DiscoveryError::NotJson(_))));
         assert_eq!(amend(b"[]", None), Err(DiscoveryError::NotAnObject));
-        assert_eq!(amend(br#"{"token_endpoint_auth_methods_supported": "x"}"#, None), Err(DiscoveryError::MethodsNotAnArray));
+        assert_eq!(
+            amend(br#"{"token_endpoint_auth_methods_supported": "x"}"#, None),
+            Err(DiscoveryError::MethodsNotAnArray)
+        );
     }
 
     #[test]

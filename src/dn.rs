@@ -166,11 +166,7 @@ const ATTRIBUTE_TYPES: &[(&str, &str, &str)] = &[
     ("dnqualifier", "dnQualifier", "2.5.4.46"),
     ("pseudonym", "pseudonym", "2.5.4.65"),
     ("postalcode", "postalCode", "2.5.4.17"),
-    (
-        "organizationidentifier",
-        "organizationIdentifier",
-        "2.5.4.97",
-    ),
+    ("organizationidentifier", "organizationIdentifier", "2.5.4.97"),
     ("businesscategory", "businessCategory", "2.5.4.15"),
     ("emailaddress", "emailAddress", "1.2.840.113549.1.9.1"),
     ("e", "emailAddress", "1.2.840.113549.1.9.1"),
@@ -178,17 +174,11 @@ const ATTRIBUTE_TYPES: &[(&str, &str, &str)] = &[
 
 fn oid_for_short_name(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
-    ATTRIBUTE_TYPES
-        .iter()
-        .find(|(key, _, _)| *key == lower)
-        .map(|(_, _, oid)| *oid)
+    ATTRIBUTE_TYPES.iter().find(|(key, _, _)| *key == lower).map(|(_, _, oid)| *oid)
 }
 
 fn short_name_for_oid(oid: &str) -> Option<&'static str> {
-    ATTRIBUTE_TYPES
-        .iter()
-        .find(|(_, _, o)| *o == oid)
-        .map(|(_, name, _)| *name)
+    ATTRIBUTE_TYPES.iter().find(|(_, _, o)| *o == oid).map(|(_, name, _)| *name)
 }
 
 /// A dotted OID: at least two arcs, each decimal digits without a leading zero.
@@ -223,8 +213,9 @@ const TAG_BMP_STRING: u32 = 0x1E;
 fn decode_string(tag: u32, content: &[u8]) -> Option<Result<String, ()>> {
     match tag {
         // Decoded as UTF-8 (a superset of their repertoires), as x509-parser also accepts.
-        TAG_UTF8_STRING | TAG_NUMERIC_STRING | TAG_PRINTABLE_STRING | TAG_IA5_STRING
-        | TAG_VISIBLE_STRING => Some(String::from_utf8(content.to_vec()).map_err(|_| ())),
+        TAG_UTF8_STRING | TAG_NUMERIC_STRING | TAG_PRINTABLE_STRING | TAG_IA5_STRING | TAG_VISIBLE_STRING => {
+            Some(String::from_utf8(content.to_vec()).map_err(|_| ()))
+        }
         TAG_TELETEX_STRING => Some(Ok(content.iter().map(|&b| char::from(b)).collect())),
         TAG_BMP_STRING => {
             let chunks = content.chunks_exact(2);
@@ -235,11 +226,7 @@ fn decode_string(tag: u32, content: &[u8]) -> Option<Result<String, ()>> {
                 [hi, lo] => u16::from_be_bytes([*hi, *lo]),
                 _ => 0,
             });
-            Some(
-                char::decode_utf16(units)
-                    .collect::<Result<String, _>>()
-                    .map_err(|_| ()),
-            )
+            Some(char::decode_utf16(units).collect::<Result<String, _>>().map_err(|_| ()))
         }
         TAG_UNIVERSAL_STRING => {
             let chunks = content.chunks_exact(4);
@@ -249,9 +236,7 @@ fn decode_string(tag: u32, content: &[u8]) -> Option<Result<String, ()>> {
             Some(
                 chunks
                     .map(|c| match c {
-                        [a, b, c, d] => {
-                            char::from_u32(u32::from_be_bytes([*a, *b, *c, *d])).ok_or(())
-                        }
+                        [a, b, c, d] => char::from_u32(u32::from_be_bytes([*a, *b, *c, *d])).ok_or(()),
                         _ => Err(()),
                     })
                     .collect(),
@@ -297,19 +282,12 @@ fn parse_single_tlv(bytes: &[u8]) -> Option<Tlv<'_>> {
         }
         let (len_bytes, r) = (rest.get(..n)?, rest.get(n..)?);
         rest = r;
-        len_bytes.iter().try_fold(0usize, |acc, &b| {
-            acc.checked_mul(256)?.checked_add(usize::from(b))
-        })?
+        len_bytes.iter().try_fold(0usize, |acc, &b| acc.checked_mul(256)?.checked_add(usize::from(b)))?
     };
     if rest.len() != len {
         return None;
     }
-    Some(Tlv {
-        class_bits,
-        constructed,
-        tag,
-        content: rest,
-    })
+    Some(Tlv { class_bits, constructed, tag, content: rest })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,13 +298,9 @@ struct Parser<'a> {
     pos: usize,
 }
 
-
 /// Characters that may follow `\` to stand for themselves (RFC 4514 §3 `special` plus `=` and space).
 fn is_escapable(b: u8) -> bool {
-    matches!(
-        b,
-        b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' | b'=' | b' ' | b'#'
-    )
+    matches!(b, b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' | b'=' | b' ' | b'#')
 }
 
 impl<'a> Parser<'a> {
@@ -366,16 +340,9 @@ impl<'a> Parser<'a> {
                 Some(b',') => {
                     self.pos += 1;
                     self.skip_spaces();
-                    rdns.push(Rdn {
-                        avas: std::mem::take(&mut avas),
-                    });
+                    rdns.push(Rdn { avas: std::mem::take(&mut avas) });
                 }
-                Some(other) => {
-                    return Err(DnError::UnexpectedCharacter {
-                        ch: char::from(other),
-                        offset: self.pos,
-                    })
-                }
+                Some(other) => return Err(DnError::UnexpectedCharacter { ch: char::from(other), offset: self.pos }),
             }
         }
         rdns.reverse();
@@ -406,11 +373,7 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
         }
-        let raw = self
-            .input
-            .get(start..self.pos)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or_default();
+        let raw = self.input.get(start..self.pos).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default();
         if raw.is_empty() {
             return Err(DnError::EmptyAttributeType { offset: start });
         }
@@ -433,18 +396,13 @@ impl<'a> Parser<'a> {
         }
         oid_for_short_name(raw)
             .map(str::to_string)
-            .ok_or_else(|| DnError::UnknownAttributeType {
-                name: raw.to_string(),
-                offset: start,
-            })
+            .ok_or_else(|| DnError::UnknownAttributeType { name: raw.to_string(), offset: start })
     }
 
     /// Reads the character(s) after a `\` at `self.pos` and appends the byte it stands for.
     fn parse_escape(&mut self, out: &mut Vec<u8>) -> Result<(), DnError> {
         let at = self.pos;
-        let first = self
-            .peek_at(1)
-            .ok_or(DnError::DanglingEscape { offset: at })?;
+        let first = self.peek_at(1).ok_or(DnError::DanglingEscape { offset: at })?;
         if let (Some(hi), Some(lo)) = (crate::hex::digit(first), self.peek_at(2).and_then(crate::hex::digit)) {
             out.push(hi * 16 + lo);
             self.pos += 3;
@@ -471,10 +429,7 @@ impl<'a> Parser<'a> {
                     keep = out.len();
                 }
                 b'"' | b';' | b'<' | b'>' | 0 => {
-                    return Err(DnError::UnescapedCharacter {
-                        ch: char::from(b),
-                        offset: self.pos,
-                    })
+                    return Err(DnError::UnescapedCharacter { ch: char::from(b), offset: self.pos })
                 }
                 b' ' => {
                     out.push(b);
@@ -488,9 +443,7 @@ impl<'a> Parser<'a> {
             }
         }
         out.truncate(keep);
-        String::from_utf8(out)
-            .map(AttrValue::Text)
-            .map_err(|_| DnError::InvalidUtf8 { offset: start })
+        String::from_utf8(out).map(AttrValue::Text).map_err(|_| DnError::InvalidUtf8 { offset: start })
     }
 
     fn parse_quoted_value(&mut self) -> Result<AttrValue, DnError> {
@@ -512,9 +465,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.expect_value_end()?;
-        String::from_utf8(out)
-            .map(AttrValue::Text)
-            .map_err(|_| DnError::InvalidUtf8 { offset: start })
+        String::from_utf8(out).map(AttrValue::Text).map_err(|_| DnError::InvalidUtf8 { offset: start })
     }
 
     fn parse_hex_value(&mut self) -> Result<AttrValue, DnError> {
@@ -522,10 +473,7 @@ impl<'a> Parser<'a> {
         self.pos += 1; // '#'
         let mut bytes = Vec::new();
         loop {
-            match (
-                self.peek().and_then(crate::hex::digit),
-                self.peek_at(1).and_then(crate::hex::digit),
-            ) {
+            match (self.peek().and_then(crate::hex::digit), self.peek_at(1).and_then(crate::hex::digit)) {
                 (Some(hi), Some(lo)) => {
                     bytes.push(hi * 16 + lo);
                     self.pos += 2;
@@ -545,9 +493,7 @@ impl<'a> Parser<'a> {
         let tlv = parse_single_tlv(&bytes).ok_or(DnError::InvalidBerValue { offset: start })?;
         if tlv.class_bits == 0 && !tlv.constructed {
             if let Some(decoded) = decode_string(tlv.tag, tlv.content) {
-                return decoded
-                    .map(AttrValue::Text)
-                    .map_err(|()| DnError::InvalidBerValue { offset: start });
+                return decoded.map(AttrValue::Text).map_err(|()| DnError::InvalidBerValue { offset: start });
             }
         }
         Ok(AttrValue::Bytes(bytes))
@@ -558,10 +504,7 @@ impl<'a> Parser<'a> {
         self.skip_spaces();
         match self.peek() {
             None | Some(b',' | b'+') => Ok(()),
-            Some(b) => Err(DnError::UnexpectedCharacter {
-                ch: char::from(b),
-                offset: self.pos,
-            }),
+            Some(b) => Err(DnError::UnexpectedCharacter { ch: char::from(b), offset: self.pos }),
         }
     }
 }
@@ -600,11 +543,7 @@ impl Rdn {
         }
         let mut used = vec![false; other.avas.len()];
         self.avas.iter().all(|a| {
-            let found = other
-                .avas
-                .iter()
-                .zip(used.iter_mut())
-                .find(|(b, used)| !**used && avas_match(a, b));
+            let found = other.avas.iter().zip(used.iter_mut()).find(|(b, used)| !**used && avas_match(a, b));
             match found {
                 Some((_, slot)) => {
                     *slot = true;
@@ -620,11 +559,7 @@ impl Dn {
     /// Parses an RFC 4514 string (also the RFC 2253 output of Envoy and OpenSSL). Spaces around
     /// `,`, `+` and `=` and at both ends are ignored; an empty string is the empty DN.
     pub fn parse(s: &str) -> Result<Dn, DnError> {
-        Parser {
-            input: s.as_bytes(),
-            pos: 0,
-        }
-        .parse_dn()
+        Parser { input: s.as_bytes(), pos: 0 }.parse_dn()
     }
 
     /// Decodes an X.509 `Name` in ASN.1 order. String-typed values become text; any other value is
@@ -638,11 +573,8 @@ impl Dn {
                 let Some(tlv) = parse_single_tlv(attr.value) else {
                     return Err(DnError::MalformedValue { oid });
                 };
-                let decoded = if tlv.class_bits == 0 && !tlv.constructed {
-                    decode_string(tlv.tag, tlv.content)
-                } else {
-                    None
-                };
+                let decoded =
+                    if tlv.class_bits == 0 && !tlv.constructed { decode_string(tlv.tag, tlv.content) } else { None };
                 let value = match decoded {
                     Some(Ok(text)) => AttrValue::Text(text),
                     Some(Err(())) => return Err(DnError::InvalidStringValue { oid }),
@@ -661,8 +593,7 @@ impl Dn {
     /// distinguishedNameMatch (RFC 4517 §4.2.15): the same number of RDNs, pairwise equal in order;
     /// text values compared with caseIgnoreMatch and insignificant-space handling.
     pub fn matches(&self, other: &Dn) -> bool {
-        self.rdns.len() == other.rdns.len()
-            && self.rdns.iter().zip(&other.rdns).all(|(a, b)| a.matches(b))
+        self.rdns.len() == other.rdns.len() && self.rdns.iter().zip(&other.rdns).all(|(a, b)| a.matches(b))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -732,16 +663,11 @@ mod tests {
     }
 
     fn text(oid: &str, v: &str) -> Ava {
-        Ava {
-            oid: oid.to_string(),
-            value: AttrValue::Text(v.to_string()),
-        }
+        Ava { oid: oid.to_string(), value: AttrValue::Text(v.to_string()) }
     }
 
     fn single(avas: &[Ava]) -> Rdn {
-        Rdn {
-            avas: avas.to_vec(),
-        }
+        Rdn { avas: avas.to_vec() }
     }
 
     // --- parsing ---------------------------------------------------------------------------
@@ -764,10 +690,7 @@ mod tests {
     fn plus_joins_avas_of_one_rdn() {
         let d = dn("CN=a+OU=b,O=c");
         assert_eq!(d.rdns.len(), 2);
-        assert_eq!(
-            d.rdns[1],
-            single(&[text("2.5.4.3", "a"), text("2.5.4.11", "b")])
-        );
+        assert_eq!(d.rdns[1], single(&[text("2.5.4.3", "a"), text("2.5.4.11", "b")]));
     }
 
     #[test]
@@ -797,10 +720,7 @@ mod tests {
 
     #[test]
     fn semicolon_is_not_an_rdn_separator() {
-        assert_eq!(
-            Dn::parse("CN=a;O=b"),
-            Err(DnError::UnescapedCharacter { ch: ';', offset: 4 })
-        );
+        assert_eq!(Dn::parse("CN=a;O=b"), Err(DnError::UnescapedCharacter { ch: ';', offset: 4 }));
     }
 
     #[test]
@@ -853,24 +773,14 @@ mod tests {
     #[test]
     fn malformed_dotted_oid_is_rejected() {
         for s in ["2..5=x", "2.5.=x", "2=x", "2.05.4=x", "OID.=x", "OID.cn=x"] {
-            assert_eq!(
-                Dn::parse(s),
-                Err(DnError::InvalidAttributeType { offset: 0 }),
-                "{s}"
-            );
+            assert_eq!(Dn::parse(s), Err(DnError::InvalidAttributeType { offset: 0 }), "{s}");
         }
     }
 
     #[test]
     fn unknown_short_name_is_an_error_naming_it() {
         let err = Dn::parse("CN=a,FOO=b").unwrap_err();
-        assert_eq!(
-            err,
-            DnError::UnknownAttributeType {
-                name: "FOO".to_string(),
-                offset: 5
-            }
-        );
+        assert_eq!(err, DnError::UnknownAttributeType { name: "FOO".to_string(), offset: 5 });
         assert!(err.to_string().contains("FOO"));
     }
 
@@ -882,47 +792,26 @@ mod tests {
 
     #[test]
     fn hex_pair_escapes_decode_utf8_sequences() {
-        assert_eq!(
-            dn("CN=Caf\\C3\\A9").rdns[0],
-            single(&[text("2.5.4.3", "Café")])
-        );
-        assert_eq!(
-            dn("CN=\\e2\\82\\ac").rdns[0],
-            single(&[text("2.5.4.3", "€")])
-        );
+        assert_eq!(dn("CN=Caf\\C3\\A9").rdns[0], single(&[text("2.5.4.3", "Café")]));
+        assert_eq!(dn("CN=\\e2\\82\\ac").rdns[0], single(&[text("2.5.4.3", "€")]));
     }
 
     #[test]
     fn hex_pair_escapes_forming_invalid_utf8_are_rejected() {
-        assert_eq!(
-            Dn::parse("CN=\\C3"),
-            Err(DnError::InvalidUtf8 { offset: 3 })
-        );
-        assert_eq!(
-            Dn::parse("CN=a\\ff"),
-            Err(DnError::InvalidUtf8 { offset: 3 })
-        );
+        assert_eq!(Dn::parse("CN=\\C3"), Err(DnError::InvalidUtf8 { offset: 3 }));
+        assert_eq!(Dn::parse("CN=a\\ff"), Err(DnError::InvalidUtf8 { offset: 3 }));
     }
 
     #[test]
     fn escaped_nul_is_a_legal_character_that_does_not_truncate() {
         let d = dn("CN=evil.example.com\\00.good.example.com");
-        assert_eq!(
-            d.rdns[0],
-            single(&[text("2.5.4.3", "evil.example.com\0.good.example.com")])
-        );
+        assert_eq!(d.rdns[0], single(&[text("2.5.4.3", "evil.example.com\0.good.example.com")]));
         assert!(!d.matches(&dn("CN=evil.example.com")));
     }
 
     #[test]
     fn unescaped_nul_is_rejected() {
-        assert_eq!(
-            Dn::parse("CN=a\0b"),
-            Err(DnError::UnescapedCharacter {
-                ch: '\0',
-                offset: 4
-            })
-        );
+        assert_eq!(Dn::parse("CN=a\0b"), Err(DnError::UnescapedCharacter { ch: '\0', offset: 4 }));
     }
 
     #[test]
@@ -951,10 +840,7 @@ mod tests {
     #[test]
     fn hash_value_of_another_type_is_kept_as_the_whole_tlv() {
         let d = dn("1.2.3.4=#04020102");
-        assert_eq!(
-            d.rdns[0].avas[0].value,
-            AttrValue::Bytes(vec![0x04, 0x02, 0x01, 0x02])
-        );
+        assert_eq!(d.rdns[0].avas[0].value, AttrValue::Bytes(vec![0x04, 0x02, 0x01, 0x02]));
     }
 
     #[test]
@@ -982,33 +868,18 @@ mod tests {
 
     #[test]
     fn unterminated_quote_is_rejected() {
-        assert_eq!(
-            Dn::parse("CN=\"abc"),
-            Err(DnError::UnterminatedQuote { offset: 3 })
-        );
+        assert_eq!(Dn::parse("CN=\"abc"), Err(DnError::UnterminatedQuote { offset: 3 }));
     }
 
     #[test]
     fn text_after_a_quoted_value_is_rejected() {
-        assert_eq!(
-            Dn::parse("CN=\"abc\"d"),
-            Err(DnError::UnexpectedCharacter { ch: 'd', offset: 8 })
-        );
+        assert_eq!(Dn::parse("CN=\"abc\"d"), Err(DnError::UnexpectedCharacter { ch: 'd', offset: 8 }));
     }
 
     #[test]
     fn unescaped_special_characters_in_a_value_are_rejected() {
-        for (s, ch) in [
-            ("CN=a\"b", '"'),
-            ("CN=a<b", '<'),
-            ("CN=a>b", '>'),
-            ("CN=a;b", ';'),
-        ] {
-            assert_eq!(
-                Dn::parse(s),
-                Err(DnError::UnescapedCharacter { ch, offset: 4 }),
-                "{s}"
-            );
+        for (s, ch) in [("CN=a\"b", '"'), ("CN=a<b", '<'), ("CN=a>b", '>'), ("CN=a;b", ';')] {
+            assert_eq!(Dn::parse(s), Err(DnError::UnescapedCharacter { ch, offset: 4 }), "{s}");
         }
     }
 
@@ -1019,52 +890,28 @@ mod tests {
 
     #[test]
     fn dangling_backslash_is_rejected() {
-        assert_eq!(
-            Dn::parse("CN=a\\"),
-            Err(DnError::DanglingEscape { offset: 4 })
-        );
+        assert_eq!(Dn::parse("CN=a\\"), Err(DnError::DanglingEscape { offset: 4 }));
     }
 
     #[test]
     fn backslash_before_an_ordinary_character_is_rejected() {
-        assert_eq!(
-            Dn::parse("CN=a\\q"),
-            Err(DnError::InvalidEscape { offset: 4 })
-        );
-        assert_eq!(
-            Dn::parse("CN=a\\4g"),
-            Err(DnError::InvalidEscape { offset: 4 })
-        );
+        assert_eq!(Dn::parse("CN=a\\q"), Err(DnError::InvalidEscape { offset: 4 }));
+        assert_eq!(Dn::parse("CN=a\\4g"), Err(DnError::InvalidEscape { offset: 4 }));
     }
 
     #[test]
     fn missing_equals_is_rejected() {
         assert_eq!(Dn::parse("CN"), Err(DnError::MissingEquals { offset: 2 }));
         assert_eq!(Dn::parse("CN a"), Err(DnError::MissingEquals { offset: 3 }));
-        assert_eq!(
-            Dn::parse("CN=a,O"),
-            Err(DnError::MissingEquals { offset: 6 })
-        );
+        assert_eq!(Dn::parse("CN=a,O"), Err(DnError::MissingEquals { offset: 6 }));
     }
 
     #[test]
     fn empty_attribute_type_is_rejected() {
-        assert_eq!(
-            Dn::parse("=a"),
-            Err(DnError::EmptyAttributeType { offset: 0 })
-        );
-        assert_eq!(
-            Dn::parse("CN=a,,O=b"),
-            Err(DnError::EmptyAttributeType { offset: 5 })
-        );
-        assert_eq!(
-            Dn::parse("CN=a,"),
-            Err(DnError::EmptyAttributeType { offset: 5 })
-        );
-        assert_eq!(
-            Dn::parse("CN=a+"),
-            Err(DnError::EmptyAttributeType { offset: 5 })
-        );
+        assert_eq!(Dn::parse("=a"), Err(DnError::EmptyAttributeType { offset: 0 }));
+        assert_eq!(Dn::parse("CN=a,,O=b"), Err(DnError::EmptyAttributeType { offset: 5 }));
+        assert_eq!(Dn::parse("CN=a,"), Err(DnError::EmptyAttributeType { offset: 5 }));
+        assert_eq!(Dn::parse("CN=a+"), Err(DnError::EmptyAttributeType { offset: 5 }));
     }
 
     #[test]
@@ -1074,11 +921,8 @@ mod tests {
 
     #[test]
     fn error_messages_are_one_line() {
-        let errors = [
-            Dn::parse("CN=a\n;").unwrap_err(),
-            Dn::parse("X\nY=a").unwrap_err(),
-            Dn::parse("CN=\"a\"\n").unwrap_err(),
-        ];
+        let errors =
+            [Dn::parse("CN=a\n;").unwrap_err(), Dn::parse("X\nY=a").unwrap_err(), Dn::parse("CN=\"a\"\n").unwrap_err()];
         for e in errors {
             let msg = e.to_string();
             assert!(!msg.contains('\n') && !msg.contains('\r'), "{msg}");
@@ -1090,13 +934,7 @@ mod tests {
     #[test]
     fn type_names_oids_case_and_hash_encoding_all_match() {
         let reference = dn("CN=Foo");
-        for other in [
-            "cn=foo",
-            "2.5.4.3=FOO",
-            "CN=#0C03666f6f",
-            "OID.2.5.4.3=fOO",
-            "CN=\"foo\"",
-        ] {
+        for other in ["cn=foo", "2.5.4.3=FOO", "CN=#0C03666f6f", "OID.2.5.4.3=fOO", "CN=\"foo\""] {
             assert!(reference.matches(&dn(other)), "{other}");
         }
         assert!(!reference.matches(&dn("CN=Fob")));
@@ -1157,10 +995,7 @@ mod tests {
     #[test]
     fn display_is_rfc4514_with_short_names_in_reverse_order() {
         let d = dn("cn=client-one, ou=Payments, o=Example Bank, c=GB");
-        assert_eq!(
-            d.to_string(),
-            "CN=client-one,OU=Payments,O=Example Bank,C=GB"
-        );
+        assert_eq!(d.to_string(), "CN=client-one,OU=Payments,O=Example Bank,C=GB");
         assert_eq!(dn("1.2.3.4=x+CN=y").to_string(), "1.2.3.4=x+CN=y");
         assert_eq!(dn("").to_string(), "");
     }
@@ -1211,13 +1046,7 @@ mod tests {
         // A small deterministic generator (no extra dependency): values drawn from a palette that
         // includes every character needing an escape.
         let palette: Vec<char> = "aZ9 ,+\"\\<>;=#\0\t\né€😀-.".chars().collect();
-        let oids = [
-            "2.5.4.3",
-            "2.5.4.10",
-            "2.5.4.11",
-            "1.2.3.4",
-            "0.9.2342.19200300.100.1.25",
-        ];
+        let oids = ["2.5.4.3", "2.5.4.10", "2.5.4.11", "1.2.3.4", "0.9.2342.19200300.100.1.25"];
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         let mut next = |bound: usize| {
             state ^= state << 13;
@@ -1234,9 +1063,7 @@ mod tests {
                             value: if next(8) == 0 {
                                 AttrValue::Bytes(vec![0x04, 0x01, next(256) as u8])
                             } else {
-                                AttrValue::Text(
-                                    (0..next(8)).map(|_| palette[next(palette.len())]).collect(),
-                                )
+                                AttrValue::Text((0..next(8)).map(|_| palette[next(palette.len())]).collect())
                             },
                         })
                         .collect(),
@@ -1273,10 +1100,7 @@ mod tests {
     }
 
     fn name(rdns: &[Vec<Vec<u8>>]) -> Vec<u8> {
-        let content: Vec<u8> = rdns
-            .iter()
-            .flat_map(|atvs| tlv(0x31, &atvs.concat()))
-            .collect();
+        let content: Vec<u8> = rdns.iter().flat_map(|atvs| tlv(0x31, &atvs.concat())).collect();
         tlv(0x30, &content)
     }
 
@@ -1303,10 +1127,7 @@ mod tests {
 
     #[test]
     fn x509_multi_valued_rdn_is_kept_together() {
-        let der = name(&[vec![
-            atv(OID_CN, &tlv(0x0C, b"a")),
-            atv(OID_OU, &tlv(0x0C, b"b")),
-        ]]);
+        let der = name(&[vec![atv(OID_CN, &tlv(0x0C, b"a")), atv(OID_OU, &tlv(0x0C, b"b"))]]);
         let d = from_der(&der).unwrap();
         assert_eq!(d.rdns.len(), 1);
         assert!(d.matches(&dn("OU=b+CN=a")));
@@ -1321,11 +1142,7 @@ mod tests {
             (0x1A, b"Zoe", "Zoe"),
             (0x12, b"123", "123"),
             (0x14, &[0x5A, 0x6F, 0xEB], "Zoë"),
-            (
-                0x1E,
-                &[0x00, 0x5A, 0x00, 0x6F, 0x00, 0xEB, 0x20, 0xAC],
-                "Zoë€",
-            ),
+            (0x1E, &[0x00, 0x5A, 0x00, 0x6F, 0x00, 0xEB, 0x20, 0xAC], "Zoë€"),
             (0x1C, &[0, 0, 0, 0x5A, 0, 1, 0xF6, 0], "Z😀"),
         ];
         for (tag, content, want) in cases {
@@ -1338,23 +1155,13 @@ mod tests {
     fn x509_non_string_value_is_kept_as_full_der() {
         let value = tlv(0x04, &[1, 2, 3]);
         let d = from_der(&name(&[vec![atv(&[0x2A, 0x03], &value)]])).unwrap();
-        assert_eq!(
-            d.rdns[0],
-            single(&[Ava {
-                oid: "1.2.3".to_string(),
-                value: AttrValue::Bytes(value.clone()),
-            }])
-        );
+        assert_eq!(d.rdns[0], single(&[Ava { oid: "1.2.3".to_string(), value: AttrValue::Bytes(value.clone()) }]));
         assert!(d.matches(&dn("1.2.3=#0403010203")));
     }
 
     #[test]
     fn x509_nul_inside_a_value_does_not_truncate_it() {
-        let d = from_der(&name(&[vec![atv(
-            OID_CN,
-            &tlv(0x0C, b"good.example\0.evil"),
-        )]]))
-        .unwrap();
+        let d = from_der(&name(&[vec![atv(OID_CN, &tlv(0x0C, b"good.example\0.evil"))]])).unwrap();
         assert!(d.matches(&dn("CN=good.example\\00.evil")));
         assert!(!d.matches(&dn("CN=good.example")));
     }
@@ -1363,19 +1170,13 @@ mod tests {
     fn x509_bmp_string_with_odd_length_is_rejected() {
         assert_eq!(
             from_der(&name(&[vec![atv(OID_CN, &tlv(0x1E, &[0, 0x41, 0]))]])),
-            Err(DnError::InvalidStringValue {
-                oid: "2.5.4.3".to_string()
-            })
+            Err(DnError::InvalidStringValue { oid: "2.5.4.3".to_string() })
         );
     }
 
     #[test]
     fn x509_name_matches_the_same_name_given_as_hash_value() {
-        let d = from_der(&name(&[vec![atv(
-            OID_CN,
-            &tlv(0x1E, &[0, 0x66, 0, 0x6F, 0, 0x6F]),
-        )]]))
-        .unwrap();
+        let d = from_der(&name(&[vec![atv(OID_CN, &tlv(0x1E, &[0, 0x66, 0, 0x6F, 0, 0x6F]))]])).unwrap();
         assert!(d.matches(&dn("CN=#0C03666f6f")));
         assert!(d.matches(&dn("CN=FOO")));
     }

@@ -66,7 +66,10 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
     step(
         &mut steps,
         "certificate",
-        format!("leaf subject \"{}\", issued by \"{}\", x5t#S256 {}", summary.subject, summary.issuer, summary.x5t_s256),
+        format!(
+            "leaf subject \"{}\", issued by \"{}\", x5t#S256 {}",
+            summary.subject, summary.issuer, summary.x5t_s256
+        ),
         None,
     );
     let client = match registration::check(metadata).and_then(|s| s.compile()) {
@@ -98,8 +101,13 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
             if !client.pinned_issuers.is_empty() {
                 let signed = crate::issuer::issued_by_any(&client.pinned_issuers, leaf_der);
                 let detail = match &signed {
-                    Ok(true) => "a CA key pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)".to_string(),
-                    Ok(false) => "none of the CA keys pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)".to_string(),
+                    Ok(true) => {
+                        "a CA key pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)".to_string()
+                    }
+                    Ok(false) => {
+                        "none of the CA keys pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)"
+                            .to_string()
+                    }
                     Err(e) => format!("the pinned issuer cannot be checked: {e}"),
                 };
                 step(&mut steps, "issuer pinning", detail, Some(signed == Ok(true)));
@@ -126,7 +134,11 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
                 KeySource::Jwks(p) => (p.clone(), "jwks".to_string()),
                 KeySource::JwksUri(uri) => (
                     jwks_doc.and_then(|d| jwks::x5c_thumbprints(d).ok()).unwrap_or_default(),
-                    format!("the JWK Set at jwks_uri {} ({})", uri.uri, if jwks_doc.is_some() { "given with --jwks" } else { "not fetched: give it with --jwks" }),
+                    format!(
+                        "the JWK Set at jwks_uri {} ({})",
+                        uri.uri,
+                        if jwks_doc.is_some() { "given with --jwks" } else { "not fetched: give it with --jwks" }
+                    ),
                 ),
             };
             let ok = prints.contains(&leaf.sha256);
@@ -157,10 +169,18 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
 fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
     let kind = rule.kind();
     let entries: Vec<(String, Sans)> = match kind {
-        crate::san::SanKind::Dns => sans.dns.iter().map(|v| (v.clone(), Sans { dns: vec![v.clone()], ..Sans::default() })).collect(),
-        crate::san::SanKind::Uri => sans.uri.iter().map(|v| (v.clone(), Sans { uri: vec![v.clone()], ..Sans::default() })).collect(),
-        crate::san::SanKind::Ip => sans.ip.iter().map(|v| (v.to_string(), Sans { ip: vec![*v], ..Sans::default() })).collect(),
-        crate::san::SanKind::Email => sans.email.iter().map(|v| (v.clone(), Sans { email: vec![v.clone()], ..Sans::default() })).collect(),
+        crate::san::SanKind::Dns => {
+            sans.dns.iter().map(|v| (v.clone(), Sans { dns: vec![v.clone()], ..Sans::default() })).collect()
+        }
+        crate::san::SanKind::Uri => {
+            sans.uri.iter().map(|v| (v.clone(), Sans { uri: vec![v.clone()], ..Sans::default() })).collect()
+        }
+        crate::san::SanKind::Ip => {
+            sans.ip.iter().map(|v| (v.to_string(), Sans { ip: vec![*v], ..Sans::default() })).collect()
+        }
+        crate::san::SanKind::Email => {
+            sans.email.iter().map(|v| (v.clone(), Sans { email: vec![v.clone()], ..Sans::default() })).collect()
+        }
     };
     let rule_text = match kind {
         crate::san::SanKind::Dns => "case-insensitive, no wildcard expansion",
@@ -176,7 +196,11 @@ fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
         step(
             steps,
             kind.metadata_field(),
-            format!("{} \"{value}\" {} the registered value ({rule_text})", kind.name(), if ok { "matches" } else { "does not match" }),
+            format!(
+                "{} \"{value}\" {} the registered value ({rule_text})",
+                kind.name(),
+                if ok { "matches" } else { "does not match" }
+            ),
             Some(ok),
         );
     }
@@ -218,10 +242,15 @@ fn finish(
     let (name, outcome) = match &verdict {
         Verdict::Authenticated(a) => (
             "authenticated",
-            format!("x-mtls-client-id: {}, x-mtls-auth-method: {}, x-mtls-x5t-s256: {}", a.client_id, a.method, a.x5t_s256),
+            format!(
+                "x-mtls-client-id: {}, x-mtls-auth-method: {}, x-mtls-x5t-s256: {}",
+                a.client_id, a.method, a.x5t_s256
+            ),
         ),
         Verdict::Pass(_) => ("passed", "passed to the AS without annotation".to_string()),
-        Verdict::Reject(r) => ("rejected", format!("{} {}: {}", r.status, r.error, crate::response::one_line(&r.description))),
+        Verdict::Reject(r) => {
+            ("rejected", format!("{} {}: {}", r.status, r.error, crate::response::one_line(&r.description)))
+        }
         Verdict::FetchJwks(u) => ("rejected", format!("the JWK Set at {} is needed: give it with --jwks", u.uri)),
     };
     Explanation { leaf, steps, verdict: name.to_string(), outcome }
@@ -251,7 +280,12 @@ mod tests {
 
     #[test]
     fn a_matching_dn_is_explained_and_authenticated() {
-        let e = check(&der(LEAF), true, &tls("tls_client_auth_subject_dn", "cn=dn-client,ou=Payments,o=Example Bank,c=GB"), None);
+        let e = check(
+            &der(LEAF),
+            true,
+            &tls("tls_client_auth_subject_dn", "cn=dn-client,ou=Payments,o=Example Bank,c=GB"),
+            None,
+        );
         assert!(e.authenticated(), "{e:?}");
         let dn = e.steps.iter().find(|s| s.step == "subject DN").unwrap();
         assert_eq!(dn.ok, Some(true));
@@ -296,7 +330,8 @@ mod tests {
 
     #[test]
     fn a_registration_that_does_not_load_is_explained() {
-        let e = check(&der(LEAF), true, &json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}), None);
+        let e =
+            check(&der(LEAF), true, &json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}), None);
         assert_eq!(e.verdict, "rejected");
         assert!(e.steps.iter().any(|s| s.step == "registration" && s.detail.contains("exactly one")));
     }

@@ -192,7 +192,14 @@ impl Host for Fake {
         Ok(())
     }
 
-    fn http_get(&self, cluster: &str, authority: &str, path: &str, extra: &[(&str, &str)], _: u64) -> Result<u32, String> {
+    fn http_get(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        _: u64,
+    ) -> Result<u32, String> {
         if self.fail_calls.get() {
             return Err("BadArgument".into());
         }

@@ -1,5 +1,6 @@
 //! The filter's state machines: one per worker (registry refresh, caches) and one per request.
 
+use crate::cache::PeerError;
 use crate::cache::{Certificates, Lru};
 use crate::config::{CertificateSource, Config, RegistryConfig};
 use crate::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
@@ -9,7 +10,6 @@ use crate::memory::{self, Weigh};
 use crate::registration::Client;
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
 use crate::request::{self, Classified};
-use crate::cache::PeerError;
 use crate::source::{self, Peer};
 use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
 use crate::{binding, discovery, response};
@@ -243,7 +243,8 @@ impl Worker {
         }
         if let Some((count, next)) = l.clearing {
             // Empty the buckets of the previous count (nobody reads them since the metadata names the new one).
-            let end = next.saturating_add(u32::try_from(self.budget.get().write_buckets).unwrap_or(u32::MAX)).min(count);
+            let end =
+                next.saturating_add(u32::try_from(self.budget.get().write_buckets).unwrap_or(u32::MAX)).min(count);
             for index in next..end {
                 let _ = host.shared_set(&self.keys.bucket(count, index), b"", None);
             }
@@ -266,7 +267,11 @@ impl Worker {
                     match finding {
                         Finding::Refused(client, e) => host.log(
                             Level::Warn,
-                            &format!("registry: client {} refused: {}", response::for_log(&client), response::for_log(&e.to_string())),
+                            &format!(
+                                "registry: client {} refused: {}",
+                                response::for_log(&client),
+                                response::for_log(&e.to_string())
+                            ),
                         ),
                         Finding::Duplicate(client) => host.log(
                             Level::Warn,
@@ -394,10 +399,8 @@ impl Worker {
     /// connection id; the certificate itself is found by Envoy's digest in the certificate cache, and its PEM
     /// read and decoded only the first time this worker sees it.
     fn read_peer(&self, s: &dyn Stream) -> Peer {
-        let connection = s
-            .property(&["connection_id"])
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_le_bytes);
+        let connection =
+            s.property(&["connection_id"]).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(u64::from_le_bytes);
         let read_pem = || s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty());
         let known = connection.and_then(|id| self.connections.borrow_mut().get_mut(&id).map(|c| c.clone()));
         if let Some(known) = known {
@@ -431,7 +434,6 @@ impl Worker {
         }
         peer
     }
-
 
     /// The registry metadata, decoded again only when it changed.
     fn current_meta(&self, host: &dyn Host) -> Rc<Meta> {
@@ -835,7 +837,9 @@ impl RequestFilter {
                 s.set_response_header("content-length", Some(amended.len().to_string().as_bytes()));
                 s.metric(Metric::DiscoveryAmended, 1);
             }
-            Err(e) => s.log(Level::Warn, &format!("discovery: passed on unchanged: {}", response::for_log(&e.to_string()))),
+            Err(e) => {
+                s.log(Level::Warn, &format!("discovery: passed on unchanged: {}", response::for_log(&e.to_string())))
+            }
         }
         Action::Continue
     }
@@ -935,7 +939,13 @@ impl RequestFilter {
                 if !worker.claim_jwks_fetch(s, &uri) {
                     return self.finish(s, false);
                 }
-                match s.http_get(&cluster, &uri.authority, &uri.path, &[("accept", "application/json")], worker.config.jwks_timeout_ms) {
+                match s.http_get(
+                    &cluster,
+                    &uri.authority,
+                    &uri.path,
+                    &[("accept", "application/json")],
+                    worker.config.jwks_timeout_ms,
+                ) {
                     Ok(token) => {
                         self.jwks_call = Some((token, uri));
                         self.state = State::AwaitingJwks;

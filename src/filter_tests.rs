@@ -20,11 +20,8 @@ fn dn_worker() -> Rc<Worker> {
 }
 
 fn token_request<'a>(fake: &'a Fake, extra: &[(&str, &str)]) -> &'a Fake {
-    let mut headers = vec![
-        (":method", "POST"),
-        (":path", "/token"),
-        ("content-type", "application/x-www-form-urlencoded"),
-    ];
+    let mut headers =
+        vec![(":method", "POST"), (":path", "/token"), ("content-type", "application/x-www-form-urlencoded")];
     headers.extend_from_slice(extra);
     fake.request(&headers)
 }
@@ -176,9 +173,16 @@ fn clients_of_other_methods_pass_unannotated() {
 #[test]
 fn client_id_only_in_the_query_string_is_not_authenticated() {
     let fake = Fake::new();
-    fake.request(&[(":method", "POST"), (":path", "/token?client_id=dn"), ("content-type", "application/x-www-form-urlencoded")])
-        .peer(LEAF, true);
-    assert_eq!(send(&mut RequestFilter::new(dn_worker()), &fake, &[b"grant_type=client_credentials"]), Action::Continue);
+    fake.request(&[
+        (":method", "POST"),
+        (":path", "/token?client_id=dn"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ])
+    .peer(LEAF, true);
+    assert_eq!(
+        send(&mut RequestFilter::new(dn_worker()), &fake, &[b"grant_type=client_credentials"]),
+        Action::Continue
+    );
     assert_eq!(fake.header("x-mtls-client-id"), None);
 }
 
@@ -207,7 +211,13 @@ fn xfcc_worker() -> Rc<Worker> {
 fn xfcc_for(pem: &str) -> String {
     let encoded: String = pem
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     format!("By=spiffe://example.org/as;Cert=\"{encoded}\";Subject=\"x\"")
 }
@@ -247,7 +257,8 @@ fn a_forwarder_whose_own_chain_was_not_validated_is_not_trusted() {
 fn two_xfcc_headers_are_invalid_client() {
     let fake = Fake::new();
     let xfcc = xfcc_for(LEAF);
-    token_request(&fake, &[("x-forwarded-client-cert", &xfcc), ("x-forwarded-client-cert", &xfcc)]).peer(FORWARDER, true);
+    token_request(&fake, &[("x-forwarded-client-cert", &xfcc), ("x-forwarded-client-cert", &xfcc)])
+        .peer(FORWARDER, true);
     send(&mut RequestFilter::new(xfcc_worker()), &fake, &[b"client_id=dn"]);
     assert_eq!(fake.reply_status(), Some(401));
     assert!(fake.reply_json()["error_description"].as_str().unwrap().contains("more than once"));
@@ -326,11 +337,20 @@ fn registry_clients_are_served_after_a_refresh() {
     assert!(fake.reply_json()["error_description"].as_str().unwrap().contains("registry"));
     refresh(&w, &fake, Fake::ok(200, &registry_doc(&["a", "b"])));
     let call = fake.calls.borrow()[0].clone();
-    assert_eq!((call.cluster.as_str(), call.authority.as_str(), call.path.as_str()), ("registry", "registry.local", "/clients"));
+    assert_eq!(
+        (call.cluster.as_str(), call.authority.as_str(), call.path.as_str()),
+        ("registry", "registry.local", "/clients")
+    );
     assert_eq!(authenticate(&w, &fake, "a"), None);
     assert_eq!(authenticate(&w, &fake, "b"), None);
     assert_eq!(fake.counter("oauth_mtls.registry.clients"), 2);
-    let stored: usize = fake.shared.borrow().iter().filter(|(k, _)| k.starts_with("test/registry/v2/4/") || k.ends_with("/meta")).map(|(_, (v, _))| v.len()).sum();
+    let stored: usize = fake
+        .shared
+        .borrow()
+        .iter()
+        .filter(|(k, _)| k.starts_with("test/registry/v2/4/") || k.ends_with("/meta"))
+        .map(|(_, (v, _))| v.len())
+        .sum();
     assert_eq!(fake.counter("oauth_mtls.registry.bytes"), stored as i64);
 }
 
@@ -429,7 +449,11 @@ const ONE_AT_A_TIME: Budget = Budget { registrations: 1, scan_bytes: 1 << 20, wr
 /// Shared-data reads of registry buckets (not the metadata or the lease) since the last call.
 fn bucket_reads(fake: &Fake) -> u32 {
     let mut reads = fake.reads.borrow_mut();
-    let n = reads.iter().filter(|(k, _)| k.starts_with("test/registry/v2/") && !k.ends_with("/meta") && !k.ends_with("/lease")).map(|(_, n)| *n).sum();
+    let n = reads
+        .iter()
+        .filter(|(k, _)| k.starts_with("test/registry/v2/") && !k.ends_with("/meta") && !k.ends_with("/lease"))
+        .map(|(_, n)| *n)
+        .sum();
     reads.clear();
     n
 }
@@ -447,7 +471,8 @@ fn registry_buckets(fake: &Fake) -> Vec<(String, Vec<u8>)> {
 }
 
 fn lease_holder(fake: &Fake) -> Option<Lease> {
-    Lease::decode(fake.shared.borrow().get("test/registry/v2/lease").map(|(v, _)| v.as_slice())).filter(|l| l.owner != 0)
+    Lease::decode(fake.shared.borrow().get("test/registry/v2/lease").map(|(v, _)| v.as_slice()))
+        .filter(|l| l.owner != 0)
 }
 
 #[test]
@@ -465,7 +490,13 @@ fn a_registry_document_is_loaded_over_several_ticks_at_a_faster_tick() {
     assert_eq!(fake.tick_period_ms.get(), Some(TICK_MS));
     assert_eq!(authenticate(&w, &fake, "c"), None);
     let log = fake.logs.borrow().join("\n");
-    assert!(log.contains(&format!("registry: loaded 3 clients (0 refused) from {} bytes", registry_doc(&["a", "b", "c"]).len())), "{log}");
+    assert!(
+        log.contains(&format!(
+            "registry: loaded 3 clients (0 refused) from {} bytes",
+            registry_doc(&["a", "b", "c"]).len()
+        )),
+        "{log}"
+    );
     assert!(log.contains("over 9 ticks"), "{log}");
     assert_eq!(fake.counter("oauth_mtls.registry.refresh_ok"), 1);
     assert_eq!(lease_holder(&fake), None, "the lease is released when the load ends");
@@ -504,7 +535,11 @@ fn a_document_that_breaks_midway_keeps_the_last_good_registry_untouched() {
     assert!(ticks >= 4, "the break is found only after several slices ({ticks})");
     assert_eq!(registry_buckets(&fake), before, "no bucket was written");
     assert_eq!(fake.counter("oauth_mtls.registry.refresh_failed"), 1);
-    assert!(fake.logs.borrow().iter().any(|l| l.contains("refresh failed, keeping the last good copy: registry document is not JSON")));
+    assert!(fake
+        .logs
+        .borrow()
+        .iter()
+        .any(|l| l.contains("refresh failed, keeping the last good copy: registry document is not JSON")));
     assert_eq!(fake.tick_period_ms.get(), Some(TICK_MS));
     assert_eq!(lease_holder(&fake), None);
     assert_eq!(authenticate(&w, &fake, "a"), None);
@@ -631,8 +666,15 @@ fn a_new_bucket_count_is_loaded_beside_the_old_buckets_which_are_then_emptied() 
     );
     eight.set_load_budget(ONE_AT_A_TIME);
     fake.advance_s(12);
-    start_refresh(&eight, &fake, CallResponse { etag: Some("\"v1\"".into()), ..Fake::ok(200, &registry_doc(&["a", "b"])) });
-    assert!(!fake.last_call().unwrap().headers.iter().any(|(n, _)| n == "if-none-match"), "a 304 would leave 8 buckets unwritten");
+    start_refresh(
+        &eight,
+        &fake,
+        CallResponse { etag: Some("\"v1\"".into()), ..Fake::ok(200, &registry_doc(&["a", "b"])) },
+    );
+    assert!(
+        !fake.last_call().unwrap().headers.iter().any(|(n, _)| n == "if-none-match"),
+        "a 304 would leave 8 buckets unwritten"
+    );
     while eight.is_loading() {
         // Both configurations serve throughout: the metadata names the count whose buckets are complete.
         assert_eq!(authenticate(&eight, &fake, "b"), None);
@@ -685,7 +727,10 @@ fn self_signed(w: &Rc<Worker>, fake: &Fake, pem: &str, jwks: Option<&str>) -> Op
     if fake.calls.borrow().len() > calls {
         assert_eq!(action, Action::Pause, "held while the JWK Set is fetched");
         let call = fake.last_call().unwrap();
-        assert_eq!((call.cluster.as_str(), call.authority.as_str(), call.path.as_str()), ("jwks", "jwks.test", "/ss.json"));
+        assert_eq!(
+            (call.cluster.as_str(), call.authority.as_str(), call.path.as_str()),
+            ("jwks", "jwks.test", "/ss.json")
+        );
         let response = jwks.map_or_else(CallResponse::default, |doc| Fake::ok(200, doc));
         f.on_call_response(fake, call.token, response);
         if fake.reply_status().is_none() {
@@ -759,7 +804,7 @@ fn a_jwks_uri_copy_past_its_maximum_age_that_cannot_be_fetched_authenticates_no_
 #[test]
 fn a_jwks_uri_cache_control_max_age_is_honoured_within_the_configured_bounds() {
     let (w, fake) = (jwks_worker(), Fake::new()); // min refresh 5 s, max age 300 s
-    // One request; a fetch it makes is answered with the set and `max-age`. Returns whether it fetched.
+                                                  // One request; a fetch it makes is answered with the set and `max-age`. Returns whether it fetched.
     let request = |max_age: u64| {
         token_request(&fake, &[]).peer(SELF_SIGNED_1, false);
         let calls = fake.calls.borrow().len();
@@ -822,7 +867,10 @@ fn resource_request<'a>(fake: &'a Fake, path: &str, cnf: Option<Option<&str>>) -
     if let Some(cnf) = cnf {
         p.insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload".into(), b"\x0a\x03iss".to_vec());
         if let Some(x5t) = cnf {
-            p.insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256".into(), x5t.as_bytes().to_vec());
+            p.insert(
+                "metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256".into(),
+                x5t.as_bytes().to_vec(),
+            );
         }
     }
     drop(p);
@@ -903,9 +951,17 @@ fn the_as_metadata_is_amended_with_a_correct_content_length() {
     assert_eq!(f.on_response_body(&fake, doc.len(), true), Action::Continue);
     let body = fake.response_body.borrow().clone();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["token_endpoint_auth_methods_supported"], serde_json::json!(["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"]));
+    assert_eq!(
+        v["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"])
+    );
     assert_eq!(v["mtls_endpoint_aliases"]["token_endpoint"], "https://mtls.example.com/token");
-    let length: usize = String::from_utf8(fake.response_headers.borrow().iter().find(|(n, _)| n == "content-length").unwrap().1.clone()).unwrap().parse().unwrap();
+    let length: usize = String::from_utf8(
+        fake.response_headers.borrow().iter().find(|(n, _)| n == "content-length").unwrap().1.clone(),
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
     assert_eq!(length, body.len());
 }
 
@@ -1032,7 +1088,12 @@ fn a_request_without_our_headers_costs_no_header_removals() {
     fake.request(&[(":method", "GET"), (":path", "/userinfo"), ("accept", "*/*")]);
     assert_eq!(RequestFilter::new(dn_worker()).on_request_headers(&fake, true), Action::Continue);
     assert_eq!(fake.removals.get(), 0);
-    fake.request(&[(":method", "GET"), (":path", "/userinfo"), ("x-mtls-client-id", "admin"), ("X-MTLS-Client-Id", "again")]);
+    fake.request(&[
+        (":method", "GET"),
+        (":path", "/userinfo"),
+        ("x-mtls-client-id", "admin"),
+        ("X-MTLS-Client-Id", "again"),
+    ]);
     RequestFilter::new(dn_worker()).on_request_headers(&fake, true);
     assert_eq!(fake.header("x-mtls-client-id"), None, "every copy, whatever its case");
 }
@@ -1194,8 +1255,13 @@ fn a_resource_request_with_its_token_in_the_query_only_is_checked_as_usual() {
     let fake = Fake::new();
     let x5t = crate::cert::x5t_s256(&der(LEAF));
     fake.request(&[(":method", "GET"), (":path", "/api/accounts?access_token=a.b.c")]);
-    fake.properties.borrow_mut().insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload".into(), b"\x0a\x03iss".to_vec());
-    fake.properties.borrow_mut().insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256".into(), x5t.into_bytes());
+    fake.properties
+        .borrow_mut()
+        .insert("metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload".into(), b"\x0a\x03iss".to_vec());
+    fake.properties.borrow_mut().insert(
+        "metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload.cnf.x5t#S256".into(),
+        x5t.into_bytes(),
+    );
     fake.peer(LEAF, true);
     assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Continue);
 }

@@ -16,9 +16,7 @@ pub enum FormError {
 impl fmt::Display for FormError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FormError::InvalidPercentEncoding => {
-                f.write_str("form data has a '%' not followed by two hex digits")
-            }
+            FormError::InvalidPercentEncoding => f.write_str("form data has a '%' not followed by two hex digits"),
             FormError::InvalidUtf8 => f.write_str("form data is not UTF-8 after decoding"),
             FormError::DuplicateParameter(name) => {
                 write!(f, "form parameter {name} is included more than once")
@@ -46,10 +44,9 @@ pub fn decode(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
         .filter(|piece| !piece.is_empty())
         .map(|piece| {
             let (name, value) = match piece.iter().position(|&b| b == b'=') {
-                Some(eq) => (
-                    piece.get(..eq).unwrap_or_default(),
-                    piece.get(eq.saturating_add(1)..).unwrap_or_default(),
-                ),
+                Some(eq) => {
+                    (piece.get(..eq).unwrap_or_default(), piece.get(eq.saturating_add(1)..).unwrap_or_default())
+                }
                 None => (piece, &[][..]),
             };
             Ok((decode_component(name)?, decode_component(value)?))
@@ -63,10 +60,7 @@ pub fn decode_component(component: &[u8]) -> Result<String, FormError> {
     if !component.iter().any(|&b| b == b'+' || b == b'%') {
         return String::from_utf8(component.to_vec()).map_err(|_| FormError::InvalidUtf8);
     }
-    let spaced: Vec<u8> = component
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
+    let spaced: Vec<u8> = component.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
     let bytes = crate::pem::percent_decode(&spaced).ok_or(FormError::InvalidPercentEncoding)?;
     String::from_utf8(bytes).map_err(|_| FormError::InvalidUtf8)
 }
@@ -87,14 +81,8 @@ pub fn client_id(body: &[u8]) -> Result<Option<String>, FormError> {
 }
 
 fn trim_ows(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |p| p.saturating_add(1));
+    let start = s.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |p| p.saturating_add(1));
     s.get(start..end).unwrap_or_default()
 }
 
@@ -103,9 +91,7 @@ mod tests {
     use super::*;
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
@@ -116,12 +102,8 @@ mod tests {
 
     #[test]
     fn form_media_type_allows_parameters_and_ows() {
-        assert!(is_form_content_type(
-            b"application/x-www-form-urlencoded; charset=UTF-8"
-        ));
-        assert!(is_form_content_type(
-            b" application/x-www-form-urlencoded ;charset=utf-8"
-        ));
+        assert!(is_form_content_type(b"application/x-www-form-urlencoded; charset=UTF-8"));
+        assert!(is_form_content_type(b" application/x-www-form-urlencoded ;charset=utf-8"));
         assert!(is_form_content_type(b"application/x-www-form-urlencoded\t"));
     }
 
@@ -132,9 +114,7 @@ mod tests {
         assert!(!is_form_content_type(b"application/x-www-form-urlencodedX"));
         assert!(!is_form_content_type(b"application/json"));
         assert!(!is_form_content_type(b""));
-        assert!(!is_form_content_type(
-            b"application/x-www-form-urlencoded, text/plain"
-        ));
+        assert!(!is_form_content_type(b"application/x-www-form-urlencoded, text/plain"));
     }
 
     #[test]
@@ -147,19 +127,13 @@ mod tests {
 
     #[test]
     fn empty_pieces_and_trailing_ampersand_are_skipped() {
-        assert_eq!(
-            decode(b"&a=1&&b=2&").unwrap(),
-            pairs(&[("a", "1"), ("b", "2")])
-        );
+        assert_eq!(decode(b"&a=1&&b=2&").unwrap(), pairs(&[("a", "1"), ("b", "2")]));
         assert_eq!(decode(b"").unwrap(), pairs(&[]));
     }
 
     #[test]
     fn piece_without_equals_has_empty_value() {
-        assert_eq!(
-            decode(b"flag&a=").unwrap(),
-            pairs(&[("flag", ""), ("a", "")])
-        );
+        assert_eq!(decode(b"flag&a=").unwrap(), pairs(&[("flag", ""), ("a", "")]));
     }
 
     #[test]
@@ -188,10 +162,7 @@ mod tests {
     #[test]
     fn decode_component_decodes_one_component() {
         assert_eq!(decode_component(b"my%3Aclient+1").unwrap(), "my:client 1");
-        assert_eq!(
-            decode_component(b"%"),
-            Err(FormError::InvalidPercentEncoding)
-        );
+        assert_eq!(decode_component(b"%"), Err(FormError::InvalidPercentEncoding));
     }
 
     #[test]
@@ -227,17 +198,11 @@ mod tests {
 
     #[test]
     fn client_id_value_is_decoded() {
-        assert_eq!(
-            client_id(b"&&client_id=my%3Aclient+x&").unwrap(),
-            Some("my:client x".to_string())
-        );
+        assert_eq!(client_id(b"&&client_id=my%3Aclient+x&").unwrap(), Some("my:client x".to_string()));
     }
 
     #[test]
     fn malformed_body_fails_client_id_lookup() {
-        assert_eq!(
-            client_id(b"client_id=a&junk=%"),
-            Err(FormError::InvalidPercentEncoding)
-        );
+        assert_eq!(client_id(b"client_id=a&junk=%"), Err(FormError::InvalidPercentEncoding));
     }
 }

@@ -101,7 +101,13 @@ mod tests {
     use super::*;
 
     fn map() -> Headers {
-        Headers::from_pairs(&[(":method", "POST"), (":path", "/token"), ("X-Dup", "one"), ("x-dup", "two"), ("empty", "")])
+        Headers::from_pairs(&[
+            (":method", "POST"),
+            (":path", "/token"),
+            ("X-Dup", "one"),
+            ("x-dup", "two"),
+            ("empty", ""),
+        ])
     }
 
     #[test]
@@ -131,13 +137,26 @@ mod tests {
     fn a_buffer_that_breaks_the_layout_is_malformed_and_shows_no_header() {
         let good = map().bytes;
         let cases: Vec<Vec<u8>> = vec![
-            good[..good.len() - 1].to_vec(),                        // truncated
-            [good.clone(), vec![0]].concat(),                       // trailing byte
-            { let mut b = good.clone(); b[0] = 200; b },            // count too large
-            { let mut b = good.clone(); b[4] = 9; b },              // a name length past its NUL
-            { let mut b = good.clone(); let n = b.len(); b[n - 1] = b'x'; b }, // value not NUL-terminated
-            vec![1, 0, 0],                                          // shorter than the count
-            vec![0xff, 0xff, 0xff, 0xff],                           // a count whose table overflows
+            good[..good.len() - 1].to_vec(),  // truncated
+            [good.clone(), vec![0]].concat(), // trailing byte
+            {
+                let mut b = good.clone();
+                b[0] = 200;
+                b
+            }, // count too large
+            {
+                let mut b = good.clone();
+                b[4] = 9;
+                b
+            }, // a name length past its NUL
+            {
+                let mut b = good.clone();
+                let n = b.len();
+                b[n - 1] = b'x';
+                b
+            }, // value not NUL-terminated
+            vec![1, 0, 0],                    // shorter than the count
+            vec![0xff, 0xff, 0xff, 0xff],     // a count whose table overflows
         ];
         for bytes in cases {
             let m = Headers::from_serialized(bytes.clone());

@@ -130,8 +130,14 @@ pub trait Host {
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError>;
     /// Dispatches `GET` to `cluster`; the answer comes back as a [`CallResponse`] with the returned token.
-    fn http_get(&self, cluster: &str, authority: &str, path: &str, extra: &[(&str, &str)], timeout_ms: u64)
-        -> Result<u32, String>;
+    fn http_get(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
     /// How often the worker's tick comes (only from the worker's own callbacks: tick, registry response).
     fn set_tick_period_ms(&self, period_ms: u64);
 }

@@ -88,10 +88,9 @@ impl fmt::Display for JwksError {
             JwksError::X5cNotBase64 { index } => {
                 write!(f, "JWK Set key {index}: \"x5c\"[0] is not standard base64 (RFC 7517 §4.7)")
             }
-            JwksError::NoX5c => write!(
-                f,
-                "JWK Set has no key with an \"x5c\" certificate, so no certificate can match (RFC 8705 §2.2)"
-            ),
+            JwksError::NoX5c => {
+                write!(f, "JWK Set has no key with an \"x5c\" certificate, so no certificate can match (RFC 8705 §2.2)")
+            }
         }
     }
 }
@@ -151,8 +150,7 @@ pub fn thumbprint_from_hex_bytes(text: &[u8]) -> Option<Thumbprint> {
 
 /// [`x5c_thumbprints`] of a JWK Set document as fetched.
 pub fn parse_thumbprints(document: &[u8]) -> Result<Vec<Thumbprint>, JwksError> {
-    let value: Value =
-        serde_json::from_slice(document).map_err(|e| JwksError::NotJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(document).map_err(|e| JwksError::NotJson(e.to_string()))?;
     x5c_thumbprints(&value)
 }
 
@@ -240,7 +238,8 @@ mod tests {
 
     #[test]
     fn keys_without_x5c_are_skipped() {
-        let set = json!({"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}, {"kty": "EC", "x5c": [STANDARD.encode(b"c")]}]});
+        let set =
+            json!({"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}, {"kty": "EC", "x5c": [STANDARD.encode(b"c")]}]});
         assert_eq!(x5c_thumbprints(&set).unwrap().len(), 1);
     }
 

@@ -26,7 +26,8 @@ pub struct Budget {
 
 impl Budget {
     /// Well under a millisecond per slice (measured: README, registry section).
-    pub const DEFAULT: Budget = Budget { registrations: 64, scan_bytes: 32 * 1024, write_bytes: 64 * 1024, write_buckets: 64 };
+    pub const DEFAULT: Budget =
+        Budget { registrations: 64, scan_bytes: 32 * 1024, write_bytes: 64 * 1024, write_buckets: 64 };
 }
 
 /// Something a slice found that the operator should hear about.
@@ -146,7 +147,12 @@ impl Load {
     }
 
     /// Reads up to the budget; `true` once the whole document has been read.
-    fn parse(&mut self, body: &[u8], scanner: &mut Scanner, findings: &mut Vec<Finding>) -> Result<bool, DocumentError> {
+    fn parse(
+        &mut self,
+        body: &[u8],
+        scanner: &mut Scanner,
+        findings: &mut Vec<Finding>,
+    ) -> Result<bool, DocumentError> {
         let start = scanner.offset();
         let mut parsed = 0;
         while parsed < self.budget.registrations {
@@ -241,7 +247,8 @@ mod tests {
     const TINY: Budget = Budget { registrations: 2, scan_bytes: 1 << 20, write_bytes: 1, write_buckets: 1 };
 
     fn doc(ids: &[&str]) -> Vec<u8> {
-        let items: Vec<String> = ids.iter().map(|id| format!(r#"{{"client_id": "{id}", "token_endpoint_auth_method": "none"}}"#)).collect();
+        let items: Vec<String> =
+            ids.iter().map(|id| format!(r#"{{"client_id": "{id}", "token_endpoint_auth_method": "none"}}"#)).collect();
         format!(r#"{{"clients": [{}]}}"#, items.join(", ")).into_bytes()
     }
 
@@ -308,7 +315,9 @@ mod tests {
         let body = br#"[{"client_id": "a"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}, {"client_id": "a"}, {}]"#;
         let mut load = Load::new(body.to_vec(), 2, None, Budget::DEFAULT);
         let Ok(Step::Parsed(findings)) = load.step() else { panic!() };
-        assert!(matches!(&findings[0], Finding::Refused(label, RegistrationError::SubjectValueCount(_)) if label == "bad"));
+        assert!(
+            matches!(&findings[0], Finding::Refused(label, RegistrationError::SubjectValueCount(_)) if label == "bad")
+        );
         assert_eq!(findings[1], Finding::Duplicate("a".into()));
         assert_eq!(findings[2], Finding::Refused("#3".into(), RegistrationError::MissingClientId));
     }

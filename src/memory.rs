@@ -82,7 +82,10 @@ impl Weigh for Leaf {
 impl Weigh for Certificate {
     fn weight(&self) -> usize {
         let leaf = self.leaf.as_ref().map_or(ALLOCATION_OVERHEAD, Leaf::weight);
-        size_of::<Certificate>().saturating_add(ALLOCATION_OVERHEAD).saturating_add(self.der.weight()).saturating_add(leaf)
+        size_of::<Certificate>()
+            .saturating_add(ALLOCATION_OVERHEAD)
+            .saturating_add(self.der.weight())
+            .saturating_add(leaf)
     }
 }
 

@@ -64,7 +64,6 @@ fn decode(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

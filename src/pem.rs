@@ -32,9 +32,7 @@ impl fmt::Display for PemError {
             PemError::MismatchedEnd => "PEM END line label does not match its BEGIN line",
             PemError::InvalidBase64 => "PEM certificate body is not valid base64",
             PemError::EmptyCertificate => "PEM certificate block is empty",
-            PemError::InvalidPercentEncoding => {
-                "URL-encoded PEM has a '%' not followed by two hex digits"
-            }
+            PemError::InvalidPercentEncoding => "URL-encoded PEM has a '%' not followed by two hex digits",
         };
         f.write_str(msg)
     }
@@ -75,9 +73,7 @@ pub fn decode_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
             return Err(PemError::MismatchedEnd);
         }
         if label == CERTIFICATE {
-            let body = text
-                .get(body_start..end)
-                .ok_or(PemError::UnterminatedBlock)?;
+            let body = text.get(body_start..end).ok_or(PemError::UnterminatedBlock)?;
             certificates.push(decode_body(body)?);
         }
         pos = after;
@@ -92,10 +88,7 @@ pub fn decode_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
 
 /// Decodes the first `CERTIFICATE` block of `input` to DER (the whole input must still be valid).
 pub fn decode_leaf(input: &[u8]) -> Result<Vec<u8>, PemError> {
-    decode_certificates(input)?
-        .into_iter()
-        .next()
-        .ok_or(PemError::NoCertificate)
+    decode_certificates(input)?.into_iter().next().ok_or(PemError::NoCertificate)
 }
 
 /// Encodes `der` as one PEM `CERTIFICATE` block: 64-character lines, trailing `\n`.
@@ -128,49 +121,32 @@ pub(crate) fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-
 /// Reads `<label>-----` starting at `start`; returns the label and the position after the dashes.
 fn read_label(text: &[u8], start: usize) -> Result<(&[u8], usize), PemError> {
     let rest = text.get(start..).ok_or(PemError::MalformedBoundary)?;
-    let len = rest
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || b == b' ' || b == b'-'))
-        .unwrap_or(rest.len());
+    let len = rest.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b' ' || b == b'-')).unwrap_or(rest.len());
     let candidate = rest.get(..len).ok_or(PemError::MalformedBoundary)?;
     // The label runs up to the first "-----" (labels never contain five dashes).
     let label_len = find(candidate, DASHES, 0).ok_or(PemError::MalformedBoundary)?;
-    let label = candidate
-        .get(..label_len)
-        .ok_or(PemError::MalformedBoundary)?;
+    let label = candidate.get(..label_len).ok_or(PemError::MalformedBoundary)?;
     if label.is_empty() {
         return Err(PemError::MalformedBoundary);
     }
-    Ok((
-        label,
-        start.saturating_add(label_len).saturating_add(DASHES.len()),
-    ))
+    Ok((label, start.saturating_add(label_len).saturating_add(DASHES.len())))
 }
 
 fn decode_body(body: &[u8]) -> Result<Vec<u8>, PemError> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .collect();
+    let compact: Vec<u8> = body.iter().copied().filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')).collect();
     if compact.is_empty() {
         return Err(PemError::EmptyCertificate);
     }
-    STANDARD
-        .decode(&compact)
-        .map_err(|_| PemError::InvalidBase64)
+    STANDARD.decode(&compact).map_err(|_| PemError::InvalidBase64)
 }
 
 /// Position of the first occurrence of `needle` in `haystack` at or after `from`.
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     let rest = haystack.get(from..)?;
-    rest.windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p.saturating_add(from))
+    rest.windows(needle.len()).position(|w| w == needle).map(|p| p.saturating_add(from))
 }
 
 #[cfg(test)]
@@ -178,8 +154,7 @@ mod tests {
     use super::*;
 
     // Not a real certificate: the parser only cares about base64, so any bytes do.
-    const DER: &[u8] =
-        b"\x30\x82\x01\x0a-not-really-der-but-bytes-long-enough-to-span-two-pem-lines-of-output";
+    const DER: &[u8] = b"\x30\x82\x01\x0a-not-really-der-but-bytes-long-enough-to-span-two-pem-lines-of-output";
 
     fn plain() -> String {
         encode(DER)
@@ -188,19 +163,13 @@ mod tests {
     #[test]
     fn plain_pem_decodes_to_der() {
         let pem = "-----BEGIN CERTIFICATE-----\nMIIBCg==\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            decode_leaf(pem.as_bytes()).unwrap(),
-            vec![0x30, 0x82, 0x01, 0x0a]
-        );
+        assert_eq!(decode_leaf(pem.as_bytes()).unwrap(), vec![0x30, 0x82, 0x01, 0x0a]);
     }
 
     #[test]
     fn url_encoded_pem_is_percent_decoded_first() {
         let enc = "-----BEGIN%20CERTIFICATE-----%0AMIIBCg%3D%3D%0A-----END%20CERTIFICATE-----%0A";
-        assert_eq!(
-            decode_leaf(enc.as_bytes()).unwrap(),
-            vec![0x30, 0x82, 0x01, 0x0a]
-        );
+        assert_eq!(decode_leaf(enc.as_bytes()).unwrap(), vec![0x30, 0x82, 0x01, 0x0a]);
     }
 
     #[test]
@@ -212,10 +181,7 @@ mod tests {
 
     #[test]
     fn invalid_percent_escape_is_an_error() {
-        assert_eq!(
-            decode_leaf(b"-----BEGIN%20CERTIFICATE-----%zz"),
-            Err(PemError::InvalidPercentEncoding)
-        );
+        assert_eq!(decode_leaf(b"-----BEGIN%20CERTIFICATE-----%zz"), Err(PemError::InvalidPercentEncoding));
         assert_eq!(decode_leaf(b"abc%4"), Err(PemError::InvalidPercentEncoding));
     }
 
@@ -224,10 +190,7 @@ mod tests {
         let pem = plain().replace('\n', "\r\n");
         assert_eq!(decode_leaf(pem.as_bytes()).unwrap(), DER);
         let spaced = "-----BEGIN CERTIFICATE-----\r\n MII\tB Cg= =\r\n-----END CERTIFICATE-----";
-        assert_eq!(
-            decode_leaf(spaced.as_bytes()).unwrap(),
-            vec![0x30, 0x82, 0x01, 0x0a]
-        );
+        assert_eq!(decode_leaf(spaced.as_bytes()).unwrap(), vec![0x30, 0x82, 0x01, 0x0a]);
     }
 
     #[test]
@@ -243,10 +206,7 @@ mod tests {
     #[test]
     fn missing_end_line_is_unterminated() {
         let pem = "-----BEGIN CERTIFICATE-----\nMIIBCg==\n";
-        assert_eq!(
-            decode_leaf(pem.as_bytes()),
-            Err(PemError::UnterminatedBlock)
-        );
+        assert_eq!(decode_leaf(pem.as_bytes()), Err(PemError::UnterminatedBlock));
     }
 
     #[test]
@@ -258,10 +218,7 @@ mod tests {
     #[test]
     fn malformed_begin_line_is_an_error() {
         let pem = "-----BEGIN CERTIFICATE\nMIIBCg==\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            decode_leaf(pem.as_bytes()),
-            Err(PemError::MalformedBoundary)
-        );
+        assert_eq!(decode_leaf(pem.as_bytes()), Err(PemError::MalformedBoundary));
     }
 
     #[test]
@@ -269,10 +226,7 @@ mod tests {
         let pem = "-----BEGIN CERTIFICATE-----\nMII*Cg==\n-----END CERTIFICATE-----\n";
         assert_eq!(decode_leaf(pem.as_bytes()), Err(PemError::InvalidBase64));
         let unpadded = "-----BEGIN CERTIFICATE-----\nMIIBCg\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            decode_leaf(unpadded.as_bytes()),
-            Err(PemError::InvalidBase64)
-        );
+        assert_eq!(decode_leaf(unpadded.as_bytes()), Err(PemError::InvalidBase64));
     }
 
     #[test]
@@ -283,19 +237,10 @@ mod tests {
 
     #[test]
     fn private_key_block_is_skipped() {
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n{}",
-            plain()
-        );
-        assert_eq!(
-            decode_certificates(pem.as_bytes()).unwrap(),
-            vec![DER.to_vec()]
-        );
+        let pem = format!("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n{}", plain());
+        assert_eq!(decode_certificates(pem.as_bytes()).unwrap(), vec![DER.to_vec()]);
         let only_key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
-        assert_eq!(
-            decode_certificates(only_key.as_bytes()),
-            Err(PemError::NoCertificate)
-        );
+        assert_eq!(decode_certificates(only_key.as_bytes()), Err(PemError::NoCertificate));
     }
 
     #[test]

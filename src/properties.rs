@@ -50,10 +50,7 @@ fn oid() -> impl Strategy<Value = String> {
 
 /// Text with RFC 4514 special characters, controls, NUL, non-ASCII letters and plain Unicode.
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[ ,+\"\\\\;<>=#\\x00\\t\\r\\na-zA-Z0-9éİßΣ\u{2003}]{0,12}",
-        any::<String>(),
-    ]
+    prop_oneof!["[ ,+\"\\\\;<>=#\\x00\\t\\r\\na-zA-Z0-9éİßΣ\u{2003}]{0,12}", any::<String>(),]
 }
 
 /// A definite-length BER TLV (short or long length form).
@@ -322,12 +319,18 @@ impl Directory for Fixed {
         self.0.get(id).map_or(Lookup::Unknown, |c| Lookup::Found(c.clone()))
     }
     fn jwks(&mut self, _: &JwksUri) -> JwksView {
-        JwksView::Known { thumbprints: vec![], freshness: crate::jwks::Freshness::Fresh, may_refetch: false, last_error: None }
+        JwksView::Known {
+            thumbprints: vec![],
+            freshness: crate::jwks::Freshness::Fresh,
+            may_refetch: false,
+            last_error: None,
+        }
     }
 }
 
 fn directory(metadata: Value) -> Result<Fixed, String> {
-    let client = crate::registration::check(&metadata).map_err(|e| e.to_string())?.compile().map_err(|e| e.to_string())?;
+    let client =
+        crate::registration::check(&metadata).map_err(|e| e.to_string())?.compile().map_err(|e| e.to_string())?;
     Ok(Fixed(HashMap::from([(client.client_id.clone(), Rc::new(client))])))
 }
 

@@ -60,7 +60,10 @@ pub enum RegistrationError {
     MissingClientId,
     /// The client id holds a control character (CR, LF, NUL...): it could not be sent in a header.
     ClientIdControlCharacter,
-    WrongType { field: &'static str, expected: &'static str },
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
     /// `tls_client_auth` needs exactly one `tls_client_auth_*` value; lists the ones present.
     SubjectValueCount(Vec<&'static str>),
     InvalidSubjectDn(DnError),
@@ -222,8 +225,7 @@ pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
                 (Some(_), Some(_)) => return Err(RegistrationError::JwksAndJwksUri),
                 (None, None) => return Err(RegistrationError::NoJwks),
                 (Some(set), None) => {
-                    let prints =
-                        jwks::x5c_thumbprints(set).map_err(RegistrationError::InvalidJwks)?;
+                    let prints = jwks::x5c_thumbprints(set).map_err(RegistrationError::InvalidJwks)?;
                     stored.thumbprints = prints.iter().map(|t| jwks::hex(t)).collect();
                 }
                 (None, Some(Value::String(u))) => stored.jwks_uri = Some(u.clone()),
@@ -289,8 +291,7 @@ impl Stored {
     pub fn compile(&self) -> Result<Client, RegistrationError> {
         let method = match self.method.as_str() {
             TLS_CLIENT_AUTH => {
-                let (field, value) =
-                    self.subject.as_ref().ok_or(RegistrationError::SubjectValueCount(Vec::new()))?;
+                let (field, value) = self.subject.as_ref().ok_or(RegistrationError::SubjectValueCount(Vec::new()))?;
                 let rule = match field.as_str() {
                     "tls_client_auth_subject_dn" => {
                         let dn = Dn::parse(value).map_err(RegistrationError::InvalidSubjectDn)?;
@@ -301,9 +302,7 @@ impl Stored {
                     }
                     other => {
                         let kind = san_kind(other).ok_or(RegistrationError::SubjectValueCount(Vec::new()))?;
-                        SubjectRule::San(
-                            SanRule::parse(kind, value).map_err(RegistrationError::InvalidSan)?,
-                        )
+                        SubjectRule::San(SanRule::parse(kind, value).map_err(RegistrationError::InvalidSan)?)
                     }
                 };
                 Method::TlsClientAuth(rule)
@@ -347,7 +346,6 @@ fn wrong(field: &'static str, expected: &'static str) -> RegistrationError {
     RegistrationError::WrongType { field, expected }
 }
 
-
 /// The `client_id` of a metadata object, if it has one, for naming it in a log line.
 pub fn client_id_of(metadata: &Value) -> Option<&str> {
     metadata.as_object().and_then(|o: &Map<String, Value>| o.get("client_id")).and_then(Value::as_str)
@@ -366,10 +364,7 @@ mod tests {
             "tls_client_auth_san_dns": "a.example.com", "tls_client_auth_san_uri": "spiffe://x"});
         assert_eq!(
             check(&two),
-            Err(RegistrationError::SubjectValueCount(vec![
-                "tls_client_auth_san_dns",
-                "tls_client_auth_san_uri"
-            ]))
+            Err(RegistrationError::SubjectValueCount(vec!["tls_client_auth_san_dns", "tls_client_auth_san_uri"]))
         );
     }
 

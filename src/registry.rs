@@ -72,9 +72,7 @@ impl Document {
         let (uri, keep): (Vec<Stored>, Vec<Stored>) =
             std::mem::take(&mut self.clients).into_iter().partition(|c| c.jwks_uri.is_some());
         self.clients = keep;
-        self.refused.extend(
-            uri.into_iter().map(|c| (c.client_id, RegistrationError::Unsupported(why.to_string()))),
-        );
+        self.refused.extend(uri.into_iter().map(|c| (c.client_id, RegistrationError::Unsupported(why.to_string()))));
     }
 }
 
@@ -146,7 +144,11 @@ pub fn parse_element(bytes: &[u8], range: std::ops::Range<usize>, position: usiz
 pub enum Entry {
     Loads(Stored),
     /// Refused: its client id if it has one, the label that names it in a log (the id or `#position`), and why.
-    Refused { client_id: Option<String>, label: String, error: RegistrationError },
+    Refused {
+        client_id: Option<String>,
+        label: String,
+        error: RegistrationError,
+    },
 }
 
 impl Entry {
@@ -497,7 +499,10 @@ pub(crate) mod tests {
 
     #[test]
     fn no_copy_of_a_client_id_listed_twice_loads() {
-        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "a"}, {"client_id": "b"}]"#).unwrap();
+        let doc = parse_document(
+            br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "a"}, {"client_id": "b"}]"#,
+        )
+        .unwrap();
         assert_eq!(doc.clients.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(doc.duplicates, ["a"]);
         assert_eq!(doc.withdrawn, ["a"]);
@@ -505,8 +510,11 @@ pub(crate) mod tests {
 
     #[test]
     fn a_refused_first_copy_does_not_let_a_second_copy_of_its_client_id_load() {
-        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"},
-                                      {"client_id": "a", "token_endpoint_auth_method": "none"}]"#).unwrap();
+        let doc = parse_document(
+            br#"[{"client_id": "a", "token_endpoint_auth_method": "tls_client_auth"},
+                                      {"client_id": "a", "token_endpoint_auth_method": "none"}]"#,
+        )
+        .unwrap();
         assert!(doc.clients.is_empty());
         assert_eq!((doc.refused.len(), doc.duplicates.len()), (1, 1));
     }
@@ -522,9 +530,11 @@ pub(crate) mod tests {
     #[test]
     fn every_client_is_found_in_its_bucket() {
         let doc = parse_document(
-            serde_json::to_string(&(0..500).map(|i| serde_json::json!({"client_id": format!("client-{i}")})).collect::<Vec<_>>())
-                .unwrap()
-                .as_bytes(),
+            serde_json::to_string(
+                &(0..500).map(|i| serde_json::json!({"client_id": format!("client-{i}")})).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .as_bytes(),
         )
         .unwrap();
         let buckets = encode_buckets(&doc.clients, 16);
@@ -623,7 +633,10 @@ pub(crate) mod tests {
 
     #[test]
     fn one_client_is_decoded_from_its_bucket_without_the_others() {
-        let doc = parse_document(br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"}, {"client_id": "c"}]"#).unwrap();
+        let doc = parse_document(
+            br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"}, {"client_id": "c"}]"#,
+        )
+        .unwrap();
         let all = encode_buckets(&doc.clients, 1).remove(0);
         let b = find_client(&all, "b").unwrap().unwrap();
         assert_eq!((b.client_id.as_str(), b.method.as_str()), ("b", "client_secret_basic"));
@@ -707,7 +720,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_jwks_copy_due_for_renewal_may_be_fetched_once_before_min_refresh() {
-        let e = JwksEntry { fetched_at_ms: Some(0), attempted_at_ms: 0, max_age_ms: Some(10_000), ..Default::default() };
+        let e =
+            JwksEntry { fetched_at_ms: Some(0), attempted_at_ms: 0, max_age_ms: Some(10_000), ..Default::default() };
         assert!(!e.may_fetch(7_999, 60, 300_000), "fresh: only after min_refresh");
         assert!(e.may_fetch(8_000, 60, 300_000), "due: at once");
         let attempted = JwksEntry { attempted_at_ms: 8_000, ..e.clone() };
@@ -732,11 +746,23 @@ pub(crate) mod tests {
 
     #[test]
     fn meta_is_stored_as_json_with_every_field_and_read_back() {
-        let mut m = Meta { etag: Some("\"v1\"".into()), clients: 3, refused: 1, generation: 2, buckets: 64, ..Default::default() };
+        let mut m = Meta {
+            etag: Some("\"v1\"".into()),
+            clients: 3,
+            refused: 1,
+            generation: 2,
+            buckets: 64,
+            ..Default::default()
+        };
         m.succeeded(5_000, 30, 1);
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(text.starts_with(r#"{"loaded_at_ms":5000,"next_at_ms":"#), "{text}");
-        assert!(text.ends_with(r#""etag":"\"v1\"","clients":3,"refused":1,"failures":0,"last_error":null,"generation":2,"buckets":64}"#), "{text}");
+        assert!(
+            text.ends_with(
+                r#""etag":"\"v1\"","clients":3,"refused":1,"failures":0,"last_error":null,"generation":2,"buckets":64}"#
+            ),
+            "{text}"
+        );
         assert_eq!(Meta::decode(Some(&m.encode())), m);
     }
 
@@ -745,7 +771,10 @@ pub(crate) mod tests {
         assert_eq!(Meta::decode(None), Meta::default());
         assert_eq!(Meta::decode(Some(b"{")), Meta::default());
         assert_eq!(Meta::decode(Some(br#"{"next_at_ms": 1}"#)), Meta::default());
-        assert_eq!(Meta::decode(Some(br#"{"next_at_ms":1,"clients":1,"refused":0,"failures":4294967296}"#)), Meta::default());
+        assert_eq!(
+            Meta::decode(Some(br#"{"next_at_ms":1,"clients":1,"refused":0,"failures":4294967296}"#)),
+            Meta::default()
+        );
     }
 
     #[test]
@@ -760,7 +789,10 @@ pub(crate) mod tests {
         let text = String::from_utf8(e.encode()).unwrap();
         assert_eq!(
             text,
-            format!(r#"{{"thumbprints":["{}"],"fetched_at_ms":null,"attempted_at_ms":7,"last_error":"timeout","max_age_ms":300000}}"#, "ab".repeat(32))
+            format!(
+                r#"{{"thumbprints":["{}"],"fetched_at_ms":null,"attempted_at_ms":7,"last_error":"timeout","max_age_ms":300000}}"#,
+                "ab".repeat(32)
+            )
         );
         assert_eq!(JwksEntry::decode(Some(text.as_bytes())), Some(e));
         assert_eq!(JwksEntry::decode(Some(br#"{"thumbprints":[1],"attempted_at_ms":7}"#)), None);
@@ -768,7 +800,9 @@ pub(crate) mod tests {
 
     #[test]
     fn meta_written_before_generation_and_buckets_existed_reads_them_as_zero() {
-        let m = Meta::decode(Some(br#"{"loaded_at_ms":1,"next_at_ms":2,"etag":null,"clients":3,"refused":0,"failures":0,"last_error":null}"#));
+        let m = Meta::decode(Some(
+            br#"{"loaded_at_ms":1,"next_at_ms":2,"etag":null,"clients":3,"refused":0,"failures":0,"last_error":null}"#,
+        ));
         assert_eq!((m.clients, m.generation, m.buckets), (3, 0, 0));
     }
 

@@ -51,9 +51,8 @@ pub fn single_token(path: &[u8], headers: &Headers) -> Result<(), Rejection> {
         })
         .count();
     if headers.all("authorization").count() + in_query > 1 {
-        let mut rejection = Rejection::invalid_request(
-            "the request carries more than one access token (RFC 6750 §2: one method only)",
-        );
+        let mut rejection =
+            Rejection::invalid_request("the request carries more than one access token (RFC 6750 §2: one method only)");
         rejection.challenge = Some(crate::verdict::Challenge::Bearer);
         return Err(rejection);
     }
@@ -64,9 +63,9 @@ pub fn single_token(path: &[u8], headers: &Headers) -> Result<(), Rejection> {
 /// A repeated `client_id`, or Basic credentials naming another client, is `invalid_request`.
 pub fn client_id(body: &[u8], authorization: Option<&[u8]>) -> Result<Option<String>, Rejection> {
     let from_body = form::client_id(body).map_err(|e| match e {
-        form::FormError::DuplicateParameter(name) => Rejection::invalid_request(format!(
-            "the {name} parameter is repeated in the request body (RFC 6749 §3.2)"
-        )),
+        form::FormError::DuplicateParameter(name) => {
+            Rejection::invalid_request(format!("the {name} parameter is repeated in the request body (RFC 6749 §3.2)"))
+        }
         other => Rejection::invalid_request(format!("the request body is not a valid form: {other}")),
     })?;
     let from_basic = match authorization {

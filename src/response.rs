@@ -25,11 +25,7 @@ pub fn headers(rejection: &Rejection) -> Vec<(&'static str, String)> {
     if rejection.challenge == Some(Challenge::Bearer) {
         h.push((
             "www-authenticate",
-            format!(
-                "Bearer error=\"{}\", error_description=\"{}\"",
-                rejection.error,
-                for_log(&rejection.description)
-            ),
+            format!("Bearer error=\"{}\", error_description=\"{}\"", rejection.error, for_log(&rejection.description)),
         ));
     }
     h
@@ -86,7 +82,10 @@ mod tests {
         let r = Rejection::invalid_token("the access token is bound to another \"certificate\"");
         let h = headers(&r);
         let challenge = &h.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
-        assert_eq!(challenge, "Bearer error=\"invalid_token\", error_description=\"the access token is bound to another 'certificate'\"");
+        assert_eq!(
+            challenge,
+            "Bearer error=\"invalid_token\", error_description=\"the access token is bound to another 'certificate'\""
+        );
         let client = headers(&Rejection::invalid_client(Reason::NoCertificate, "x"));
         assert!(client.iter().all(|(n, _)| *n != "www-authenticate"));
     }

@@ -76,16 +76,12 @@ impl fmt::Display for SanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SanError::Empty(kind) => write!(f, "{} is empty", kind.metadata_field()),
-            SanError::InvalidIp(s) => write!(
-                f,
-                "tls_client_auth_san_ip \"{}\" is not an IPv4 or IPv6 address",
-                quoted(s)
-            ),
-            SanError::InvalidEmail(s) => write!(
-                f,
-                "tls_client_auth_san_email \"{}\" is not of the form local-part@domain",
-                quoted(s)
-            ),
+            SanError::InvalidIp(s) => {
+                write!(f, "tls_client_auth_san_ip \"{}\" is not an IPv4 or IPv6 address", quoted(s))
+            }
+            SanError::InvalidEmail(s) => {
+                write!(f, "tls_client_auth_san_email \"{}\" is not of the form local-part@domain", quoted(s))
+            }
         }
     }
 }
@@ -111,10 +107,9 @@ impl SanRule {
         match kind {
             SanKind::Dns => Ok(SanRule::Dns(registered.to_string())),
             SanKind::Uri => Ok(SanRule::Uri(registered.to_string())),
-            SanKind::Ip => registered
-                .parse::<IpAddr>()
-                .map(SanRule::Ip)
-                .map_err(|_| SanError::InvalidIp(registered.to_string())),
+            SanKind::Ip => {
+                registered.parse::<IpAddr>().map(SanRule::Ip).map_err(|_| SanError::InvalidIp(registered.to_string()))
+            }
             SanKind::Email => match registered.rsplit_once('@') {
                 Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
                     Ok(SanRule::Email(registered.to_string()))
@@ -155,24 +150,15 @@ mod tests {
     }
 
     fn dns(names: &[&str]) -> Sans {
-        Sans {
-            dns: names.iter().map(|s| s.to_string()).collect(),
-            ..Sans::default()
-        }
+        Sans { dns: names.iter().map(|s| s.to_string()).collect(), ..Sans::default() }
     }
 
     fn ips(addrs: &[&str]) -> Sans {
-        Sans {
-            ip: addrs.iter().map(|s| s.parse().unwrap()).collect(),
-            ..Sans::default()
-        }
+        Sans { ip: addrs.iter().map(|s| s.parse().unwrap()).collect(), ..Sans::default() }
     }
 
     fn emails(addrs: &[&str]) -> Sans {
-        Sans {
-            email: addrs.iter().map(|s| s.to_string()).collect(),
-            ..Sans::default()
-        }
+        Sans { email: addrs.iter().map(|s| s.to_string()).collect(), ..Sans::default() }
     }
 
     #[test]
@@ -221,10 +207,7 @@ mod tests {
 
     #[test]
     fn uri_matches_by_exact_string_comparison() {
-        let sans = Sans {
-            uri: vec!["spiffe://example.org/client-one".into()],
-            ..Sans::default()
-        };
+        let sans = Sans { uri: vec!["spiffe://example.org/client-one".into()], ..Sans::default() };
         assert!(rule(SanKind::Uri, "spiffe://example.org/client-one").matches(&sans));
         assert!(!rule(SanKind::Uri, "SPIFFE://example.org/client-one").matches(&sans));
         assert!(!rule(SanKind::Uri, "spiffe://example.org/client-one/").matches(&sans));
@@ -252,19 +235,8 @@ mod tests {
 
     #[test]
     fn invalid_ip_is_rejected_at_parse() {
-        for s in [
-            "10.1.2",
-            "10.1.2.256",
-            "010.1.2.3",
-            "::g",
-            " 10.1.2.3",
-            "example.com",
-        ] {
-            assert_eq!(
-                SanRule::parse(SanKind::Ip, s),
-                Err(SanError::InvalidIp(s.to_string())),
-                "{s}"
-            );
+        for s in ["10.1.2", "10.1.2.256", "010.1.2.3", "::g", " 10.1.2.3", "example.com"] {
+            assert_eq!(SanRule::parse(SanKind::Ip, s), Err(SanError::InvalidIp(s.to_string())), "{s}");
         }
     }
 
@@ -278,22 +250,14 @@ mod tests {
     #[test]
     fn email_without_at_sign_is_rejected_at_parse() {
         for s in ["ops", "@example.com", "ops@"] {
-            assert_eq!(
-                SanRule::parse(SanKind::Email, s),
-                Err(SanError::InvalidEmail(s.to_string())),
-                "{s}"
-            );
+            assert_eq!(SanRule::parse(SanKind::Email, s), Err(SanError::InvalidEmail(s.to_string())), "{s}");
         }
     }
 
     #[test]
     fn san_of_another_kind_never_matches() {
         let sans = Sans {
-            dns: vec![
-                "spiffe://example.org/a".into(),
-                "10.1.2.3".into(),
-                "a@example.com".into(),
-            ],
+            dns: vec!["spiffe://example.org/a".into(), "10.1.2.3".into(), "a@example.com".into()],
             uri: vec!["client.example.com".into()],
             email: vec!["client.example.com".into()],
             ..Sans::default()
@@ -301,10 +265,7 @@ mod tests {
         assert!(!rule(SanKind::Uri, "spiffe://example.org/a").matches(&sans));
         assert!(!rule(SanKind::Ip, "10.1.2.3").matches(&sans));
         assert!(!rule(SanKind::Email, "a@example.com").matches(&sans));
-        assert!(!rule(SanKind::Dns, "client.example.com").matches(&Sans {
-            dns: vec![],
-            ..sans
-        }));
+        assert!(!rule(SanKind::Dns, "client.example.com").matches(&Sans { dns: vec![], ..sans }));
     }
 
     #[test]
@@ -312,10 +273,7 @@ mod tests {
         for kind in [SanKind::Dns, SanKind::Uri, SanKind::Ip, SanKind::Email] {
             assert_eq!(SanRule::parse(kind, ""), Err(SanError::Empty(kind)));
         }
-        assert_eq!(
-            SanError::Empty(SanKind::Dns).to_string(),
-            "tls_client_auth_san_dns is empty"
-        );
+        assert_eq!(SanError::Empty(SanKind::Dns).to_string(), "tls_client_auth_san_dns is empty");
     }
 
     #[test]

@@ -279,8 +279,7 @@ impl Scanner {
             }
             (Expect::CommaOrEnd, b',') => {
                 self.pos += 1;
-                self.token =
-                    Token::Between(if top == Some(Container::Object) { Expect::Key } else { Expect::Value });
+                self.token = Token::Between(if top == Some(Container::Object) { Expect::Key } else { Expect::Value });
                 Ok(None)
             }
             (Expect::CommaOrEnd, b']') if top == Some(Container::Array) => Ok(self.close()),
@@ -459,7 +458,16 @@ mod tests {
 
     #[test]
     fn documents_that_are_not_a_list_end_without_one() {
-        for doc in ["42", r#""a string""#, "true", "null", "{}", r#"{"items": [1]}"#, r#"{"clients": 7}"#, r#"{"clients": {"a": 1}}"#] {
+        for doc in [
+            "42",
+            r#""a string""#,
+            "true",
+            "null",
+            "{}",
+            r#"{"items": [1]}"#,
+            r#"{"clients": 7}"#,
+            r#"{"clients": {"a": 1}}"#,
+        ] {
             assert_eq!(elements(doc).unwrap(), (vec![], false), "{doc}");
         }
     }
@@ -522,7 +530,12 @@ mod tests {
 
     #[test]
     fn strings_and_numbers_outside_the_registrations_are_checked_by_serde_json() {
-        for doc in [r#"{"a": "\q", "clients": []}"#, "{\"a\": \"\u{1}\", \"clients\": []}", r#"{"a": 1e400, "clients": []}"#, r#"{"\ud800": 1}"#] {
+        for doc in [
+            r#"{"a": "\q", "clients": []}"#,
+            "{\"a\": \"\u{1}\", \"clients\": []}",
+            r#"{"a": 1e400, "clients": []}"#,
+            r#"{"\ud800": 1}"#,
+        ] {
             let e = scan(doc, usize::MAX).unwrap_err();
             assert!(matches!(e.problem, Problem::Invalid(_)), "{doc}: {e}");
         }

@@ -104,12 +104,9 @@ impl Proxy {
         if num_headers == 0 {
             return CallResponse::default();
         }
-        let header = |name: &str| {
-            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten()
-        };
-        let status = header(":status")
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<u16>().ok());
+        let header = |name: &str| hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten();
+        let status =
+            header(":status").and_then(|v| String::from_utf8(v).ok()).and_then(|v| v.trim().parse::<u16>().ok());
         let too_large = body_size > self.max_call_body;
         let body = if too_large || body_size == 0 {
             Vec::new()
@@ -203,7 +200,8 @@ struct Root {
 
 impl Root {
     fn proxy(&self) -> Proxy {
-        let max_call_body = self.worker.as_ref().and_then(|w| w.config.registry.as_ref()).map_or(1 << 20, |r| r.max_bytes);
+        let max_call_body =
+            self.worker.as_ref().and_then(|w| w.config.registry.as_ref()).map_or(1 << 20, |r| r.max_bytes);
         Proxy { metrics: self.metrics.clone(), max_call_body }
     }
 }
@@ -254,7 +252,10 @@ impl RootContext for Root {
         proxy.set_tick_period_ms(crate::filter::TICK_MS);
         proxy.log(
             Level::Info,
-            &format!("oauth-mtls-filter configured: {clients} inline clients, registry {}", if has_registry { "on" } else { "off" }),
+            &format!(
+                "oauth-mtls-filter configured: {clients} inline clients, registry {}",
+                if has_registry { "on" } else { "off" }
+            ),
         );
         true
     }
@@ -270,7 +271,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.clone()?;
-        Some(Box::new(Http { filter: RequestFilter::new(worker), proxy: Proxy { metrics: self.metrics.clone(), max_call_body: 1 << 20 } }))
+        Some(Box::new(Http {
+            filter: RequestFilter::new(worker),
+            proxy: Proxy { metrics: self.metrics.clone(), max_call_body: 1 << 20 },
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {

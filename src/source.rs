@@ -47,7 +47,9 @@ pub fn presented(config: &Config, peer: &Peer, forwarded: &[Vec<u8>], certificat
     match config.certificate_source {
         CertificateSource::Connection => match &peer.certificate {
             None => Presented::None,
-            Some(Ok(certificate)) => Presented::Certificate { certificate: certificate.clone(), validated: peer.validated },
+            Some(Ok(certificate)) => {
+                Presented::Certificate { certificate: certificate.clone(), validated: peer.validated }
+            }
             Some(Err(e)) => Presented::Malformed(e.to_string()),
         },
         _ => {

@@ -157,7 +157,10 @@ pub enum Presented {
     None,
     /// A forwarded certificate header or XFCC that could not be read; the text says why.
     Malformed(String),
-    Certificate { certificate: Rc<Certificate>, validated: bool },
+    Certificate {
+        certificate: Rc<Certificate>,
+        validated: bool,
+    },
 }
 
 impl Presented {
@@ -233,11 +236,7 @@ pub fn decide(
         Err(e) => return reject(Reason::BadCertificate, format!("the client certificate cannot be parsed: {e}")),
     };
     let authenticated = |method| {
-        Verdict::Authenticated(Authenticated {
-            client_id: client.client_id.clone(),
-            method,
-            x5t_s256: leaf.x5t_s256(),
-        })
+        Verdict::Authenticated(Authenticated { client_id: client.client_id.clone(), method, x5t_s256: leaf.x5t_s256() })
     };
     match &client.method {
         Method::TlsClientAuth(rule) => {
@@ -281,7 +280,10 @@ pub fn decide(
             if prints.contains(&leaf.sha256) {
                 authenticated(SELF_SIGNED_TLS_CLIENT_AUTH)
             } else {
-                reject(Reason::JwkMismatch, "the client certificate matches no x5c certificate in the client's registered JWK Set (jwks)")
+                reject(
+                    Reason::JwkMismatch,
+                    "the client certificate matches no x5c certificate in the client's registered JWK Set (jwks)",
+                )
             }
         }
         Method::SelfSigned(KeySource::JwksUri(uri)) => match directory.jwks(uri) {
@@ -300,10 +302,9 @@ pub fn decide(
                 authenticated(SELF_SIGNED_TLS_CLIENT_AUTH)
             }
             JwksView::Known { may_refetch: true, .. } => Verdict::FetchJwks(uri.clone()),
-            JwksView::Known { thumbprints, last_error: Some(e), .. } if thumbprints.is_empty() => reject(
-                Reason::JwksUnavailable,
-                format!("the client's JWK Set at jwks_uri could not be fetched: {e}"),
-            ),
+            JwksView::Known { thumbprints, last_error: Some(e), .. } if thumbprints.is_empty() => {
+                reject(Reason::JwksUnavailable, format!("the client's JWK Set at jwks_uri could not be fetched: {e}"))
+            }
             JwksView::Known { .. } => reject(
                 Reason::JwkMismatch,
                 "the client certificate matches no x5c certificate in the JWK Set at the client's jwks_uri",
@@ -580,7 +581,10 @@ mod tests {
     #[test]
     fn requests_without_client_id_pass_unannotated() {
         let mut dir = Fixed::default();
-        assert_eq!(decide(None, &validated(LEAF), UnknownClient::Reject, &mut dir), Verdict::Pass(PassReason::NoClientId));
+        assert_eq!(
+            decide(None, &validated(LEAF), UnknownClient::Reject, &mut dir),
+            Verdict::Pass(PassReason::NoClientId)
+        );
     }
 
     #[test]

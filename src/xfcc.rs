@@ -55,35 +55,22 @@ impl fmt::Display for XfccError {
         match self {
             XfccError::Empty => f.write_str("x-forwarded-client-cert is empty"),
             XfccError::NotUtf8 => f.write_str("x-forwarded-client-cert is not UTF-8"),
-            XfccError::UnbalancedQuote => {
-                f.write_str("x-forwarded-client-cert has an unclosed double quote")
-            }
+            XfccError::UnbalancedQuote => f.write_str("x-forwarded-client-cert has an unclosed double quote"),
             XfccError::EmptyElement => f.write_str("x-forwarded-client-cert has an empty element"),
-            XfccError::EmptyPair => {
-                f.write_str("x-forwarded-client-cert has an empty key=value pair")
-            }
-            XfccError::MissingEquals => {
-                f.write_str("x-forwarded-client-cert has a pair without '='")
-            }
+            XfccError::EmptyPair => f.write_str("x-forwarded-client-cert has an empty key=value pair"),
+            XfccError::MissingEquals => f.write_str("x-forwarded-client-cert has a pair without '='"),
             XfccError::InvalidKey => f.write_str("x-forwarded-client-cert has an invalid key"),
-            XfccError::DuplicateKey(key) => write!(
-                f,
-                "x-forwarded-client-cert element has key {key} more than once"
-            ),
-            XfccError::TextAfterClosingQuote => {
-                f.write_str("x-forwarded-client-cert has text after a closing quote")
-            }
+            XfccError::DuplicateKey(key) => write!(f, "x-forwarded-client-cert element has key {key} more than once"),
+            XfccError::TextAfterClosingQuote => f.write_str("x-forwarded-client-cert has text after a closing quote"),
             XfccError::QuoteInUnquotedValue => {
                 f.write_str("x-forwarded-client-cert has a double quote inside an unquoted value")
             }
-            XfccError::InvalidPercentEncoding(key) => write!(
-                f,
-                "x-forwarded-client-cert {key} value has a '%' not followed by two hex digits"
-            ),
-            XfccError::DecodedNotUtf8(key) => write!(
-                f,
-                "x-forwarded-client-cert {key} value is not UTF-8 after percent-decoding"
-            ),
+            XfccError::InvalidPercentEncoding(key) => {
+                write!(f, "x-forwarded-client-cert {key} value has a '%' not followed by two hex digits")
+            }
+            XfccError::DecodedNotUtf8(key) => {
+                write!(f, "x-forwarded-client-cert {key} value is not UTF-8 after percent-decoding")
+            }
         }
     }
 }
@@ -152,18 +139,10 @@ fn trim(s: &str) -> &str {
 fn add_pair(element: &mut Element, raw: &str, alone: bool) -> Result<(), XfccError> {
     let pair = trim(raw);
     if pair.is_empty() {
-        return Err(if alone {
-            XfccError::EmptyElement
-        } else {
-            XfccError::EmptyPair
-        });
+        return Err(if alone { XfccError::EmptyElement } else { XfccError::EmptyPair });
     }
     let (key, raw_value) = pair.split_once('=').ok_or(XfccError::MissingEquals)?;
-    if key.is_empty()
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(XfccError::InvalidKey);
     }
     let value = unquote(raw_value)?;
@@ -215,11 +194,7 @@ fn unquote(raw: &str) -> Result<String, XfccError> {
                 None => return Err(XfccError::UnbalancedQuote),
             },
             '"' => {
-                return if chars.as_str().is_empty() {
-                    Ok(out)
-                } else {
-                    Err(XfccError::TextAfterClosingQuote)
-                };
+                return if chars.as_str().is_empty() { Ok(out) } else { Err(XfccError::TextAfterClosingQuote) };
             }
             _ => out.push(c),
         }
@@ -300,14 +275,8 @@ mod tests {
 
     #[test]
     fn duplicate_cert_in_one_element_is_an_error() {
-        assert_eq!(
-            parse(b"Cert=abc;Cert=def"),
-            Err(XfccError::DuplicateKey("Cert".into()))
-        );
-        assert_eq!(
-            parse(b"Subject=\"a\";subject=\"b\""),
-            Err(XfccError::DuplicateKey("Subject".into()))
-        );
+        assert_eq!(parse(b"Cert=abc;Cert=def"), Err(XfccError::DuplicateKey("Cert".into())));
+        assert_eq!(parse(b"Subject=\"a\";subject=\"b\""), Err(XfccError::DuplicateKey("Subject".into())));
     }
 
     #[test]
@@ -327,22 +296,13 @@ mod tests {
 
     #[test]
     fn unbalanced_quotes_are_an_error() {
-        assert_eq!(
-            parse(b"Subject=\"CN=a;Hash=aa"),
-            Err(XfccError::UnbalancedQuote)
-        );
-        assert_eq!(
-            parse(br#"Subject="CN=a\""#),
-            Err(XfccError::UnbalancedQuote)
-        );
+        assert_eq!(parse(b"Subject=\"CN=a;Hash=aa"), Err(XfccError::UnbalancedQuote));
+        assert_eq!(parse(br#"Subject="CN=a\""#), Err(XfccError::UnbalancedQuote));
     }
 
     #[test]
     fn text_after_closing_quote_is_an_error() {
-        assert_eq!(
-            parse(b"Subject=\"CN=a\"x;Hash=aa"),
-            Err(XfccError::TextAfterClosingQuote)
-        );
+        assert_eq!(parse(b"Subject=\"CN=a\"x;Hash=aa"), Err(XfccError::TextAfterClosingQuote));
     }
 
     #[test]
@@ -362,13 +322,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_ignored() {
         let e = parse(b"Foo=bar;Hash=aa;X-Other=\"q;,\"").unwrap();
-        assert_eq!(
-            e,
-            vec![Element {
-                hash: Some("aa".into()),
-                ..Element::default()
-            }]
-        );
+        assert_eq!(e, vec![Element { hash: Some("aa".into()), ..Element::default() }]);
     }
 
     #[test]
@@ -421,27 +375,15 @@ mod tests {
             b"Hash=aa;Cert=\"-----BEGIN%20CERTIFICATE-----%0AMII+Cg%3D%3D%0A-----END%20CERTIFICATE-----%0A\";Chain=a%2Cb%3Bc",
         )
         .unwrap();
-        assert_eq!(
-            e[0].cert.as_deref(),
-            Some("-----BEGIN CERTIFICATE-----\nMII+Cg==\n-----END CERTIFICATE-----\n")
-        );
+        assert_eq!(e[0].cert.as_deref(), Some("-----BEGIN CERTIFICATE-----\nMII+Cg==\n-----END CERTIFICATE-----\n"));
         assert_eq!(e[0].chain.as_deref(), Some("a,b;c"));
     }
 
     #[test]
     fn invalid_percent_escape_in_cert_is_an_error() {
-        assert_eq!(
-            parse(b"Cert=abc%2"),
-            Err(XfccError::InvalidPercentEncoding("Cert".into()))
-        );
-        assert_eq!(
-            parse(b"Chain=%GG"),
-            Err(XfccError::InvalidPercentEncoding("Chain".into()))
-        );
-        assert_eq!(
-            parse(b"Cert=%FF"),
-            Err(XfccError::DecodedNotUtf8("Cert".into()))
-        );
+        assert_eq!(parse(b"Cert=abc%2"), Err(XfccError::InvalidPercentEncoding("Cert".into())));
+        assert_eq!(parse(b"Chain=%GG"), Err(XfccError::InvalidPercentEncoding("Chain".into())));
+        assert_eq!(parse(b"Cert=%FF"), Err(XfccError::DecodedNotUtf8("Cert".into())));
     }
 
     #[test]
@@ -455,15 +397,9 @@ mod tests {
         let many_elements = "Hash=h,".repeat(n / 7) + "Hash=h";
         assert_eq!(parse(many_elements.as_bytes()).unwrap().len(), n / 7 + 1);
         let unbalanced = "\"".repeat(n - 1);
-        assert_eq!(
-            parse(unbalanced.as_bytes()),
-            Err(XfccError::UnbalancedQuote)
-        );
+        assert_eq!(parse(unbalanced.as_bytes()), Err(XfccError::UnbalancedQuote));
         let backslashes = format!("Subject=\"{}", "\\".repeat(n));
-        assert_eq!(
-            parse(backslashes.as_bytes()),
-            Err(XfccError::UnbalancedQuote)
-        );
+        assert_eq!(parse(backslashes.as_bytes()), Err(XfccError::UnbalancedQuote));
         let separators = ";".repeat(n);
         assert_eq!(parse(separators.as_bytes()), Err(XfccError::EmptyPair));
         assert!(start.elapsed() < std::time::Duration::from_secs(5));

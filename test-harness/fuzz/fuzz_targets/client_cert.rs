@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::config::Config;
 use oauth_mtls_filter::cache::Certificates;
+use oauth_mtls_filter::config::Config;
 use oauth_mtls_filter::source::{self, Peer};
 use oauth_mtls_filter::verdict::Presented;
 use oauth_mtls_filter::{cert, client_cert};

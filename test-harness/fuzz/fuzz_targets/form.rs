@@ -5,9 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use oauth_mtls_filter::form;
 
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 fuzz_target!(|data: &[u8]| {

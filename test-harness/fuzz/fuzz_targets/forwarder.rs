@@ -16,7 +16,8 @@ pub fn forwarded(certificate_source: &str) -> &'static (Config, Peer) {
 
 fn setup(certificate_source: &str) -> (Config, Peer) {
     let subject = cert::Leaf::from_der(FORWARDER).unwrap().subject.to_string();
-    let config = serde_json::json!({"certificate_source": certificate_source, "trusted_forwarders": [{"subject_dn": subject}]});
+    let config =
+        serde_json::json!({"certificate_source": certificate_source, "trusted_forwarders": [{"subject_dn": subject}]});
     let config = Config::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
     let certificate = Rc::new(cert::Certificate::from_der(FORWARDER.to_vec()));
     let peer = Peer { certificate: Some(Ok(certificate)), validated: true };

@@ -61,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
         4 => {
             // an e-mail SAN, pinned to the unit tests' CA
             metadata["tls_client_auth_san_email"] = json!(value);
-            metadata["tls_client_auth_issuer_keys"] = json!([base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TEST_CA)]);
+            metadata["tls_client_auth_issuer_keys"] =
+                json!([base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TEST_CA)]);
         }
         5 => {
             metadata["token_endpoint_auth_method"] = json!("self_signed_tls_client_auth");
@@ -89,7 +90,9 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(a.method, registration::TLS_CLIENT_AUTH);
                     assert_eq!(oauth_mtls_filter::issuer::issued_by_any(&client.pinned_issuers, &der), Ok(true));
                     match rule {
-                        SubjectRule::Dn(dn) => assert!(dn.matches(&leaf.subject), "{dn} authenticated {}", leaf.subject),
+                        SubjectRule::Dn(dn) => {
+                            assert!(dn.matches(&leaf.subject), "{dn} authenticated {}", leaf.subject)
+                        }
                         SubjectRule::San(san) => assert!(san.matches(&leaf.sans)),
                     }
                 }

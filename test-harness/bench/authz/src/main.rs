@@ -16,12 +16,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpStatusCode,
-};
-use envoy_types::ext_authz::v3::{
-    CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
-};
+use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpStatusCode};
+use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder};
 use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::config::{ForwardFormat, UnknownClient};
 use oauth_mtls_filter::jwks::JwksUri;
@@ -47,7 +43,11 @@ impl Directory for Registrations {
     }
 
     fn jwks(&mut self, _uri: &JwksUri) -> JwksView {
-        JwksView::Known { thumbprints: Vec::new(), may_refetch: false, last_error: Some("no jwks_uri in the bench".into()) }
+        JwksView::Known {
+            thumbprints: Vec::new(),
+            may_refetch: false,
+            last_error: Some("no jwks_uri in the bench".into()),
+        }
     }
 }
 
@@ -193,11 +193,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let served = rt.block_on(
-        tonic::transport::Server::builder()
-            .add_service(AuthorizationServer::new(Service))
-            .serve(addr),
-    );
+    let served =
+        rt.block_on(tonic::transport::Server::builder().add_service(AuthorizationServer::new(Service)).serve(addr));
     if let Err(e) = served {
         eprintln!("bench-authz: {e}");
         std::process::exit(1);

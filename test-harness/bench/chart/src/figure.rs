@@ -50,18 +50,15 @@ pub struct Figure {
     pub footnotes: Vec<String>,
 }
 
-pub const TITLE: &str = "make bench: what RFC 8705 client authentication costs Envoy per POST /token (oauth-mtls-filter)";
+pub const TITLE: &str =
+    "make bench: what RFC 8705 client authentication costs Envoy per POST /token (oauth-mtls-filter)";
 
 impl Figure {
     pub fn of(results: &Results) -> Figure {
         Figure {
             title: TITLE.to_string(),
             machine: machine_line(&results.meta),
-            rows: results
-                .variants
-                .iter()
-                .map(|v| (v.letter.clone(), v.name.clone()))
-                .collect(),
+            rows: results.variants.iter().map(|v| (v.letter.clone(), v.name.clone())).collect(),
             cpu: cpu_panel(results),
             latency: latency_panel(results),
             footnotes: footnotes(results),
@@ -100,29 +97,17 @@ pub fn cpu_panel(results: &Results) -> Panel {
 }
 
 fn cpu_bar(v: &Variant) -> Bar {
-    let ratio = v
-        .cpu_ratio_vs_a
-        .map(|r| format!(" (×{r:.2})"))
-        .unwrap_or_default();
+    let ratio = v.cpu_ratio_vs_a.map(|r| format!(" (×{r:.2})")).unwrap_or_default();
     let note = match (v.letter.as_str(), v.cpu_us_vs_a) {
         ("A", _) | (_, None) => None,
-        ("B", Some(d)) => Some((
-            format!("wasm floor B − A: {} µs{ratio}", signed_us(d)),
-            Tone::Floor,
-        )),
-        ("C", Some(d)) => Some((
-            format!("filter cost C − A: {} µs{ratio}", signed_us(d)),
-            Tone::Cost,
-        )),
+        ("B", Some(d)) => Some((format!("wasm floor B − A: {} µs{ratio}", signed_us(d)), Tone::Floor)),
+        ("C", Some(d)) => Some((format!("filter cost C − A: {} µs{ratio}", signed_us(d)), Tone::Cost)),
         (_, Some(d)) => Some((format!("{} µs vs A{ratio}", signed_us(d)), Tone::Plain)),
     };
     Bar {
         letter: v.letter.clone(),
         value: v.cpu_us,
-        label: v
-            .cpu_us
-            .map(|c| format!("{} µs", us(c)))
-            .unwrap_or_else(|| "no data".to_string()),
+        label: v.cpu_us.map(|c| format!("{} µs", us(c))).unwrap_or_else(|| "no data".to_string()),
         note,
         tick: None,
     }
@@ -154,10 +139,7 @@ fn latency_bar(v: &Variant) -> Bar {
     Bar {
         letter: v.letter.clone(),
         value: v.p99_ms,
-        label: v
-            .p99_ms
-            .map(|p| format!("{} ms", ms(p)))
-            .unwrap_or_else(|| "no data".to_string()),
+        label: v.p99_ms.map(|p| format!("{} ms", ms(p))).unwrap_or_else(|| "no data".to_string()),
         note: note.map(|n| (n, Tone::Plain)),
         tick: v.p50_ms,
     }
@@ -183,19 +165,13 @@ pub fn machine_line(meta: &Meta) -> String {
         run.push(format!("{} s per run", trim(d)));
     }
     if let Some(r) = meta.reps {
-        run.push(format!(
-            "{r} repetition{}, medians",
-            if r == 1 { "" } else { "s" }
-        ));
+        run.push(format!("{r} repetition{}, medians", if r == 1 { "" } else { "s" }));
     }
     if !run.is_empty() {
         parts.push(run.join(", "));
     }
     match (meta.rate, meta.rate_connections) {
-        (Some(r), Some(c)) => parts.push(format!(
-            "fixed rate {} req/s over {c} connections",
-            thousands(r)
-        )),
+        (Some(r), Some(c)) => parts.push(format!("fixed rate {} req/s over {c} connections", thousands(r))),
         (Some(r), None) => parts.push(format!("fixed rate {} req/s", thousands(r))),
         _ => {}
     }
@@ -216,29 +192,17 @@ pub fn footnotes(results: &Results) -> Vec<String> {
         );
     }
     if results.variant("E").is_some() {
-        notes.push(
-            "E's CPU is Envoy's plus the bench-authz process's (both on the server's CPU)."
-                .to_string(),
-        );
+        notes.push("E's CPU is Envoy's plus the bench-authz process's (both on the server's CPU).".to_string());
     }
     if let Some(r) = results.variant("F").and_then(|f| f.refresh.as_ref()) {
         let during = match (r.p99_during_ms, r.p99_outside_ms) {
             (Some(d), Some(o)) => {
-                format!(
-                    "; p99 of requests sent during it {} ms vs {} ms outside",
-                    ms(d),
-                    ms(o)
-                )
+                format!("; p99 of requests sent during it {} ms vs {} ms outside", ms(d), ms(o))
             }
             _ => String::new(),
         };
-        let applied = r
-            .refresh_seconds
-            .map(|s| format!("applied in {s:.2} s"))
-            .unwrap_or_default();
-        notes.push(format!(
-            "F, a full refresh of the registry during a fixed-rate run: {applied}{during}."
-        ));
+        let applied = r.refresh_seconds.map(|s| format!("applied in {s:.2} s")).unwrap_or_default();
+        notes.push(format!("F, a full refresh of the registry during a fixed-rate run: {applied}{during}."));
     }
     notes.push("Measured on a shared machine: indicative numbers.".to_string());
     notes
@@ -360,50 +324,28 @@ mod tests {
 
     #[test]
     fn without_a_there_is_no_reference_and_no_difference() {
-        let r = results(
-            r#"{"summary": {"variants": {"C": {"cpu_us_fixed": 320.0, "p99_ms": 23.1, "p50_ms": 0.97}}}}"#,
-        );
+        let r = results(r#"{"summary": {"variants": {"C": {"cpu_us_fixed": 320.0, "p99_ms": 23.1, "p50_ms": 0.97}}}}"#);
         let cpu = cpu_panel(&r);
         assert_eq!((cpu.reference, note(&cpu.bars[0])), (None, None));
         let lat = latency_panel(&r);
-        assert_eq!(
-            (lat.reference, note(&lat.bars[0])),
-            (None, Some(("p50 0.97 ms", Tone::Plain)))
-        );
+        assert_eq!((lat.reference, note(&lat.bars[0])), (None, Some(("p50 0.97 ms", Tone::Plain))));
     }
 
     #[test]
     fn a_null_value_is_a_bar_without_length_labelled_no_data() {
-        let r =
-            results(r#"{"summary": {"variants": {"E": {"cpu_us_fixed": null, "p99_ms": null}}}}"#);
+        let r = results(r#"{"summary": {"variants": {"E": {"cpu_us_fixed": null, "p99_ms": null}}}}"#);
         let (cpu, lat) = (cpu_panel(&r), latency_panel(&r));
-        assert_eq!(
-            (cpu.bars[0].value, cpu.bars[0].label.as_str()),
-            (None, "no data")
-        );
-        assert_eq!(
-            (
-                lat.bars[0].value,
-                lat.bars[0].label.as_str(),
-                lat.bars[0].tick
-            ),
-            (None, "no data", None)
-        );
+        assert_eq!((cpu.bars[0].value, cpu.bars[0].label.as_str()), (None, "no data"));
+        assert_eq!((lat.bars[0].value, lat.bars[0].label.as_str(), lat.bars[0].tick), (None, "no data", None));
     }
 
     #[test]
     fn latency_bars_carry_p99_the_difference_to_a_and_p50_as_a_tick() {
         let p = latency_panel(&results(ABC));
         let c = &p.bars[2];
-        assert_eq!(
-            (c.value, c.tick, c.label.as_str()),
-            (Some(28.93), Some(1.02), "28.9 ms")
-        );
+        assert_eq!((c.value, c.tick, c.label.as_str()), (Some(28.93), Some(1.02), "28.9 ms"));
         assert_eq!(note(c), Some(("+26.8 ms vs A · p50 1.02 ms", Tone::Plain)));
-        assert_eq!(
-            note(&p.bars[3]),
-            Some(("-0.50 ms vs A · p50 0.99 ms", Tone::Plain))
-        );
+        assert_eq!(note(&p.bars[3]), Some(("-0.50 ms vs A · p50 0.99 ms", Tone::Plain)));
     }
 
     #[test]
@@ -413,29 +355,17 @@ mod tests {
             cpu_panel(&r).subtitle,
             "C − A: what the filter costs · B − A: what any proxy-wasm filter costs · dashed: A"
         );
-        assert_eq!(
-            latency_panel(&r).subtitle,
-            "oha, latency-corrected · black tick: p50 · dashed: A"
-        );
-        let a_and_c =
-            results(r#"{"summary": {"variants": {"A": {"cpu_us_fixed": 1.0}, "C": {}}}}"#);
-        assert_eq!(
-            cpu_panel(&a_and_c).subtitle,
-            "C − A: what the filter costs · dashed: A"
-        );
+        assert_eq!(latency_panel(&r).subtitle, "oha, latency-corrected · black tick: p50 · dashed: A");
+        let a_and_c = results(r#"{"summary": {"variants": {"A": {"cpu_us_fixed": 1.0}, "C": {}}}}"#);
+        assert_eq!(cpu_panel(&a_and_c).subtitle, "C − A: what the filter costs · dashed: A");
         let no_a = results(r#"{"summary": {"variants": {"B": {}, "C": {}}}}"#);
         assert_eq!(cpu_panel(&no_a).subtitle, "");
-        assert_eq!(
-            latency_panel(&no_a).subtitle,
-            "oha, latency-corrected · black tick: p50"
-        );
+        assert_eq!(latency_panel(&no_a).subtitle, "oha, latency-corrected · black tick: p50");
     }
 
     #[test]
     fn the_vs_a_footnote_appears_only_when_a_ran_with_another_variant() {
-        assert!(footnotes(&results(ABC))
-            .iter()
-            .any(|n| n.starts_with("\"vs A\"")));
+        assert!(footnotes(&results(ABC)).iter().any(|n| n.starts_with("\"vs A\"")));
         let no_a = results(r#"{"summary": {"variants": {"C": {}}}}"#);
         assert!(!footnotes(&no_a).iter().any(|n| n.starts_with("\"vs A\"")));
         let only_a = results(r#"{"summary": {"variants": {"A": {}}}}"#);
@@ -448,10 +378,7 @@ mod tests {
         assert_eq!(cpu_panel(&r).title, "Server CPU per request at 2,000 req/s");
         assert_eq!(latency_panel(&r).title, "p99 latency at 2,000 req/s");
         let no_rate = results(r#"{"summary": {"variants": {"A": {}}}}"#);
-        assert_eq!(
-            latency_panel(&no_rate).title,
-            "p99 latency at the fixed rate"
-        );
+        assert_eq!(latency_panel(&no_rate).title, "p99 latency at the fixed rate");
     }
 
     #[test]
@@ -467,11 +394,7 @@ mod tests {
              · fixed rate 2,000 req/s over 16 connections · started 2026-11-28T12:47:22+0000"
         );
         assert_eq!(
-            machine_line(&Meta {
-                cpus: Some(4),
-                reps: Some(1),
-                ..Meta::default()
-            }),
+            machine_line(&Meta { cpus: Some(4), reps: Some(1), ..Meta::default() }),
             "4 CPUs · 1 repetition, medians"
         );
         assert_eq!(machine_line(&Meta::default()), "");
@@ -491,9 +414,7 @@ mod tests {
 
     #[test]
     fn the_e_footnote_appears_only_when_e_ran() {
-        assert!(!footnotes(&results(ABC))
-            .iter()
-            .any(|n| n.starts_with("E's")));
+        assert!(!footnotes(&results(ABC)).iter().any(|n| n.starts_with("E's")));
         let with_e = results(r#"{"summary": {"variants": {"E": {}}}}"#);
         assert!(footnotes(&with_e).iter().any(|n| n.starts_with("E's CPU")));
     }
@@ -504,10 +425,7 @@ mod tests {
             (us(337.51), us(51.04), us(2.97), us(0.4)),
             ("338".into(), "51.0".into(), "3.0".into(), "0.40".into())
         );
-        assert_eq!(
-            (ms(0.7512), ms(28.93), ms(326.7)),
-            ("0.75".into(), "28.9".into(), "327".into())
-        );
+        assert_eq!((ms(0.7512), ms(28.93), ms(326.7)), ("0.75".into(), "28.9".into(), "327".into()));
         assert_eq!((ms(0.0009), ms(0.0)), ("0.0009".into(), "0.00".into()));
         assert_eq!(
             (thousands(2000.0), thousands(100000.0), thousands(999.0)),

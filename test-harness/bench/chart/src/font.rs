@@ -15,13 +15,8 @@ pub const FAMILY: &str = "sans-serif";
 /// Why the font could not be loaded.
 #[derive(Debug)]
 pub enum FontError {
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    NotAFont {
-        path: PathBuf,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
+    NotAFont { path: PathBuf },
 }
 
 impl fmt::Display for FontError {
@@ -68,15 +63,10 @@ pub fn load(regular: &Path) -> Result<(), FontError> {
 }
 
 fn register(path: &Path, style: FontStyle) -> Result<(), FontError> {
-    let bytes = std::fs::read(path).map_err(|source| FontError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| FontError::Unreadable { path: path.to_path_buf(), source })?;
     // plotters keeps registered fonts for the life of the process: the bytes must live as long.
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    register_font(FAMILY, style, bytes).map_err(|_| FontError::NotAFont {
-        path: path.to_path_buf(),
-    })
+    register_font(FAMILY, style, bytes).map_err(|_| FontError::NotAFont { path: path.to_path_buf() })
 }
 
 #[cfg(test)]
@@ -87,9 +77,7 @@ mod tests {
     fn the_bold_face_is_looked_for_beside_the_regular_one() {
         assert_eq!(
             bold_path(Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")),
-            Some(PathBuf::from(
-                "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
-            ))
+            Some(PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"))
         );
         assert_eq!(bold_path(Path::new("/fonts/NoExtension")), None);
     }
@@ -98,14 +86,8 @@ mod tests {
     fn a_missing_font_is_an_error_that_says_how_to_get_one() {
         let err = load(Path::new("/nonexistent/DejaVuSans.ttf")).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("cannot read the font /nonexistent/DejaVuSans.ttf"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("apt-get install fonts-dejavu-core") && msg.contains(FONT_ENV),
-            "{msg}"
-        );
+        assert!(msg.starts_with("cannot read the font /nonexistent/DejaVuSans.ttf"), "{msg}");
+        assert!(msg.contains("apt-get install fonts-dejavu-core") && msg.contains(FONT_ENV), "{msg}");
     }
 
     #[test]

@@ -4,15 +4,7 @@
 //! with the filter's cost C − A and the proxy-wasm floor B − A called out, and p99 latency at that rate (p50
 //! as a tick); A is the dashed reference of both. Text is drawn with a TrueType font read at run time:
 //! `$BENCH_CHART_FONT`, else /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf (Debian's fonts-dejavu-core).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod figure;
 mod font;

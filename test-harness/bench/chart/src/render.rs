@@ -52,17 +52,9 @@ impl std::error::Error for DrawError {}
 
 /// Draws `figure` into a WIDTH×HEIGHT PNG at `path` (the font must be registered: `font::load`).
 pub fn draw(figure: &Figure, path: &Path) -> Result<(), DrawError> {
-    let fail = |message: String| DrawError {
-        path: path.to_path_buf(),
-        message,
-    };
-    if !path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-    {
-        return Err(fail(
-            "the chart is a PNG: its file name must end in .png".to_string(),
-        ));
+    let fail = |message: String| DrawError { path: path.to_path_buf(), message };
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        return Err(fail("the chart is a PNG: its file name must end in .png".to_string()));
     }
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     paint(&root, figure).map_err(|e| fail(e.to_string()))?;
@@ -112,9 +104,7 @@ fn paint<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) -> 
     for ((letter, name), y) in figure.rows.iter().zip(rows) {
         root.draw_text(letter, &left(bold(24.0)), (22, y))?;
         let style = left(font(15.0));
-        let lines = wrap(name, name_width, |s| {
-            root.estimate_text_size(s, &style).map_or(0, |(w, _)| w)
-        });
+        let lines = wrap(name, name_width, |s| root.estimate_text_size(s, &style).map_or(0, |(w, _)| w));
         let count = i32::try_from(lines.len()).unwrap_or(1);
         for (i, line) in (0..).zip(&lines) {
             root.draw_text(line, &style, (52, y + 19 * i - 19 * (count - 1) / 2))?;
@@ -137,16 +127,9 @@ fn panel<DB: DrawingBackend>(
     label_area: u32,
 ) -> Result<Vec<i32>, DrawingAreaErrorKind<DB::ErrorType>> {
     let n = panel.bars.len().max(1) as f64;
-    let plot_width = f64::from(
-        area.dim_in_pixel()
-            .0
-            .saturating_sub(label_area + PANEL_RIGHT),
-    )
-    .max(1.0);
-    let x_max = x_max(panel, plot_width, |text, style| {
-        root.estimate_text_size(text, style)
-            .map_or(0.0, |(w, _)| f64::from(w))
-    });
+    let plot_width = f64::from(area.dim_in_pixel().0.saturating_sub(label_area + PANEL_RIGHT)).max(1.0);
+    let x_max =
+        x_max(panel, plot_width, |text, style| root.estimate_text_size(text, style).map_or(0.0, |(w, _)| f64::from(w)));
 
     let mut chart = ChartBuilder::on(area)
         .margin_top(PANEL_TOP)
@@ -170,11 +153,7 @@ fn panel<DB: DrawingBackend>(
 
     let (xs, ys) = chart.plotting_area().get_pixel_range();
     root.draw_text(&panel.title, &left(bold(17.0)), (xs.start, ys.start - 38))?;
-    root.draw_text(
-        &panel.subtitle,
-        &left(font(13.0).color(&MUTED)),
-        (xs.start, ys.start - 16),
-    )?;
+    root.draw_text(&panel.subtitle, &left(font(13.0).color(&MUTED)), (xs.start, ys.start - 16))?;
 
     let row_pixels = f64::from(ys.end - ys.start) / n;
     let half = 0.30_f64.min(26.0 / row_pixels.max(1.0));
@@ -182,17 +161,11 @@ fn panel<DB: DrawingBackend>(
     for (i, bar) in (0..).zip(&panel.bars) {
         let y = row(i);
         if let Some(v) = bar.value {
-            chart.draw_series([Rectangle::new(
-                [(0.0, y - half), (v, y + half)],
-                colour(&bar.letter).filled(),
-            )])?;
+            chart.draw_series([Rectangle::new([(0.0, y - half), (v, y + half)], colour(&bar.letter).filled())])?;
         }
         if let Some(t) = bar.tick {
             let tick = half * 1.2;
-            chart.draw_series([PathElement::new(
-                vec![(t, y - tick), (t, y + tick)],
-                INK.stroke_width(3),
-            )])?;
+            chart.draw_series([PathElement::new(vec![(t, y - tick), (t, y + tick)], INK.stroke_width(3))])?;
         }
     }
     if let Some(a) = panel.reference {
@@ -215,23 +188,13 @@ fn panel<DB: DrawingBackend>(
 /// The end of the x axis: every bar's label and note fit between the end of the bar and the panel's edge
 /// (`measure` gives a text's width in pixels), and the longest bar keeps at least 40 % of the width.
 fn x_max(panel: &Panel, plot_width: f64, measure: impl Fn(&str, &TextStyle) -> f64) -> f64 {
-    let mut x_max = panel
-        .reference
-        .filter(|a| a.is_finite() && *a > 0.0)
-        .unwrap_or(0.0);
+    let mut x_max = panel.reference.filter(|a| a.is_finite() && *a > 0.0).unwrap_or(0.0);
     for bar in &panel.bars {
         let (label_style, note_style) = bar_styles(bar);
-        let text = bar
-            .note
-            .as_ref()
-            .map_or(0.0, |(note, _)| measure(note, &note_style));
+        let text = bar.note.as_ref().map_or(0.0, |(note, _)| measure(note, &note_style));
         let text = text.max(measure(&bar.label, &label_style)) + f64::from(LABEL_GAP) + LABEL_END;
         let room = (plot_width - text).max(plot_width * 0.4);
-        for v in [bar.value, bar.tick]
-            .into_iter()
-            .flatten()
-            .filter(|v| v.is_finite() && *v > 0.0)
-        {
+        for v in [bar.value, bar.tick].into_iter().flatten().filter(|v| v.is_finite() && *v > 0.0) {
             x_max = x_max.max(v * plot_width / room);
         }
     }
@@ -245,18 +208,10 @@ fn x_max(panel: &Panel, plot_width: f64, measure: impl Fn(&str, &TextStyle) -> f
 /// An axis tick on an axis ending at `x_max`: three significant digits of the axis' scale, trailing zeros
 /// dropped (0.30000000000000004 → "0.3", 200 → "200", 0.0004 on a 0.001 axis → "0.0004").
 pub fn axis_number(v: f64, x_max: f64) -> String {
-    let magnitude = if x_max > 0.0 {
-        x_max.log10().floor()
-    } else {
-        0.0
-    };
+    let magnitude = if x_max > 0.0 { x_max.log10().floor() } else { 0.0 };
     let decimals = (2.0 - magnitude).clamp(0.0, 9.0) as usize;
     let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s.as_str()
-    };
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s.as_str() };
     if s == "-0" {
         "0".to_string()
     } else {
@@ -266,11 +221,7 @@ pub fn axis_number(v: f64, x_max: f64) -> String {
 
 /// The styles of a bar's label (bold, or muted for "no data") and of its note (coloured by its tone).
 fn bar_styles(bar: &Bar) -> (TextStyle<'static>, TextStyle<'static>) {
-    let label = if bar.value.is_some() {
-        left(bold(15.0))
-    } else {
-        left(font(15.0).color(&MUTED))
-    };
+    let label = if bar.value.is_some() { left(bold(15.0)) } else { left(font(15.0).color(&MUTED)) };
     let note = match bar.note.as_ref().map(|(_, tone)| tone) {
         Some(Tone::Floor) => left(bold(13.0).color(&FLOOR)),
         Some(Tone::Cost) => left(bold(13.0).color(&COST)),
@@ -280,11 +231,7 @@ fn bar_styles(bar: &Bar) -> (TextStyle<'static>, TextStyle<'static>) {
 }
 
 /// The label at the end of a bar and, under it, its note (the difference to A).
-fn bar_text<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    bar: &Bar,
-    (x, y): (i32, i32),
-) -> Drawn<DB> {
+fn bar_text<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bar: &Bar, (x, y): (i32, i32)) -> Drawn<DB> {
     let (label, note_style) = bar_styles(bar);
     match &bar.note {
         None => root.draw_text(&bar.label, &label, (x, y)),
@@ -301,11 +248,7 @@ pub fn wrap(text: &str, width: u32, measure: impl Fn(&str) -> u32) -> Vec<String
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
-        let candidate = if line.is_empty() {
-            word.to_string()
-        } else {
-            format!("{line} {word}")
-        };
+        let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
         if line.is_empty() || measure(&candidate) <= width {
             line = candidate;
         } else {
@@ -329,8 +272,7 @@ mod tests {
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("bench-chart-{name}-{}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("bench-chart-{name}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
         }
@@ -360,13 +302,8 @@ mod tests {
         draw(&Figure::of(&parse(SUBSET_WITH_NULLS).unwrap()), &path).unwrap();
 
         let bytes = std::fs::read(&path).unwrap();
-        assert!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-            "not a PNG signature"
-        );
-        let reader = png::Decoder::new(std::io::Cursor::new(bytes))
-            .read_info()
-            .unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG signature");
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
         assert_eq!((reader.info().width, reader.info().height), (WIDTH, HEIGHT));
     }
 
@@ -375,10 +312,7 @@ mod tests {
         let dir = TempDir::new("notpng");
         let path = dir.0.join("chart.txt");
         let err = draw(&Figure::of(&parse(SUBSET_WITH_NULLS).unwrap()), &path).unwrap_err();
-        assert!(
-            err.to_string().ends_with("its file name must end in .png"),
-            "{err}"
-        );
+        assert!(err.to_string().ends_with("its file name must end in .png"), "{err}");
         assert!(!path.exists());
     }
 
@@ -387,11 +321,7 @@ mod tests {
         crate::font::load(Path::new(crate::font::DEFAULT_FONT)).unwrap();
         let path = Path::new("/nonexistent-dir/chart.png");
         let err = draw(&Figure::of(&parse(SUBSET_WITH_NULLS).unwrap()), path).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("cannot draw /nonexistent-dir/chart.png: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("cannot draw /nonexistent-dir/chart.png: "), "{err}");
     }
 
     fn chars(s: &str) -> u32 {
@@ -399,23 +329,11 @@ mod tests {
     }
 
     fn bar(value: f64, label: &str) -> Bar {
-        Bar {
-            letter: "C".into(),
-            value: Some(value),
-            label: label.into(),
-            note: None,
-            tick: None,
-        }
+        Bar { letter: "C".into(), value: Some(value), label: label.into(), note: None, tick: None }
     }
 
     fn panel(bars: Vec<Bar>, reference: Option<f64>) -> Panel {
-        Panel {
-            title: String::new(),
-            subtitle: String::new(),
-            axis: String::new(),
-            reference,
-            bars,
-        }
+        Panel { title: String::new(), subtitle: String::new(), axis: String::new(), reference, bars }
     }
 
     /// 10 pixels per character.
@@ -434,23 +352,13 @@ mod tests {
     fn a_shorter_bar_with_a_longer_note_can_set_the_axis() {
         let mut short = bar(250.0, "250 µs");
         short.note = Some(("a note of thirty characters...".into(), Tone::Cost));
-        let x = x_max(
-            &panel(vec![bar(300.0, "300 µs"), short], None),
-            400.0,
-            width,
-        );
-        assert!(
-            (x - 250.0 * 400.0 / (400.0 - 314.0_f64).max(160.0)).abs() < 1e-9,
-            "{x}"
-        );
+        let x = x_max(&panel(vec![bar(300.0, "300 µs"), short], None), 400.0, width);
+        assert!((x - 250.0 * 400.0 / (400.0 - 314.0_f64).max(160.0)).abs() < 1e-9, "{x}");
     }
 
     #[test]
     fn an_axis_without_any_value_still_has_a_length() {
-        let empty = Bar {
-            value: None,
-            ..bar(0.0, "no data")
-        };
+        let empty = Bar { value: None, ..bar(0.0, "no data") };
         assert_eq!(x_max(&panel(vec![empty], None), 400.0, width), 1.0);
         assert_eq!(x_max(&panel(vec![], Some(2.0)), 400.0, width), 2.0);
     }
@@ -475,10 +383,7 @@ mod tests {
     #[test]
     fn wrap_keeps_a_short_text_on_one_line_and_a_long_word_whole() {
         assert_eq!(wrap("no filter", 24, chars), ["no filter"]);
-        assert_eq!(
-            wrap("self_signed_tls_client_auth x", 10, chars),
-            ["self_signed_tls_client_auth", "x"]
-        );
+        assert_eq!(wrap("self_signed_tls_client_auth x", 10, chars), ["self_signed_tls_client_auth", "x"]);
         assert!(wrap("", 10, chars).is_empty());
     }
 }

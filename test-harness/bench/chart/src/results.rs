@@ -86,17 +86,9 @@ struct Row {
 /// Why results.json could not be read.
 #[derive(Debug)]
 pub enum ReadError {
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    Json {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    NoVariants {
-        path: PathBuf,
-    },
+    Io { path: PathBuf, source: std::io::Error },
+    Json { path: PathBuf, source: serde_json::Error },
+    NoVariants { path: PathBuf },
 }
 
 impl fmt::Display for ReadError {
@@ -104,18 +96,10 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
             ReadError::Json { path, source } => {
-                write!(
-                    f,
-                    "{} is not a bench results.json: {source}",
-                    path.display()
-                )
+                write!(f, "{} is not a bench results.json: {source}", path.display())
             }
             ReadError::NoVariants { path } => {
-                write!(
-                    f,
-                    "{} has no variant under summary.variants: nothing to draw",
-                    path.display()
-                )
+                write!(f, "{} has no variant under summary.variants: nothing to draw", path.display())
             }
         }
     }
@@ -125,18 +109,10 @@ impl std::error::Error for ReadError {}
 
 /// Reads and parses the results.json at `path`.
 pub fn read(path: &Path) -> Result<Results, ReadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let results = parse(&text).map_err(|source| ReadError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io { path: path.to_path_buf(), source })?;
+    let results = parse(&text).map_err(|source| ReadError::Json { path: path.to_path_buf(), source })?;
     if results.variants.is_empty() {
-        return Err(ReadError::NoVariants {
-            path: path.to_path_buf(),
-        });
+        return Err(ReadError::NoVariants { path: path.to_path_buf() });
     }
     Ok(results)
 }
@@ -160,10 +136,7 @@ pub fn parse(text: &str) -> Result<Results, serde_json::Error> {
             letter,
         })
         .collect();
-    Ok(Results {
-        meta: file.meta,
-        variants,
-    })
+    Ok(Results { meta: file.meta, variants })
 }
 
 impl Results {
@@ -202,22 +175,8 @@ mod tests {
         let c = r.variant("C").unwrap();
         assert_eq!(c.name, "filter, tls_client_auth (subject DN)");
         assert_eq!(
-            (
-                c.cpu_us,
-                c.cpu_us_vs_a,
-                c.cpu_ratio_vs_a,
-                c.p50_ms,
-                c.p99_ms,
-                c.p99_ms_vs_a
-            ),
-            (
-                Some(320.0),
-                Some(94.0),
-                Some(1.42),
-                Some(0.97),
-                Some(23.1),
-                Some(7.2)
-            )
+            (c.cpu_us, c.cpu_us_vs_a, c.cpu_ratio_vs_a, c.p50_ms, c.p99_ms, c.p99_ms_vs_a),
+            (Some(320.0), Some(94.0), Some(1.42), Some(0.97), Some(23.1), Some(7.2))
         );
     }
 
@@ -229,23 +188,14 @@ mod tests {
         )
         .unwrap();
         let d = r.variant("D").unwrap();
-        assert_eq!(
-            (d.cpu_us, d.p50_ms, d.p99_ms, d.cpu_us_vs_a),
-            (None, None, None, None)
-        );
+        assert_eq!((d.cpu_us, d.p50_ms, d.p99_ms, d.cpu_us_vs_a), (None, None, None, None));
         assert!(d.refresh.is_none());
     }
 
     #[test]
     fn absent_values_are_none_and_a_missing_name_is_empty() {
         let r = parse(r#"{"summary": {"variants": {"B": {}}}}"#).unwrap();
-        assert_eq!(
-            r.variant("B").unwrap(),
-            &Variant {
-                letter: "B".into(),
-                ..Variant::default()
-            }
-        );
+        assert_eq!(r.variant("B").unwrap(), &Variant { letter: "B".into(), ..Variant::default() });
     }
 
     #[test]
@@ -257,14 +207,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.meta.cpu_model.as_deref(), Some("AMD EPYC"));
-        assert_eq!(
-            (r.meta.cpus, r.meta.reps, r.meta.rate),
-            (Some(2), Some(3), Some(2000.0))
-        );
-        assert_eq!(
-            (r.meta.kernel.as_ref(), r.meta.started.as_ref()),
-            (None, None)
-        );
+        assert_eq!((r.meta.cpus, r.meta.reps, r.meta.rate), (Some(2), Some(3), Some(2000.0)));
+        assert_eq!((r.meta.kernel.as_ref(), r.meta.started.as_ref()), (None, None));
         let bare = parse(r#"{"summary": {"variants": {"A": {}}}}"#).unwrap();
         assert_eq!(bare.meta, Meta::default());
     }
@@ -277,14 +221,7 @@ mod tests {
         )
         .unwrap();
         let refresh = r.variant("F").unwrap().refresh.clone().unwrap();
-        assert_eq!(
-            refresh,
-            Refresh {
-                refresh_seconds: Some(0.8),
-                p99_during_ms: Some(326.7),
-                p99_outside_ms: None
-            }
-        );
+        assert_eq!(refresh, Refresh { refresh_seconds: Some(0.8), p99_during_ms: Some(326.7), p99_outside_ms: None });
     }
 
     #[test]
@@ -304,28 +241,19 @@ mod tests {
 
     #[test]
     fn a_file_without_variants_is_an_error_that_says_so() {
-        let dir =
-            std::env::temp_dir().join(format!("bench-chart-novariants-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("bench-chart-novariants-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("results.json");
         std::fs::write(&path, r#"{"summary": {"variants": {}}}"#).unwrap();
         let err = read(&path).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(err, ReadError::NoVariants { .. }));
-        assert!(
-            err.to_string()
-                .contains("no variant under summary.variants"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("no variant under summary.variants"), "{err}");
     }
 
     #[test]
     fn a_missing_file_is_an_error_naming_it() {
         let err = read(Path::new("/nonexistent/results.json")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("cannot read /nonexistent/results.json:"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("cannot read /nonexistent/results.json:"), "{err}");
     }
 }

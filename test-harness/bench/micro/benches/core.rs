@@ -111,7 +111,9 @@ fn names(c: &mut Criterion) {
     let dns_leaf = Leaf::from_der(&der("san-dns-client")).unwrap();
     let dns = SanRule::parse(SanKind::Dns, "CLIENT.example.com").unwrap();
     assert!(dns.matches(&dns_leaf.sans));
-    c.bench_function("san/dns match (second of two)", |b| b.iter(|| black_box(&dns).matches(black_box(&dns_leaf.sans))));
+    c.bench_function("san/dns match (second of two)", |b| {
+        b.iter(|| black_box(&dns).matches(black_box(&dns_leaf.sans)))
+    });
 }
 
 fn forms(c: &mut Criterion) {
@@ -163,7 +165,10 @@ fn loads(c: &mut Criterion) {
             _ => break,
         }
     }
-    println!("registry/load: the 100,000-client document's buckets took {writes} write slices, {:?} in all", start.elapsed());
+    println!(
+        "registry/load: the 100,000-client document's buckets took {writes} write slices, {:?} in all",
+        start.elapsed()
+    );
     let parsed = registry::parse_document(&doc).unwrap();
     let buckets = registry::encode_buckets(&parsed.clients, 1024);
     let id = "client-054321";
