@@ -5,6 +5,8 @@
 
 // Production code may not panic (Cargo.toml denies unwrap/expect/panic/indexing); tests may.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+// Only the proxy-wasm shell touches raw memory (the header map the host hands over).
+#![deny(unsafe_code)]
 
 pub mod basic;
 pub mod binding;
@@ -50,4 +52,5 @@ mod fake;
 mod properties;
 
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod shell;

@@ -14,6 +14,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
+    // After the SDK's own hook: a panic (with panic = "abort" the VM then traps) says where it came from.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(LogLevel::Critical, &format!("oauth-mtls-filter panicked, its VM stops: {info}"));
+    }));
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         Box::new(Root { context_id, worker: None, metrics: Rc::new(RefCell::new(HashMap::new())) })
     });
