@@ -1,8 +1,8 @@
 //! The plugin configuration: its JSON form, its defaults, and its validation with errors that name the key.
 
-use crate::dn::Dn;
-use crate::registration::{self, Client, KeySource, Method};
-use crate::{memory, path};
+use crate::cert::dn::Dn;
+use crate::oauth::registration::{self, Client, KeySource, Method};
+use crate::{oauth::path, proxy::memory};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;

@@ -1,56 +1,35 @@
 //! oauth-mtls-filter: RFC 8705 mutual-TLS OAuth client authentication as a proxy-wasm HTTP filter.
 //!
-//! Everything that decides is plain Rust in the modules below and is tested natively; the proxy-wasm
-//! glue lives in `shell` and is compiled only for wasm32.
+//! Three layers, each using only the ones below it:
+//!
+//! 1. **The core decides**, in plain Rust over bytes, tested natively: [`cert`] reads the client's leaf
+//!    certificate (X.509, distinguished names, SANs, issuer pinning); [`forwarded`] finds the certificate
+//!    (the connection, or a trusted forwarder's XFCC or `Client-Cert`) and encodes what is forwarded to the
+//!    AS; [`oauth`] reads token requests and registrations and reaches the verdict (RFC 6749, 7591, 8705) and
+//!    the reply; [`registry`] loads the AS's registrations into shared data; [`config`] is the plugin
+//!    configuration.
+//! 2. **[`proxy`] holds the state machines**: a worker (registry refresh, caches within a memory budget) and a
+//!    request, over a small `host` trait that a readable fake implements for tests.
+//! 3. **A thin shell** (`proxy::shell`, wasm32 only) moves bytes between that trait and the proxy-wasm ABI.
+//!
+//! [`cli`] reaches its verdicts through the same core.
 
 // Production code may not panic (Cargo.toml denies unwrap/expect/panic/indexing); tests may.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 // Only the proxy-wasm shell touches raw memory (the header map the host hands over).
 #![deny(unsafe_code)]
 
-pub mod basic;
-pub mod binding;
-pub mod bucket;
-pub mod cache;
 pub mod cert;
 pub mod cli;
-pub mod client_cert;
 pub mod config;
-pub mod discovery;
-pub mod dn;
-pub mod explain;
-pub mod filter;
-pub mod form;
-pub mod forward;
-pub mod headers;
-pub mod hex;
-pub mod host;
-pub mod issuer;
-pub mod jwks;
-pub mod load;
-pub mod memory;
-pub mod path;
-pub mod pem;
-pub mod registration;
+pub mod forwarded;
+mod hex;
+pub mod oauth;
+pub mod proxy;
 pub mod registry;
-pub mod request;
-pub mod response;
-pub mod san;
-pub mod scan;
-pub mod source;
-pub mod verdict;
-pub mod x509;
-pub mod xfcc;
 
 #[cfg(test)]
 mod testdata;
 
 #[cfg(test)]
-mod fake;
-
-#[cfg(test)]
 mod properties;
-
-#[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
-mod shell;

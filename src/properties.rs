@@ -1,14 +1,17 @@
 //! Property tests (proptest) of the pure parsers: round trips, matching laws, and no panic on any input.
 
+use crate::cert::dn::{AttrValue, Ava, Dn, Rdn};
+use crate::cert::san::{SanKind, SanRule};
 use crate::cert::Leaf;
 use crate::config::{Config, UnknownClient};
-use crate::dn::{AttrValue, Ava, Dn, Rdn};
-use crate::jwks::{JwksUri, Thumbprint};
-use crate::registration::{Client, Stored};
-use crate::san::{SanKind, SanRule};
+use crate::oauth::jwks::{JwksUri, Thumbprint};
+use crate::oauth::registration::{Client, Stored};
+use crate::oauth::verdict::{decide, Directory, JwksView, Lookup, Presented, Reason, Verdict};
 use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
-use crate::verdict::{decide, Directory, JwksView, Lookup, Presented, Reason, Verdict};
-use crate::{basic, client_cert, discovery, form, jwks, pem, registry, request, xfcc};
+use crate::{
+    cert::pem, forwarded::client_cert, forwarded::xfcc, oauth::basic, oauth::discovery, oauth::form, oauth::jwks,
+    oauth::request, registry,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use proptest::prelude::*;
@@ -321,7 +324,7 @@ impl Directory for Fixed {
     fn jwks(&mut self, _: &JwksUri) -> JwksView {
         JwksView::Known {
             thumbprints: vec![],
-            freshness: crate::jwks::Freshness::Fresh,
+            freshness: crate::oauth::jwks::Freshness::Fresh,
             may_refetch: false,
             last_error: None,
         }
@@ -329,8 +332,10 @@ impl Directory for Fixed {
 }
 
 fn directory(metadata: Value) -> Result<Fixed, String> {
-    let client =
-        crate::registration::check(&metadata).map_err(|e| e.to_string())?.compile().map_err(|e| e.to_string())?;
+    let client = crate::oauth::registration::check(&metadata)
+        .map_err(|e| e.to_string())?
+        .compile()
+        .map_err(|e| e.to_string())?;
     Ok(Fixed(HashMap::from([(client.client_id.clone(), Rc::new(client))])))
 }
 
@@ -683,7 +688,7 @@ proptest! {
     ) {
         let clients: Vec<Stored> = ids.iter().enumerate().map(|(i, id)| stored(id.clone(), i as u8, i)).collect();
         let damaged = mutated(&registry::encode_buckets(&clients, 1).remove(0), &edits, cut);
-        let _ = crate::bucket::entries(&damaged);
+        let _ = crate::registry::bucket::entries(&damaged);
         let _ = registry::decode_bucket(&damaged);
         for id in ids.iter().chain([&wanted]) {
             if let Ok(Some(found)) = registry::find_client(&damaged, id) {
@@ -710,14 +715,14 @@ proptest! {
             .collect();
         let body = serde_json::to_vec(&json!({"clients": list})).unwrap();
         let whole = registry::parse_document(&body).unwrap();
-        let budget = crate::load::Budget { registrations, scan_bytes, write_bytes, write_buckets };
-        let mut load = crate::load::Load::new(body, buckets, None, budget);
+        let budget = crate::registry::load::Budget { registrations, scan_bytes, write_bytes, write_buckets };
+        let mut load = crate::registry::load::Load::new(body, buckets, None, budget);
         let mut written = Vec::new();
         for _ in 0..10_000 {
             match load.step().unwrap() {
-                crate::load::Step::Parsed(_) => {}
-                crate::load::Step::Write(values) => written.extend(values.into_iter().map(|(_, v)| v)),
-                crate::load::Step::Done(summary) => {
+                crate::registry::load::Step::Parsed(_) => {}
+                crate::registry::load::Step::Write(values) => written.extend(values.into_iter().map(|(_, v)| v)),
+                crate::registry::load::Step::Done(summary) => {
                     prop_assert_eq!(summary.clients, whole.clients.len() as u64);
                     let not_loaded = whole.refused.len() + whole.duplicates.len() + whole.withdrawn.len();
                     prop_assert_eq!(summary.refused, not_loaded as u64);
@@ -898,7 +903,7 @@ proptest! {
         let bytes = serde_json::to_vec(&value).unwrap();
         let _ = registry::parse_document(&bytes);
         let _ = registry::parse_document(&serde_json::to_vec(&json!([value])).unwrap());
-        let _ = crate::registration::check(&value);
+        let _ = crate::oauth::registration::check(&value);
         let _ = jwks::x5c_thumbprints(&value);
         let _ = jwks::x5c_thumbprints(&json!({"keys": [{"x5c": [value.clone()]}, value.clone()]}));
         let _ = Config::parse(&bytes);
@@ -958,7 +963,7 @@ proptest! {
             json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "a", "tls_client_auth_issuer_keys": [value]}),
         ];
         for metadata in registrations {
-            if let Err(e) = crate::registration::check(&metadata) { one_line(e)?; }
+            if let Err(e) = crate::oauth::registration::check(&metadata) { one_line(e)?; }
         }
     }
 }
@@ -994,7 +999,7 @@ proptest! {
     fn a_serialized_header_map_reads_back_every_pair_in_order(
         pairs in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..12), prop::collection::vec(any::<u8>(), 0..24)), 0..8)
     ) {
-        let map = crate::headers::Headers::from_pairs(&pairs);
+        let map = crate::proxy::headers::Headers::from_pairs(&pairs);
         prop_assert!(!map.is_malformed());
         let read: Vec<(Vec<u8>, Vec<u8>)> = map.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
         prop_assert_eq!(read, pairs);
@@ -1002,7 +1007,7 @@ proptest! {
 
     #[test]
     fn any_bytes_from_the_proxy_read_as_a_map_or_as_malformed_never_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..96)) {
-        let map = crate::headers::Headers::from_serialized(bytes);
+        let map = crate::proxy::headers::Headers::from_serialized(bytes);
         if map.is_malformed() {
             prop_assert_eq!(map.iter().count(), 0);
         }
@@ -1013,7 +1018,7 @@ proptest! {
     fn a_damaged_serialized_map_is_read_whole_or_not_at_all(
         pairs in prop::collection::vec(("[a-z]{1,6}", "[a-z]{0,6}"), 1..6), at in any::<prop::sample::Index>(), byte in any::<u8>()
     ) {
-        let good = crate::headers::Headers::from_pairs(&pairs);
+        let good = crate::proxy::headers::Headers::from_pairs(&pairs);
         // Serialize by hand, damage one byte, and read: either the layout still holds (the same number of
         // headers) or the map is malformed and shows nothing.
         let mut serialized = Vec::new();
@@ -1028,10 +1033,10 @@ proptest! {
             serialized.extend_from_slice(v.as_bytes());
             serialized.push(0);
         }
-        prop_assert_eq!(crate::headers::Headers::from_serialized(serialized.clone()), good);
+        prop_assert_eq!(crate::proxy::headers::Headers::from_serialized(serialized.clone()), good);
         let i = at.index(serialized.len());
         serialized[i] = byte;
-        let damaged = crate::headers::Headers::from_serialized(serialized);
+        let damaged = crate::proxy::headers::Headers::from_serialized(serialized);
         if damaged.is_malformed() {
             prop_assert_eq!(damaged.iter().count(), 0);
         } else {

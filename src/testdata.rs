@@ -60,7 +60,7 @@ B2osKKxOa2ye+Pc=
 
 /// The DER of a PEM constant.
 pub fn der(pem: &str) -> Vec<u8> {
-    crate::pem::decode_leaf(pem.as_bytes()).unwrap()
+    crate::cert::pem::decode_leaf(pem.as_bytes()).unwrap()
 }
 
 /// The CA that issued `LEAF` and `FORWARDER`: `C=GB,O=Unit Test,CN=Unit Test CA` (EC P-256).

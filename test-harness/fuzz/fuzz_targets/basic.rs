@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::{basic, request};
+use oauth_mtls_filter::{oauth::basic, oauth::request};
 
 fuzz_target!(|data: &[u8]| {
     let _ = basic::client_id(data);
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(id)) = request::client_id(body, Some(authorization)) {
         // An id that is accepted came from one of the two places, and they did not disagree.
         let from_basic = basic::client_id(authorization).ok().flatten();
-        let from_body = oauth_mtls_filter::form::client_id(body).ok().flatten();
+        let from_body = oauth_mtls_filter::oauth::form::client_id(body).ok().flatten();
         assert!(from_basic.as_ref() == Some(&id) || from_body.as_ref() == Some(&id));
         if let (Some(a), Some(b)) = (from_basic, from_body) {
             assert_eq!(a, b);

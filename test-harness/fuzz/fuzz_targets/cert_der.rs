@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use oauth_mtls_filter::cert::dn::Dn;
 use oauth_mtls_filter::cert::Leaf;
-use oauth_mtls_filter::dn::Dn;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(leaf) = Leaf::from_der(data) else { return };

@@ -2,11 +2,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::config::Config;
-use oauth_mtls_filter::source::{self, Peer};
-use oauth_mtls_filter::verdict::Presented;
-use oauth_mtls_filter::{cert, client_cert};
+use oauth_mtls_filter::forwarded::source::{self, Peer};
+use oauth_mtls_filter::oauth::verdict::Presented;
+use oauth_mtls_filter::proxy::cache::Certificates;
+use oauth_mtls_filter::proxy::memory::Budget;
+use oauth_mtls_filter::{cert, forwarded::client_cert};
 
 #[path = "forwarder.rs"]
 mod forwarder;
@@ -18,7 +19,12 @@ fn forwarded() -> &'static (Config, Peer) {
 
 fuzz_target!(|data: &[u8]| {
     let (config, peer) = forwarded();
-    let presented = source::presented(config, peer, &[data.to_vec()], &mut Certificates::new(4));
+    let presented = source::presented(
+        config,
+        peer,
+        &[data.to_vec()],
+        &mut Certificates::new(4, Budget { total: 1 << 20 }.certificates()),
+    );
     match client_cert::parse_client_cert(data) {
         Ok(der) => match presented {
             Presented::Certificate { certificate, validated } => {

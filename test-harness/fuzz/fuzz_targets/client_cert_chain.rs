@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::client_cert;
+use oauth_mtls_filter::forwarded::client_cert;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(chain) = client_cert::parse_client_cert_chain(data) {

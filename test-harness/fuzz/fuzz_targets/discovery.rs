@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::discovery;
+use oauth_mtls_filter::oauth::discovery;
 use serde_json::{json, Map, Value};
 
 /// The string members of the methods list (numbers may be reprinted by a second pass).

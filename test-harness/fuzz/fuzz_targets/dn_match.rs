@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::dn::Dn;
+use oauth_mtls_filter::cert::dn::Dn;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte says where the first name ends.

@@ -3,7 +3,7 @@
 
 use oauth_mtls_filter::cert;
 use oauth_mtls_filter::config::Config;
-use oauth_mtls_filter::source::{self, Peer};
+use oauth_mtls_filter::forwarded::source::{self, Peer};
 use std::rc::Rc;
 
 const FORWARDER: &[u8] = include_bytes!("../corpus/cert_der/seed-testdata-forwarder.der");

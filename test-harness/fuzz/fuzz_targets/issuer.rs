@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::issuer::{issued_by_any, IssuerKey};
+use oauth_mtls_filter::cert::issuer::{issued_by_any, IssuerKey};
 
 fuzz_target!(|data: &[u8]| {
     // base64 key, NUL, leaf DER

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::jwks;
+use oauth_mtls_filter::oauth::jwks;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(prints) = jwks::parse_thumbprints(data) {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::path;
+use oauth_mtls_filter::oauth::path;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oauth_mtls_filter::{cert, pem};
+use oauth_mtls_filter::{cert, cert::pem};
 
 fuzz_target!(|data: &[u8]| {
     let leaf = pem::decode_leaf(data);

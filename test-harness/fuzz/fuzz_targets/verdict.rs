@@ -5,9 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 use oauth_mtls_filter::cert::{sha256, Leaf};
 use oauth_mtls_filter::config::UnknownClient;
-use oauth_mtls_filter::jwks::{JwksUri, Thumbprint};
-use oauth_mtls_filter::registration::{self, Client, KeySource, Method, SubjectRule};
-use oauth_mtls_filter::verdict::{decide, Directory, JwksView, Lookup, PassReason, Presented, Verdict};
+use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri, Thumbprint};
+use oauth_mtls_filter::oauth::registration::{self, Client, KeySource, Method, SubjectRule};
+use oauth_mtls_filter::oauth::verdict::{decide, Directory, JwksView, Lookup, PassReason, Presented, Verdict};
 use serde_json::{json, Value};
 use std::rc::Rc;
 
@@ -23,6 +23,7 @@ const TEST_CA: &[u8] = include_bytes!("../corpus/cert_der/seed-testdata-test_ca.
 struct Dir {
     client: Option<Rc<Client>>,
     prints: Vec<Thumbprint>,
+    freshness: Freshness,
     may_refetch: bool,
 }
 
@@ -34,7 +35,12 @@ impl Directory for Dir {
         }
     }
     fn jwks(&mut self, _: &JwksUri) -> JwksView {
-        JwksView::Known { thumbprints: self.prints.clone(), may_refetch: self.may_refetch, last_error: None }
+        JwksView::Known {
+            thumbprints: self.prints.clone(),
+            freshness: self.freshness,
+            may_refetch: self.may_refetch,
+            last_error: None,
+        }
     }
 }
 
@@ -75,7 +81,9 @@ fuzz_target!(|data: &[u8]| {
         _ => metadata["token_endpoint_auth_method"] = json!(value),
     }
     let client = registration::check(&metadata).ok().and_then(|s| s.compile().ok()).map(Rc::new);
-    let mut dir = Dir { client: client.clone(), prints: vec![sha256(builtin)], may_refetch: tail.len() % 2 == 1 };
+    let freshness = [Freshness::Fresh, Freshness::Due, Freshness::Expired][tail.len() / 2 % 3];
+    let mut dir =
+        Dir { client: client.clone(), prints: vec![sha256(builtin)], freshness, may_refetch: tail.len() % 2 == 1 };
     let presented = if der.is_empty() { Presented::None } else { Presented::certificate(der.clone(), validated) };
 
     match decide(Some("c"), &presented, unknown, &mut dir) {
@@ -88,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
                 Method::TlsClientAuth(rule) => {
                     assert!(validated, "tls_client_auth needs a validated chain");
                     assert_eq!(a.method, registration::TLS_CLIENT_AUTH);
-                    assert_eq!(oauth_mtls_filter::issuer::issued_by_any(&client.pinned_issuers, &der), Ok(true));
+                    assert_eq!(oauth_mtls_filter::cert::issuer::issued_by_any(&client.pinned_issuers, &der), Ok(true));
                     match rule {
                         SubjectRule::Dn(dn) => {
                             assert!(dn.matches(&leaf.subject), "{dn} authenticated {}", leaf.subject)
@@ -97,7 +105,11 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 Method::SelfSigned(KeySource::Jwks(prints)) => assert!(prints.contains(&leaf.sha256)),
-                Method::SelfSigned(KeySource::JwksUri(_)) => assert!(dir.prints.contains(&leaf.sha256)),
+                Method::SelfSigned(KeySource::JwksUri(_)) => {
+                    assert!(dir.prints.contains(&leaf.sha256));
+                    assert_ne!(dir.freshness, Freshness::Expired, "an expired JWK Set authenticated a key");
+                    assert!(dir.freshness == Freshness::Fresh || !dir.may_refetch, "a due JWK Set was not renewed");
+                }
                 Method::Other(m) => panic!("a {m} client was authenticated by certificate"),
             }
         }

@@ -10,16 +10,17 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use oauth_mtls_filter::cache::Certificates;
+use oauth_mtls_filter::cert::dn::Dn;
+use oauth_mtls_filter::cert::san::{SanKind, SanRule};
 use oauth_mtls_filter::cert::Leaf;
 use oauth_mtls_filter::config::UnknownClient;
-use oauth_mtls_filter::dn::Dn;
-use oauth_mtls_filter::jwks::JwksUri;
-use oauth_mtls_filter::load::{Budget, Load, Step};
-use oauth_mtls_filter::registration::Client;
-use oauth_mtls_filter::san::{SanKind, SanRule};
-use oauth_mtls_filter::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
-use oauth_mtls_filter::{form, pem, registry};
+use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri};
+use oauth_mtls_filter::oauth::registration::Client;
+use oauth_mtls_filter::oauth::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
+use oauth_mtls_filter::proxy::cache::Certificates;
+use oauth_mtls_filter::proxy::memory;
+use oauth_mtls_filter::registry::load::{Budget, Load, Step};
+use oauth_mtls_filter::{cert::pem, oauth::form, registry};
 
 const DN: &str = "CN=dn-client,OU=Payments,O=Example Bank,C=GB";
 
@@ -57,7 +58,7 @@ impl Directory for Fixed {
         self.0.get(client_id).map_or(Lookup::Unknown, |c| Lookup::Found(Rc::clone(c)))
     }
     fn jwks(&mut self, _uri: &JwksUri) -> JwksView {
-        JwksView::Known { thumbprints: Vec::new(), may_refetch: false, last_error: None }
+        JwksView::Known { thumbprints: Vec::new(), freshness: Freshness::Fresh, may_refetch: false, last_error: None }
     }
 }
 
@@ -77,7 +78,8 @@ fn certificates(c: &mut Criterion) {
     let uri_der = der("san-uri-client");
     c.bench_function("cert/parse leaf (RSA, DN)", |b| b.iter(|| Leaf::from_der(black_box(&dn_der)).unwrap()));
     c.bench_function("cert/parse leaf (EC, URI SAN)", |b| b.iter(|| Leaf::from_der(black_box(&uri_der)).unwrap()));
-    let mut cache = Certificates::new(1024);
+    let mut cache =
+        Certificates::new(1024, memory::Budget { total: memory::Budget::DEFAULT_BYTES as usize }.certificates());
     cache.of_der(dn_der.clone());
     let digest = oauth_mtls_filter::cert::sha256(&dn_der);
     c.bench_function("cert/certificate from the cache by Envoy's digest (hit)", |b| {

@@ -1,8 +1,10 @@
 //! The `oauth-mtls` command line: `check`, `lint` and `thumbprint`, on the filter's own pure core.
 
+pub mod explain;
+
 use crate::config::Config;
-use crate::explain::{self, Explanation};
-use crate::{cert, pem, registration, registry};
+use crate::{cert, cert::pem, oauth::registration, registry};
+use explain::Explanation;
 use serde_json::{json, Value};
 
 pub const USAGE: &str = "usage:
@@ -235,7 +237,7 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     for (i, item) in items.iter().enumerate() {
         let id = registration::client_id_of(item);
         let key = match id {
-            Some(id) => format!("[{i}] ({})", crate::response::for_log(id)),
+            Some(id) => format!("[{i}] ({})", crate::oauth::response::for_log(id)),
             None => format!("[{i}]"),
         };
         match (id.and_then(|id| copies.get(id)).copied().unwrap_or(0), registration::check(item)) {
@@ -265,7 +267,7 @@ fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>,
     let der = certificates(file, read)?.into_iter().next().ok_or(format!("{file}: no certificate"))?;
     let x5t = cert::x5t_s256(&der);
     let text = if json_out {
-        format!("{}\n", json!({"x5t#S256": x5t, "sha256": crate::jwks::hex(&cert::sha256(&der))}))
+        format!("{}\n", json!({"x5t#S256": x5t, "sha256": crate::oauth::jwks::hex(&cert::sha256(&der))}))
     } else {
         format!("{x5t}\n")
     };

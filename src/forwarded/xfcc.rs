@@ -203,7 +203,7 @@ fn unquote(raw: &str) -> Result<String, XfccError> {
 }
 
 fn url_decode(value: &str, key: &str) -> Result<String, XfccError> {
-    let bytes = crate::pem::percent_decode(value.as_bytes())
+    let bytes = crate::cert::pem::percent_decode(value.as_bytes())
         .ok_or_else(|| XfccError::InvalidPercentEncoding(key.to_string()))?;
     String::from_utf8(bytes).map_err(|_| XfccError::DecodedNotUtf8(key.to_string()))
 }

@@ -1,10 +1,10 @@
 //! Where the client certificate comes from: the TLS connection, or a trusted forwarder's XFCC or Client-Cert header.
 
-use crate::cache::{Certificates, PeerError};
 use crate::cert::{self, Certificate};
 use crate::config::{CertificateSource, Config, Forwarder};
-use crate::verdict::Presented;
-use crate::{client_cert, jwks, pem, xfcc};
+use crate::oauth::verdict::Presented;
+use crate::proxy::cache::{Certificates, PeerError};
+use crate::{cert::pem, forwarded::client_cert, forwarded::xfcc, oauth::jwks};
 use std::rc::Rc;
 
 /// What Envoy knows of the direct peer's TLS connection.

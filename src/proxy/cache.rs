@@ -9,8 +9,8 @@
 
 use crate::cert::Certificate;
 use crate::config::ForwardFormat;
-use crate::forward;
-use crate::memory::{Part, Weigh, ENTRY_OVERHEAD};
+use crate::forwarded::forward;
+use crate::proxy::memory::{Part, Weigh, ENTRY_OVERHEAD};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -115,7 +115,7 @@ impl<K: Eq + Hash, V> Lru<K, V> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerError {
     /// `connection.peer_certificate` is not one PEM certificate.
-    Pem(crate::pem::PemError),
+    Pem(crate::cert::pem::PemError),
     /// Envoy's digest of the peer certificate is not the SHA-256 of the PEM it gave.
     DigestMismatch,
 }
@@ -174,7 +174,7 @@ impl Certificates {
         digest: Option<&[u8]>,
         pem: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Option<Result<Rc<Certificate>, PeerError>> {
-        self.of_digest(digest.and_then(crate::jwks::thumbprint_from_hex_bytes), pem)
+        self.of_digest(digest.and_then(crate::oauth::jwks::thumbprint_from_hex_bytes), pem)
     }
 
     /// The connection's peer certificate, by its SHA-256 when known (see [`Certificates::of_connection`]).
@@ -187,7 +187,7 @@ impl Certificates {
             return Some(Ok(certificate));
         }
         let text = pem()?;
-        let der = match crate::pem::decode_leaf(&text) {
+        let der = match crate::cert::pem::decode_leaf(&text) {
             Ok(der) => der,
             Err(e) => return Some(Err(PeerError::Pem(e))),
         };
@@ -235,7 +235,7 @@ mod tests {
     const BIG: Part = Part { max_bytes: 1 << 30, max_entry: 1 << 30 };
 
     fn hex(d: [u8; 32]) -> Vec<u8> {
-        crate::jwks::hex(&d).into_bytes()
+        crate::oauth::jwks::hex(&d).into_bytes()
     }
 
     #[test]
@@ -260,7 +260,7 @@ mod tests {
     fn envoys_digest_is_read_in_either_case() {
         let mut c = Certificates::new(4, BIG);
         c.of_der(der(LEAF));
-        let upper = crate::jwks::hex(&sha256(&der(LEAF))).to_ascii_uppercase();
+        let upper = crate::oauth::jwks::hex(&sha256(&der(LEAF))).to_ascii_uppercase();
         assert!(c.of_connection(Some(upper.as_bytes()), || panic!("the PEM was read")).is_some());
     }
 

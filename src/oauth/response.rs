@@ -1,6 +1,6 @@
 //! The local replies the filter sends: RFC 6749 §5.2 JSON error bodies and their headers.
 
-use crate::verdict::{Challenge, Rejection};
+use crate::oauth::verdict::{Challenge, Rejection};
 
 /// The JSON body of a rejection; the description is one line of printable text.
 pub fn body(rejection: &Rejection) -> String {
@@ -60,7 +60,7 @@ pub fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::Reason;
+    use crate::oauth::verdict::Reason;
 
     #[test]
     fn a_long_value_is_cut_in_a_log_line_and_the_rest_counted() {

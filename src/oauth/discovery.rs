@@ -43,7 +43,8 @@ pub fn amend(document: &[u8], aliases: Option<&Map<String, Value>>) -> Result<Ve
         .or_insert_with(|| Value::Array(Vec::new()))
         .as_array_mut()
         .ok_or(DiscoveryError::MethodsNotAnArray)?;
-    for method in [crate::registration::TLS_CLIENT_AUTH, crate::registration::SELF_SIGNED_TLS_CLIENT_AUTH] {
+    for method in [crate::oauth::registration::TLS_CLIENT_AUTH, crate::oauth::registration::SELF_SIGNED_TLS_CLIENT_AUTH]
+    {
         if !methods.iter().any(|m| m.as_str() == Some(method)) {
             methods.push(Value::String(method.to_string()));
         }

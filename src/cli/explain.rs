@@ -1,11 +1,11 @@
 //! The filter's verdict on a certificate and a registration, explained step by step (the CLI's `check`).
 
+use crate::cert::san::SanRule;
 use crate::cert::{Leaf, Sans};
 use crate::config::UnknownClient;
-use crate::jwks::{self, JwksUri};
-use crate::registration::{self, Client, KeySource, Method, SubjectRule};
-use crate::san::SanRule;
-use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
+use crate::oauth::jwks::{self, JwksUri};
+use crate::oauth::registration::{self, Client, KeySource, Method, SubjectRule};
+use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
 use serde::Serialize;
 use serde_json::Value;
 use std::rc::Rc;
@@ -99,7 +99,7 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
                 Some(validated),
             );
             if !client.pinned_issuers.is_empty() {
-                let signed = crate::issuer::issued_by_any(&client.pinned_issuers, leaf_der);
+                let signed = crate::cert::issuer::issued_by_any(&client.pinned_issuers, leaf_der);
                 let detail = match &signed {
                     Ok(true) => {
                         "a CA key pinned in tls_client_auth_issuer_keys signed the leaf (RFC 8705 §7.4)".to_string()
@@ -142,13 +142,13 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
                 ),
             };
             let ok = prints.contains(&leaf.sha256);
-            let listed: Vec<String> = prints.iter().map(|p| crate::jwks::hex(p)).collect();
+            let listed: Vec<String> = prints.iter().map(|p| crate::oauth::jwks::hex(p)).collect();
             step(
                 &mut steps,
                 "x5c certificate",
                 format!(
                     "SHA-256 of the leaf ({}) {} the SHA-256 of an x5c[0] in {place} [{}] (RFC 8705 §2.2; no chain validation)",
-                    crate::jwks::hex(&leaf.sha256),
+                    crate::oauth::jwks::hex(&leaf.sha256),
                     if ok { "equals" } else { "equals none of" },
                     listed.join(", ")
                 ),
@@ -169,24 +169,24 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
 fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
     let kind = rule.kind();
     let entries: Vec<(String, Sans)> = match kind {
-        crate::san::SanKind::Dns => {
+        crate::cert::san::SanKind::Dns => {
             sans.dns.iter().map(|v| (v.clone(), Sans { dns: vec![v.clone()], ..Sans::default() })).collect()
         }
-        crate::san::SanKind::Uri => {
+        crate::cert::san::SanKind::Uri => {
             sans.uri.iter().map(|v| (v.clone(), Sans { uri: vec![v.clone()], ..Sans::default() })).collect()
         }
-        crate::san::SanKind::Ip => {
+        crate::cert::san::SanKind::Ip => {
             sans.ip.iter().map(|v| (v.to_string(), Sans { ip: vec![*v], ..Sans::default() })).collect()
         }
-        crate::san::SanKind::Email => {
+        crate::cert::san::SanKind::Email => {
             sans.email.iter().map(|v| (v.clone(), Sans { email: vec![v.clone()], ..Sans::default() })).collect()
         }
     };
     let rule_text = match kind {
-        crate::san::SanKind::Dns => "case-insensitive, no wildcard expansion",
-        crate::san::SanKind::Uri => "exact string",
-        crate::san::SanKind::Ip => "binary address",
-        crate::san::SanKind::Email => "local part exact, domain case-insensitive",
+        crate::cert::san::SanKind::Dns => "case-insensitive, no wildcard expansion",
+        crate::cert::san::SanKind::Uri => "exact string",
+        crate::cert::san::SanKind::Ip => "binary address",
+        crate::cert::san::SanKind::Email => "local part exact, domain case-insensitive",
     };
     if entries.is_empty() {
         step(steps, kind.metadata_field(), format!("the leaf has no {} subjectAltName", kind.name()), Some(false));
@@ -223,7 +223,7 @@ fn finish(
         fn jwks(&mut self, _: &JwksUri) -> JwksView {
             JwksView::Known {
                 thumbprints: self.1.clone().unwrap_or_default(),
-                freshness: crate::jwks::Freshness::Fresh,
+                freshness: crate::oauth::jwks::Freshness::Fresh,
                 may_refetch: false,
                 last_error: None,
             }
@@ -249,7 +249,7 @@ fn finish(
         ),
         Verdict::Pass(_) => ("passed", "passed to the AS without annotation".to_string()),
         Verdict::Reject(r) => {
-            ("rejected", format!("{} {}: {}", r.status, r.error, crate::response::one_line(&r.description)))
+            ("rejected", format!("{} {}: {}", r.status, r.error, crate::oauth::response::one_line(&r.description)))
         }
         Verdict::FetchJwks(u) => ("rejected", format!("the JWK Set at {} is needed: give it with --jwks", u.uri)),
     };

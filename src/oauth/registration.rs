@@ -1,9 +1,9 @@
 //! OAuth client registrations (RFC 7591 metadata), checked against RFC 8705 and compiled for matching.
 
-use crate::dn::{Dn, DnError};
-use crate::issuer::{IssuerError, IssuerKey};
-use crate::jwks::{self, JwksError, JwksUri, JwksUriError, Thumbprint};
-use crate::san::{SanError, SanKind, SanRule};
+use crate::cert::dn::{Dn, DnError};
+use crate::cert::issuer::{IssuerError, IssuerKey};
+use crate::cert::san::{SanError, SanKind, SanRule};
+use crate::oauth::jwks::{self, JwksError, JwksUri, JwksUriError, Thumbprint};
 use serde_json::{Map, Value};
 use std::fmt;
 

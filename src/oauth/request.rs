@@ -1,9 +1,9 @@
 //! Which requests are token requests the filter enforces, and the client_id they carry (RFC 6749 §2.3, §3.2).
 
 use crate::config::Config;
-use crate::headers::Headers;
-use crate::verdict::Rejection;
-use crate::{basic, form};
+use crate::oauth::verdict::Rejection;
+use crate::proxy::headers::Headers;
+use crate::{oauth::basic, oauth::form};
 
 /// What the request headers say about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn single_token(path: &[u8], headers: &Headers) -> Result<(), Rejection> {
     if headers.all("authorization").count() + in_query > 1 {
         let mut rejection =
             Rejection::invalid_request("the request carries more than one access token (RFC 6750 §2: one method only)");
-        rejection.challenge = Some(crate::verdict::Challenge::Bearer);
+        rejection.challenge = Some(crate::oauth::verdict::Challenge::Bearer);
         return Err(rejection);
     }
     Ok(())

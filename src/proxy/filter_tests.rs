@@ -1,7 +1,7 @@
 //! The filter's state machines driven through the fake proxy, as Envoy drives them.
 
 use super::*;
-use crate::fake::Fake;
+use crate::proxy::fake::Fake;
 use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -197,7 +197,7 @@ fn the_forward_header_format_is_configurable() {
     send(&mut RequestFilter::new(w), &fake, &[b"client_id=dn"]);
     let v = fake.header("x-wso2-mtls-cert").unwrap();
     assert!(v.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert_eq!(crate::pem::decode_leaf(v.as_bytes()).unwrap(), der(LEAF));
+    assert_eq!(crate::cert::pem::decode_leaf(v.as_bytes()).unwrap(), der(LEAF));
     assert_eq!(fake.header("client-cert"), None);
 }
 
@@ -648,7 +648,7 @@ fn a_bucket_of_another_layout_makes_registry_clients_unavailable_not_unknown() {
     refresh(&w, &fake, Fake::ok(200, &registry_doc(&["a"])));
     let key = format!("test/registry/v2/4/{}", registry::bucket_of("a", 4));
     let mut value = fake.shared.borrow()[&key].0.clone();
-    value[3] = crate::bucket::LAYOUT + 1;
+    value[3] = crate::registry::bucket::LAYOUT + 1;
     fake.shared_set(&key, &value, None).unwrap();
     assert_eq!(authenticate(&w, &fake, "a"), Some(401));
     assert_eq!(fake.counter("oauth_mtls.rejected.registry_unavailable"), 1);
@@ -1075,7 +1075,7 @@ fn a_certificate_validated_on_one_connection_is_not_validated_on_another() {
 fn envoys_digest_of_another_certificate_than_its_pem_fails_closed() {
     let fake = Fake::new();
     token_request(&fake, &[]).peer(LEAF, true);
-    let other = crate::jwks::hex(&crate::cert::sha256(&crate::testdata::der(crate::testdata::FORWARDER)));
+    let other = crate::oauth::jwks::hex(&crate::cert::sha256(&crate::testdata::der(crate::testdata::FORWARDER)));
     fake.properties.borrow_mut().insert("connection.sha256_peer_certificate_digest".into(), other.into_bytes());
     send(&mut RequestFilter::new(dn_worker()), &fake, &[b"client_id=dn"]);
     assert_eq!(fake.reply_status(), Some(401));

@@ -12,7 +12,7 @@ use der::{asn1::BitStringRef, Decode, Header, Reader, SliceReader, Tag, TagNumbe
 pub type Oid = String;
 
 /// One attribute of a name: its type and its value's whole TLV (any type; directory strings are
-/// decoded by [`crate::dn`]).
+/// decoded by [`crate::cert::dn`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute<'a> {
     pub oid: Oid,
@@ -104,7 +104,7 @@ fn name<'a>(r: &mut SliceReader<'a>) -> der::Result<Name<'a>> {
                 all(atvs, |atv| {
                     atv.sequence(|a| {
                         let oid = oid(a)?;
-                        // The value is one TLV of any type: taken as bytes, checked by `crate::dn`.
+                        // The value is one TLV of any type: taken as bytes, checked by `crate::cert::dn`.
                         let rest = a.remaining_len();
                         Ok::<_, der::Error>(Attribute { oid, value: a.read_slice(rest)? })
                     })
@@ -303,7 +303,7 @@ pub(crate) mod tests {
         assert_eq!(general_names(&tlv(0x30, &[])).unwrap(), []);
     }
 
-    /// The name a whole DER `Name` decodes to (for tests of `crate::dn`).
+    /// The name a whole DER `Name` decodes to (for tests of `crate::cert::dn`).
     pub(crate) fn name_of(der: &[u8]) -> Name<'_> {
         let mut reader = SliceReader::new(der).unwrap();
         let decoded = name(&mut reader).unwrap();

@@ -2,8 +2,10 @@
 
 use crate::cert::Certificate;
 use crate::config::UnknownClient;
-use crate::jwks::{Freshness, JwksUri, Thumbprint};
-use crate::registration::{Client, KeySource, Method, SubjectRule, SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH};
+use crate::oauth::jwks::{Freshness, JwksUri, Thumbprint};
+use crate::oauth::registration::{
+    Client, KeySource, Method, SubjectRule, SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH,
+};
 use std::rc::Rc;
 
 /// Why a request was rejected: one stat and one log word each.
@@ -109,7 +111,7 @@ impl Rejection {
     /// RFC 6749 §5.2: an `invalid_client` refusal of a client that used the Authorization header answers
     /// with a challenge of the scheme it used (HTTP Basic is the one RFC 6749 defines for clients).
     pub fn challenging(mut self, authorization: Option<&[u8]>) -> Rejection {
-        if self.error == "invalid_client" && authorization.is_some_and(crate::basic::is_basic) {
+        if self.error == "invalid_client" && authorization.is_some_and(crate::oauth::basic::is_basic) {
             self.challenge = Some(Challenge::Basic);
         }
         self
@@ -246,7 +248,7 @@ pub fn decide(
                     "the client certificate chain was not validated against a trusted CA, which tls_client_auth requires",
                 );
             }
-            match crate::issuer::issued_by_any(&client.pinned_issuers, &certificate.der) {
+            match crate::cert::issuer::issued_by_any(&client.pinned_issuers, &certificate.der) {
                 Ok(true) => {}
                 Ok(false) => {
                     return reject(
@@ -321,7 +323,7 @@ fn reject(reason: Reason, description: impl Into<String>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::check;
+    use crate::oauth::registration::check;
     use crate::testdata::{der, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
     use serde_json::json;
     use std::collections::HashMap;

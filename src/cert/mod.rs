@@ -1,13 +1,19 @@
 //! The client's leaf certificate: what the filter needs from it, decoded once from DER.
 
+pub mod dn;
+pub mod issuer;
+pub mod pem;
+pub mod san;
+pub mod x509;
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::dn::{Dn, DnError};
-use crate::x509::{self, GeneralName};
+use crate::cert::dn::{Dn, DnError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use x509::GeneralName;
 
 /// The subjectAltName entries the filter matches on, each list in certificate order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

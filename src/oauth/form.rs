@@ -61,7 +61,7 @@ pub fn decode_component(component: &[u8]) -> Result<String, FormError> {
         return String::from_utf8(component.to_vec()).map_err(|_| FormError::InvalidUtf8);
     }
     let spaced: Vec<u8> = component.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-    let bytes = crate::pem::percent_decode(&spaced).ok_or(FormError::InvalidPercentEncoding)?;
+    let bytes = crate::cert::pem::percent_decode(&spaced).ok_or(FormError::InvalidPercentEncoding)?;
     String::from_utf8(bytes).map_err(|_| FormError::InvalidUtf8)
 }
 

@@ -7,10 +7,10 @@
 //! fixed parts; an entry larger than a part's `max_entry` is not kept at all (it is decoded again when it
 //! comes again, at the cost of the client that sends it).
 
+use crate::cert::dn::{AttrValue, Dn};
+use crate::cert::san::SanRule;
 use crate::cert::{Certificate, Leaf, Sans};
-use crate::dn::{AttrValue, Dn};
-use crate::registration::{Client, KeySource, Method, SubjectRule};
-use crate::san::SanRule;
+use crate::oauth::registration::{Client, KeySource, Method, SubjectRule};
 use std::mem::size_of;
 
 /// What an allocation costs beyond its bytes (dlmalloc's header and alignment), counted from above.
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_client_weighs_at_least_its_id() {
-        let client = crate::registration::check(&serde_json::json!({
+        let client = crate::oauth::registration::check(&serde_json::json!({
             "client_id": "x".repeat(10_000),
             "token_endpoint_auth_method": "tls_client_auth",
             "tls_client_auth_subject_dn": "CN=a",

@@ -1,7 +1,7 @@
 //! A fake proxy for native tests of the filter's state machines: headers, properties, shared data with
 //! Envoy's CAS rules, dispatched calls, local replies, metrics and logs, all in memory.
 
-use crate::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -107,7 +107,8 @@ impl Fake {
         let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut p = self.properties.borrow_mut();
         p.insert("connection_id".into(), id.to_le_bytes().to_vec());
-        let digest = crate::pem::decode_leaf(pem.as_bytes()).map(|der| crate::jwks::hex(&crate::cert::sha256(&der)));
+        let digest = crate::cert::pem::decode_leaf(pem.as_bytes())
+            .map(|der| crate::oauth::jwks::hex(&crate::cert::sha256(&der)));
         match digest {
             Ok(hex) => p.insert("connection.sha256_peer_certificate_digest".into(), hex.into_bytes()),
             Err(_) => p.remove("connection.sha256_peer_certificate_digest"),
@@ -227,11 +228,11 @@ impl Stream for Fake {
         value
     }
 
-    fn request_headers(&self) -> crate::headers::Headers {
+    fn request_headers(&self) -> crate::proxy::headers::Headers {
         if self.garbled_headers.get() {
-            return crate::headers::Headers::from_serialized(vec![9, 0, 0, 0]);
+            return crate::proxy::headers::Headers::from_serialized(vec![9, 0, 0, 0]);
         }
-        crate::headers::Headers::from_pairs(&self.headers.borrow())
+        crate::proxy::headers::Headers::from_pairs(&self.headers.borrow())
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) {

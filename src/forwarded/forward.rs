@@ -12,7 +12,7 @@ pub fn encode(der: &[u8], format: ForwardFormat) -> String {
         ForwardFormat::Pem => {
             format!("-----BEGIN CERTIFICATE----- {} -----END CERTIFICATE-----", STANDARD.encode(der))
         }
-        ForwardFormat::PemUrlencoded => percent_encode(&crate::pem::encode(der)),
+        ForwardFormat::PemUrlencoded => percent_encode(&crate::cert::pem::encode(der)),
         ForwardFormat::Base64Der => STANDARD.encode(der),
     }
 }
@@ -40,7 +40,7 @@ mod tests {
     fn rfc9440_is_a_structured_field_byte_sequence() {
         let v = encode(DER, ForwardFormat::Rfc9440);
         assert!(v.starts_with(':') && v.ends_with(':'));
-        assert_eq!(crate::client_cert::parse_client_cert(v.as_bytes()).unwrap(), DER);
+        assert_eq!(crate::forwarded::client_cert::parse_client_cert(v.as_bytes()).unwrap(), DER);
     }
 
     #[test]
@@ -52,7 +52,7 @@ mod tests {
     fn pem_is_one_line_that_pem_readers_accept() {
         let v = encode(DER, ForwardFormat::Pem);
         assert!(!v.contains(['\r', '\n']));
-        assert_eq!(crate::pem::decode_leaf(v.as_bytes()).unwrap(), DER);
+        assert_eq!(crate::cert::pem::decode_leaf(v.as_bytes()).unwrap(), DER);
     }
 
     #[test]
@@ -60,6 +60,6 @@ mod tests {
         let v = encode(DER, ForwardFormat::PemUrlencoded);
         assert!(v.bytes().all(|b| b.is_ascii_graphic()));
         assert!(v.starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
-        assert_eq!(crate::pem::decode_leaf(v.as_bytes()).unwrap(), DER);
+        assert_eq!(crate::cert::pem::decode_leaf(v.as_bytes()).unwrap(), DER);
     }
 }

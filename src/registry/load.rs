@@ -4,10 +4,10 @@
 //! found; nothing is written), then hands out the buckets to write, a few per slice. A document that turns
 //! out not to be valid fails before any bucket is written, so the last good copy stays intact.
 
-use crate::bucket;
-use crate::registration::{RegistrationError, Stored};
+use crate::oauth::registration::{RegistrationError, Stored};
+use crate::registry::bucket;
+use crate::registry::scan::{Event, Scanner};
 use crate::registry::{self, DocumentError, Entry};
-use crate::scan::{Event, Scanner};
 use std::collections::BTreeMap;
 
 /// How much one slice may do. Natively one registration costs 2-3 µs (parse, RFC 8705 checks, DN compile,

@@ -1,9 +1,13 @@
 //! The client registry: its document, its shared-data layout (buckets, metadata, lease) and its refresh schedule.
 
-use crate::bucket::{self, BucketError};
-use crate::jwks::Freshness;
-use crate::registration::{self, Client, RegistrationError, Stored};
-use crate::scan::{Event, ScanError, Scanner};
+pub mod bucket;
+pub mod load;
+pub mod scan;
+
+use crate::oauth::jwks::Freshness;
+use crate::oauth::registration::{self, Client, RegistrationError, Stored};
+use crate::registry::scan::{Event, ScanError, Scanner};
+use bucket::BucketError;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -77,7 +81,7 @@ impl Document {
 }
 
 /// The registration objects of a registry document: a JSON array of RFC 7591 client metadata, or
-/// `{"clients": [...]}`. Parsed one registration at a time (see [`crate::scan`]).
+/// `{"clients": [...]}`. Parsed one registration at a time (see [`crate::registry::scan`]).
 pub fn items(bytes: &[u8]) -> Result<Vec<Value>, DocumentError> {
     let mut items = Vec::new();
     each_element(bytes, |found| {
@@ -214,9 +218,9 @@ pub fn encode_entry(stored: &Stored) -> Vec<u8> {
     serde_json::to_vec(&stored.to_json()).unwrap_or_default()
 }
 
-/// The value of every bucket for these registrations (see [`crate::bucket`]): sorted by client id, so an
+/// The value of every bucket for these registrations (see [`crate::registry::bucket`]): sorted by client id, so an
 /// unchanged bucket encodes to identical bytes and is not rewritten. The filter builds the same bytes
-/// incrementally ([`crate::load`]); this is the whole-document form for tools and tests.
+/// incrementally ([`crate::registry::load`]); this is the whole-document form for tools and tests.
 pub fn encode_buckets(clients: &[Stored], buckets: u32) -> Vec<Vec<u8>> {
     let mut grouped: Vec<Vec<(&str, Vec<u8>)>> = (0..buckets.max(1)).map(|_| Vec::new()).collect();
     for c in clients {
@@ -346,7 +350,7 @@ impl Meta {
     /// Records a failed refresh: retry with exponential backoff from 1 s, never later than the period.
     pub fn failed(&mut self, now_ms: u64, refresh_seconds: u64, error: String) {
         self.failures = self.failures.saturating_add(1);
-        self.last_error = Some(crate::response::one_line(&error));
+        self.last_error = Some(crate::oauth::response::one_line(&error));
         let backoff_ms = 1000u64.saturating_mul(1u64 << self.failures.saturating_sub(1).min(16));
         self.next_at_ms = now_ms + backoff_ms.min(refresh_seconds.saturating_mul(1000));
     }

@@ -11,7 +11,7 @@ use std::fmt;
 use der::Decode;
 use rsa::pkcs8::spki::SubjectPublicKeyInfoRef;
 
-use crate::x509::Certificate;
+use crate::cert::x509::Certificate;
 
 /// A pinned issuing CA public key.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct IssuerKey {
 
 impl fmt::Debug for IssuerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IssuerKey({:?}, sha256:{})", self.kind, crate::jwks::hex(&crate::cert::sha256(&self.spki)))
+        write!(f, "IssuerKey({:?}, sha256:{})", self.kind, crate::oauth::jwks::hex(&crate::cert::sha256(&self.spki)))
     }
 }
 

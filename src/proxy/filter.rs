@@ -1,18 +1,18 @@
 //! The filter's state machines: one per worker (registry refresh, caches) and one per request.
 
-use crate::cache::PeerError;
-use crate::cache::{Certificates, Lru};
 use crate::config::{CertificateSource, Config, RegistryConfig};
-use crate::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
-use crate::jwks::{self, JwksUri};
-use crate::load::{Budget, Finding, Load, Step, Summary};
-use crate::memory::{self, Weigh};
-use crate::registration::Client;
+use crate::forwarded::source::{self, Peer};
+use crate::oauth::jwks::{self, JwksUri};
+use crate::oauth::registration::Client;
+use crate::oauth::request::{self, Classified};
+use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
+use crate::proxy::cache::PeerError;
+use crate::proxy::cache::{Certificates, Lru};
+use crate::proxy::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::proxy::memory::{self, Weigh};
+use crate::registry::load::{Budget, Finding, Load, Step, Summary};
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
-use crate::request::{self, Classified};
-use crate::source::{self, Peer};
-use crate::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
-use crate::{binding, discovery, response};
+use crate::{oauth::binding, oauth::discovery, oauth::response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -564,7 +564,7 @@ impl Worker {
 }
 
 /// The names in `headers` that spell one of `names` with `_` for some `-` (each once).
-fn underscore_spellings(headers: &crate::headers::Headers, names: &[&str]) -> Vec<String> {
+fn underscore_spellings(headers: &crate::proxy::headers::Headers, names: &[&str]) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for (name, _) in headers.iter().filter(|(n, _)| n.contains(&b'_')) {
         let same = |wanted: &&str| {

@@ -1,6 +1,6 @@
 //! Certificate-bound access tokens at a resource server (RFC 8705 §3): the token's `cnf` against the certificate.
 
-use crate::verdict::{Reason, Rejection};
+use crate::oauth::verdict::{Reason, Rejection};
 
 /// What the resource check knows about the request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ pub enum SharedWriteError {
 pub enum Metric {
     Authenticated,
     Passed,
-    Rejected(crate::verdict::Reason),
+    Rejected(crate::oauth::verdict::Reason),
     RegistryRefreshOk,
     RegistryRefreshFailed,
     RegistryNotModified,
@@ -104,7 +104,7 @@ impl Metric {
             Metric::MemoryCachedBytes,
             Metric::MemoryVmBytes,
         ];
-        all.extend(crate::verdict::Reason::ALL.iter().map(|r| Metric::Rejected(*r)));
+        all.extend(crate::oauth::verdict::Reason::ALL.iter().map(|r| Metric::Rejected(*r)));
         all
     }
 }
@@ -146,7 +146,7 @@ pub trait Host {
 pub trait Stream: Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// The whole request header map, in order, repeated headers as separate entries (one host call).
-    fn request_headers(&self) -> crate::headers::Headers;
+    fn request_headers(&self) -> crate::proxy::headers::Headers;
     fn set_request_header(&self, name: &str, value: Option<&[u8]>);
     /// Adds a request header without looking for existing copies (cheaper than a set; the caller knows
     /// there are none).

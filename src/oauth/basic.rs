@@ -1,6 +1,6 @@
 //! HTTP Basic client credentials (RFC 7617, RFC 6749 §2.3.1): the client id they carry.
 
-use crate::form::{decode_component, FormError};
+use crate::oauth::form::{decode_component, FormError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::fmt;

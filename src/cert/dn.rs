@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::x509::Name;
+use crate::cert::x509::Name;
 
 /// A distinguished name as a sequence of RDNs in ASN.1 order: the first RDN is the most significant
 /// (for example `C=GB`). RFC 4514 strings list the RDNs in the reverse order.
@@ -1110,7 +1110,7 @@ mod tests {
     const OID_C: &[u8] = &[0x55, 0x04, 0x06];
 
     fn from_der(der: &[u8]) -> Result<Dn, DnError> {
-        Dn::from_name(&crate::x509::tests::name_of(der))
+        Dn::from_name(&crate::cert::x509::tests::name_of(der))
     }
 
     #[test]

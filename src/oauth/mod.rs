@@ -1,0 +1,13 @@
+//! OAuth at the token endpoint and the API: which requests are token requests and what they carry (RFC 6749),
+//! registrations (RFC 7591, 8705), JWK Sets, the verdict and the replies, bound tokens at resources, metadata.
+
+pub mod basic;
+pub mod binding;
+pub mod discovery;
+pub mod form;
+pub mod jwks;
+pub mod path;
+pub mod registration;
+pub mod request;
+pub mod response;
+pub mod verdict;

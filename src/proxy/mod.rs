@@ -1,0 +1,13 @@
+//! The filter as the proxy runs it: a worker's state (registry refresh, caches within the memory budget) and a
+//! request's state machine, over the small `host` trait; the proxy-wasm shell (wasm32 only) implements it.
+
+pub mod cache;
+#[cfg(test)]
+mod fake;
+pub mod filter;
+pub mod headers;
+pub mod host;
+pub mod memory;
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod shell;
