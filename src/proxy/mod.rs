@@ -4,10 +4,11 @@
 pub mod cache;
 #[cfg(test)]
 mod fake;
-pub mod filter;
 pub mod headers;
 pub mod host;
 pub mod memory;
+pub mod request;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod shell;
+pub mod worker;

@@ -1,9 +1,9 @@
 //! The proxy-wasm shell: contexts and host calls that move data between Envoy and the pure core.
 
 use crate::config::Config;
-use crate::proxy::filter::{RequestFilter, Worker};
 use crate::proxy::headers::Headers;
 use crate::proxy::host::{self, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::proxy::{request::RequestFilter, worker::Worker};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
@@ -253,7 +253,7 @@ impl RootContext for Root {
         let seed = proxy.now_ms() ^ (u64::from(self.context_id) << 32);
         self.worker = Some(Rc::new(Worker::new(config, &prefix, seed)));
         // Every worker ticks: the memory gauges are reported each tick, the registry refreshed when due.
-        proxy.set_tick_period_ms(crate::proxy::filter::TICK_MS);
+        proxy.set_tick_period_ms(crate::proxy::worker::TICK_MS);
         proxy.log(
             Level::Info,
             &format!(

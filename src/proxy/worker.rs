@@ -1,18 +1,18 @@
-//! The filter's state machines: one per worker (registry refresh, caches) and one per request.
+//! A worker's state: its configuration, the registry refresh it may run, and the caches its requests share
+//! (certificates, connections, decoded registrations), within the memory budget.
 
-use crate::config::{CertificateSource, Config, RegistryConfig};
-use crate::forwarded::source::{self, Peer};
+use crate::config::{Config, RegistryConfig};
+use crate::forwarded::source::Peer;
 use crate::oauth::jwks::{self, JwksUri};
 use crate::oauth::registration::Client;
-use crate::oauth::request::{self, Classified};
-use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Presented, Rejection, Verdict};
+use crate::oauth::response;
+use crate::oauth::verdict::{Directory, JwksView, Lookup};
 use crate::proxy::cache::PeerError;
 use crate::proxy::cache::{Certificates, Lru};
-use crate::proxy::host::{Action, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::memory::{self, Weigh};
 use crate::registry::load::{Budget, Finding, Load, Step, Summary};
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
-use crate::{oauth::binding, oauth::discovery, oauth::response};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -62,7 +62,7 @@ pub struct Worker {
     /// This worker's name in the refresh lease.
     owner: u64,
     seed: Cell<u64>,
-    certificates: RefCell<Certificates>,
+    pub(crate) certificates: RefCell<Certificates>,
     connections: RefCell<Lru<u64, Connection>>,
     /// What this worker last added to the summed memory gauges: (cached bytes, VM memory bytes).
     reported: Cell<(i64, i64)>,
@@ -398,7 +398,7 @@ impl Worker {
     /// for the life of a TLS connection (no renegotiation), so they are read once per connection and kept by
     /// connection id; the certificate itself is found by Envoy's digest in the certificate cache, and its PEM
     /// read and decoded only the first time this worker sees it.
-    fn read_peer(&self, s: &dyn Stream) -> Peer {
+    pub(crate) fn read_peer(&self, s: &dyn Stream) -> Peer {
         let connection =
             s.property(&["connection_id"]).and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()).map(u64::from_le_bytes);
         let read_pem = || s.property(&["connection", "peer_certificate"]).filter(|p| !p.is_empty());
@@ -508,7 +508,7 @@ impl Worker {
     }
 
     /// Claims the right to fetch a JWK Set now (one fetch per `jwks_min_refresh_seconds` across workers).
-    fn claim_jwks_fetch(&self, host: &dyn Host, uri: &JwksUri) -> bool {
+    pub(crate) fn claim_jwks_fetch(&self, host: &dyn Host, uri: &JwksUri) -> bool {
         let now = host.now_ms();
         let min_refresh = self.config.jwks_min_refresh_seconds;
         let max_age_ms = self.config.jwks_max_age_seconds.saturating_mul(1000);
@@ -522,7 +522,7 @@ impl Worker {
         })
     }
 
-    fn store_jwks(&self, host: &dyn Host, uri: &JwksUri, response: &CallResponse) {
+    pub(crate) fn store_jwks(&self, host: &dyn Host, uri: &JwksUri, response: &CallResponse) {
         let key = self.keys.jwks(&uri.uri);
         let (bytes, _) = host.shared_get(&key);
         let mut entry = JwksEntry::decode(bytes.as_deref()).unwrap_or_default();
@@ -563,24 +563,6 @@ impl Worker {
     }
 }
 
-/// The names in `headers` that spell one of `names` with `_` for some `-` (each once).
-fn underscore_spellings(headers: &crate::proxy::headers::Headers, names: &[&str]) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    for (name, _) in headers.iter().filter(|(n, _)| n.contains(&b'_')) {
-        let same = |wanted: &&str| {
-            wanted.len() == name.len()
-                && wanted.bytes().zip(name).all(|(w, n)| w == n.to_ascii_lowercase() || (w == b'-' && *n == b'_'))
-        };
-        if names.iter().any(same) {
-            let name = String::from_utf8_lossy(name).into_owned();
-            if !found.contains(&name) {
-                found.push(name);
-            }
-        }
-    }
-    found
-}
-
 /// Compare-and-swap on a shared-data key: `update` sees the current value and returns the new one, or
 /// `None` to give up. Envoy checks a CAS only on a key that exists (and treats CAS 0 as "no check"), so an
 /// absent key is first created with `initial`. Once the key exists exactly one of several racing workers
@@ -600,10 +582,17 @@ fn take(host: &dyn Host, key: &str, initial: &[u8], update: impl Fn(Option<&[u8]
 }
 
 /// The verdict's view of registrations and JWK Sets, backed by shared data.
-struct SharedDirectory<'a> {
+pub(crate) struct SharedDirectory<'a> {
     worker: &'a Worker,
     host: &'a dyn Host,
     refetch_allowed: bool,
+}
+
+impl Worker {
+    /// The registrations and JWK Sets a request's verdict reads; `refetch_allowed`: a JWK Set may be fetched.
+    pub(crate) fn directory<'a>(&'a self, host: &'a dyn Host, refetch_allowed: bool) -> SharedDirectory<'a> {
+        SharedDirectory { worker: self, host, refetch_allowed }
+    }
 }
 
 impl Directory for SharedDirectory<'_> {
@@ -614,387 +603,3 @@ impl Directory for SharedDirectory<'_> {
         self.worker.jwks_view(self.host, uri, self.refetch_allowed)
     }
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Not (or no longer) a request this filter acts on.
-    Passive,
-    /// Headers held; the body is being buffered.
-    ReadingBody,
-    /// Headers and body held while a client's JWK Set is fetched.
-    AwaitingJwks,
-}
-
-/// What a decision leaves the request: flowing again, or stopped (a local reply was sent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Continue,
-    Stopped,
-}
-
-/// One HTTP request through the filter.
-pub struct RequestFilter {
-    worker: Rc<Worker>,
-    state: State,
-    body_size: usize,
-    saw_body: bool,
-    client_id: Option<String>,
-    /// The token request's Authorization header (HTTP Basic may name the client), read with the headers.
-    authorization: Option<Vec<u8>>,
-    presented: Option<Presented>,
-    jwks_call: Option<(u32, JwksUri)>,
-    /// This is a metadata request whose response is to be amended (`discovery`).
-    amend_metadata: bool,
-    amending: bool,
-}
-
-impl RequestFilter {
-    pub fn new(worker: Rc<Worker>) -> RequestFilter {
-        RequestFilter {
-            worker,
-            state: State::Passive,
-            body_size: 0,
-            saw_body: false,
-            client_id: None,
-            authorization: None,
-            presented: None,
-            jwks_call: None,
-            amend_metadata: false,
-            amending: false,
-        }
-    }
-
-    pub fn on_request_headers(&mut self, s: &dyn Stream, end_of_stream: bool) -> Action {
-        let config = &self.worker.config;
-        // One copy of the header map serves every read of the request: each host call costs more than
-        // copying the map (measured with callgrind in Envoy 1.40: ~3,000 instructions a call). Headers are only
-        // removed when present: each removal also makes Envoy clear the route cache.
-        let headers = s.request_headers();
-        let get = |name: &str| headers.get(name);
-        // Read what the certificate source needs before anything inbound is stripped.
-        let forwarded: Vec<Vec<u8>> = source::forwarded_header(config.certificate_source)
-            .map(|h| headers.all(h).map(<[u8]>::to_vec).collect())
-            .unwrap_or_default();
-        let stripped = config.stripped_headers();
-        for name in &stripped {
-            // A map the proxy garbled shows no header: remove them all rather than let one through.
-            if get(name).is_some() || headers.is_malformed() {
-                s.set_request_header(name, None);
-            }
-        }
-        // CGI, WSGI, Rack and PHP read `x_mtls_client_id` as `x-mtls-client-id`: such spellings go too.
-        for name in underscore_spellings(&headers, &stripped) {
-            s.set_request_header(&name, None);
-        }
-        // For a forwarded source, whether the direct peer is a trusted forwarder, decided once (it parses the
-        // peer's certificate). Without a forwarded header there is nothing to trust.
-        let trusted = (config.certificate_source != CertificateSource::Connection).then(|| {
-            let trusted = !forwarded.is_empty() && source::is_trusted_forwarder(config, &self.worker.read_peer(s));
-            // XFCC from a peer we do not trust must not reach the AS either.
-            if config.certificate_source == CertificateSource::Xfcc && !forwarded.is_empty() && !trusted {
-                s.set_request_header("x-forwarded-client-cert", None);
-            }
-            trusted
-        });
-        let presented = |s: &dyn Stream| {
-            let worker = &self.worker;
-            match trusted {
-                Some(trusted) => {
-                    let mut certificates = worker.certificates.borrow_mut();
-                    source::forwarded_certificate(config, trusted, &forwarded, &mut certificates)
-                }
-                None => {
-                    let peer = worker.read_peer(s);
-                    source::presented(config, &peer, &[], &mut worker.certificates.borrow_mut())
-                }
-            }
-        };
-        let method = get(":method").unwrap_or_default();
-        let path = get(":path").unwrap_or_default();
-        let path_text = String::from_utf8_lossy(path);
-        if let Some(resource) = config.resource(&path_text) {
-            if let Err(rejection) = request::single_token(path, &headers) {
-                self.reject(s, &rejection);
-                return Action::Pause;
-            }
-            let require_binding = resource.require_binding;
-            let presented = presented(s);
-            return self.check_resource(s, require_binding, presented);
-        }
-        if config.discovery.is_some() && method == b"GET" && discovery::is_metadata_path(&path_text) {
-            // The filter rewrites the JSON, so it must arrive uncompressed.
-            s.set_request_header("accept-encoding", None);
-            self.amend_metadata = true;
-            return Action::Continue;
-        }
-        let classified = request::classify(config, method, path, &headers);
-        match classified {
-            Classified::Ignore => Action::Continue,
-            Classified::Reject(rejection) => {
-                self.reject(s, &rejection);
-                Action::Pause
-            }
-            Classified::Enforce => {
-                self.authorization = get("authorization").map(<[u8]>::to_vec);
-                self.presented = Some(presented(s));
-                if end_of_stream {
-                    self.decide(s, &[]).into()
-                } else {
-                    self.state = State::ReadingBody;
-                    Action::Pause
-                }
-            }
-        }
-    }
-
-    pub fn on_request_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
-        if self.state != State::ReadingBody {
-            return if self.state == State::AwaitingJwks { Action::Pause } else { Action::Continue };
-        }
-        self.saw_body = true;
-        self.body_size = body_size;
-        if body_size > self.worker.config.max_body_bytes {
-            self.state = State::Passive;
-            self.reject(s, &Rejection::too_large(self.worker.config.max_body_bytes));
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let body = s.request_body(body_size).unwrap_or_default();
-        self.decide(s, &body).into()
-    }
-
-    /// A protected resource: the verified token's `cnf` must name the presented certificate (RFC 8705 §3).
-    fn check_resource(&mut self, s: &dyn Stream, require_binding: bool, presented: Presented) -> Action {
-        let config = &self.worker.config;
-        let presented_x5t = match &presented {
-            Presented::Certificate { certificate, .. } => Some(certificate.x5t_s256()),
-            _ => None,
-        };
-        let meta = &config.jwt_payload_metadata;
-        let payload = ["metadata", "filter_metadata", meta.namespace.as_str(), meta.key.as_str()];
-        let verified_payload = s.property(&payload).is_some_and(|p| !p.is_empty());
-        let cnf = s
-            .property(&[payload[0], payload[1], payload[2], payload[3], "cnf", "x5t#S256"])
-            .and_then(|v| String::from_utf8(v).ok())
-            .filter(|v| !v.is_empty());
-        let evidence = binding::Evidence {
-            verified_payload,
-            cnf_x5t_s256: cnf.as_deref(),
-            presented_x5t_s256: presented_x5t.as_deref(),
-        };
-        let verdict = binding::check(&evidence, require_binding);
-        // Kept for the rejection log line (its thumbprint).
-        self.presented = Some(presented);
-        match verdict {
-            Ok(()) => {
-                s.metric(Metric::ResourceAllowed, 1);
-                Action::Continue
-            }
-            Err(rejection) => {
-                self.reject(s, &rejection);
-                Action::Pause
-            }
-        }
-    }
-
-    /// Holds a metadata document's response until its body is complete, so it can be amended.
-    pub fn on_response_headers(&mut self, s: &dyn Stream, end_of_stream: bool) -> Action {
-        if !self.amend_metadata || end_of_stream {
-            return Action::Continue;
-        }
-        let ok = s.response_header(":status").as_deref() == Some(b"200".as_slice());
-        let json = s
-            .response_header("content-type")
-            .is_some_and(|t| String::from_utf8_lossy(&t).to_ascii_lowercase().contains("json"));
-        let encoded = s.response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
-        if !ok || !json || encoded {
-            return Action::Continue;
-        }
-        self.amending = true;
-        Action::Pause
-    }
-
-    pub fn on_response_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.amending {
-            return Action::Continue;
-        }
-        let Some(d) = &self.worker.config.discovery else { return Action::Continue };
-        if body_size > d.max_bytes {
-            self.amending = false;
-            s.log(Level::Warn, "discovery: metadata document larger than discovery.max_bytes; passed on unchanged");
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.amending = false;
-        let body = s.response_body(body_size).unwrap_or_default();
-        match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref()) {
-            Ok(amended) => {
-                s.replace_response_body(body_size, &amended);
-                s.set_response_header("content-length", Some(amended.len().to_string().as_bytes()));
-                s.metric(Metric::DiscoveryAmended, 1);
-            }
-            Err(e) => {
-                s.log(Level::Warn, &format!("discovery: passed on unchanged: {}", response::for_log(&e.to_string())))
-            }
-        }
-        Action::Continue
-    }
-
-    /// HTTP/2 (and chunked HTTP/1.1) bodies may end with trailers instead of an end-of-stream data frame.
-    pub fn on_request_trailers(&mut self, s: &dyn Stream) -> Action {
-        match self.state {
-            State::ReadingBody => {
-                self.saw_body = true;
-                let body = s.request_body(self.body_size).unwrap_or_default();
-                self.decide(s, &body).into()
-            }
-            State::AwaitingJwks => Action::Pause,
-            State::Passive => Action::Continue,
-        }
-    }
-
-    /// A JWK Set fetched for this request arrived (or failed): store it for every worker and decide.
-    pub fn on_call_response(&mut self, s: &dyn Stream, token: u32, response: CallResponse) {
-        let Some((expected, uri)) = self.jwks_call.take() else { return };
-        if expected != token {
-            self.jwks_call = Some((expected, uri));
-            return;
-        }
-        self.worker.store_jwks(s, &uri, &response);
-        self.state = State::ReadingBody;
-        if self.finish(s, false) == Outcome::Continue {
-            s.resume_request();
-        }
-    }
-
-    /// At the end of the stream: a request held for its body that never got one means the proxy did not
-    /// deliver body callbacks after a paused header callback.
-    pub fn on_log(&self, s: &dyn Stream) {
-        if self.state == State::ReadingBody && !self.saw_body {
-            s.log(
-                Level::Error,
-                "a token request was held for its body but the body never reached the filter: set \
-                 allow_on_headers_stop_iteration: true in the wasm filter's config (Envoy >= 1.35)",
-            );
-        }
-    }
-
-    fn decide(&mut self, s: &dyn Stream, body: &[u8]) -> Outcome {
-        match request::client_id(body, self.authorization.as_deref()) {
-            Ok(id) => {
-                self.client_id = id;
-                self.finish(s, true)
-            }
-            Err(rejection) => {
-                self.reject(s, &rejection);
-                Outcome::Stopped
-            }
-        }
-    }
-
-    fn finish(&mut self, s: &dyn Stream, refetch_allowed: bool) -> Outcome {
-        let worker = self.worker.clone();
-        let presented = self.presented.clone().unwrap_or(Presented::None);
-        let mut directory = SharedDirectory { worker: &worker, host: s, refetch_allowed };
-        let verdict =
-            verdict::decide(self.client_id.as_deref(), &presented, worker.config.unknown_client, &mut directory);
-        match verdict {
-            Verdict::Authenticated(a) => {
-                let Presented::Certificate { certificate, .. } = &presented else { return Outcome::Stopped };
-                let fc = &worker.config.forward_certificate;
-                let forwarded = worker.certificates.borrow_mut().forwarded(certificate, fc.format);
-                // Every inbound copy of these was removed with the request headers: adding is enough.
-                s.add_request_header("x-mtls-client-id", a.client_id.as_bytes());
-                s.add_request_header("x-mtls-auth-method", a.method.as_bytes());
-                s.add_request_header("x-mtls-x5t-s256", a.x5t_s256.as_bytes());
-                s.add_request_header(&fc.header, forwarded.as_bytes());
-                s.metric(Metric::Authenticated, 1);
-                s.log(
-                    Level::Debug,
-                    &format!(
-                        "authenticated client_id={} method={} x5t#S256={}",
-                        response::for_log(&a.client_id),
-                        a.method,
-                        a.x5t_s256
-                    ),
-                );
-                self.state = State::Passive;
-                Outcome::Continue
-            }
-            Verdict::Pass(_) => {
-                s.metric(Metric::Passed, 1);
-                self.state = State::Passive;
-                Outcome::Continue
-            }
-            Verdict::Reject(rejection) => {
-                self.reject(s, &rejection);
-                Outcome::Stopped
-            }
-            Verdict::FetchJwks(uri) => {
-                let cluster = worker.config.jwks_cluster.clone().unwrap_or_default();
-                if !worker.claim_jwks_fetch(s, &uri) {
-                    return self.finish(s, false);
-                }
-                match s.http_get(
-                    &cluster,
-                    &uri.authority,
-                    &uri.path,
-                    &[("accept", "application/json")],
-                    worker.config.jwks_timeout_ms,
-                ) {
-                    Ok(token) => {
-                        self.jwks_call = Some((token, uri));
-                        self.state = State::AwaitingJwks;
-                        Outcome::Stopped
-                    }
-                    Err(e) => {
-                        worker.store_jwks(s, &uri, &CallResponse::default());
-                        s.log(Level::Warn, &format!("jwks: cannot call cluster {cluster}: {e}"));
-                        self.finish(s, false)
-                    }
-                }
-            }
-        }
-    }
-
-    fn reject(&mut self, s: &dyn Stream, rejection: &Rejection) {
-        self.state = State::Passive;
-        let rejection = &rejection.clone().challenging(self.authorization.as_deref());
-        let thumbprint = match &self.presented {
-            Some(Presented::Certificate { certificate, .. }) => certificate.x5t_s256(),
-            _ => "-".to_string(),
-        };
-        s.metric(Metric::Rejected(rejection.reason), 1);
-        s.log(
-            Level::Info,
-            &format!(
-                "rejected client_id={} reason={} x5t#S256={} status={}: {}",
-                response::for_log(self.client_id.as_deref().unwrap_or("-")),
-                rejection.reason.name(),
-                thumbprint,
-                rejection.status,
-                response::for_log(&rejection.description)
-            ),
-        );
-        let headers = response::headers(rejection);
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        s.send_response(rejection.status, &headers, response::body(rejection).as_bytes());
-    }
-}
-
-impl From<Outcome> for Action {
-    fn from(o: Outcome) -> Action {
-        match o {
-            Outcome::Continue => Action::Continue,
-            Outcome::Stopped => Action::Pause,
-        }
-    }
-}
-
-#[cfg(test)]
-#[path = "filter_tests.rs"]
-mod tests;
