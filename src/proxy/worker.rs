@@ -285,7 +285,7 @@ impl Worker {
                 *self.loading.borrow_mut() = Some(l);
             }
             Ok(Step::Write(values)) => {
-                // Bucket by bucket: each one switches whole to the new document (see README, registry).
+                // Bucket by bucket: each one switches whole to the new document (see docs/configuration.md, "The registry").
                 for (index, value) in values {
                     let key = self.keys.bucket(reg.buckets, index);
                     if host.shared_get(&key).0.unwrap_or_default() == value {
@@ -420,7 +420,7 @@ impl Worker {
             s.log(
                 Level::Error,
                 "this Envoy does not provide connection.peer_certificate_valid, so no certificate counts as validated \
-                 and every tls_client_auth client is refused: run the Envoy version this filter supports (see README)",
+                 and every tls_client_auth client is refused: run the Envoy version this filter supports (see docs/deploying.md)",
             );
         }
         let peer = Peer { certificate, validated: valid.is_some_and(|v| v.first().is_some_and(|b| *b != 0)) };

@@ -25,7 +25,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Well under a millisecond per slice (measured: README, registry section).
+    /// Well under a millisecond per slice (measured: docs/configuration.md, "The registry").
     pub const DEFAULT: Budget =
         Budget { registrations: 64, scan_bytes: 32 * 1024, write_bytes: 64 * 1024, write_buckets: 64 };
 }
