@@ -4,9 +4,10 @@ use crate::cert::dn::{AttrValue, Ava, Dn, Rdn};
 use crate::cert::san::{SanKind, SanRule};
 use crate::cert::Leaf;
 use crate::config::{Config, UnknownClient};
+use crate::forwarded::source::Presented;
 use crate::oauth::jwks::{JwksUri, Thumbprint};
 use crate::oauth::registration::{Client, Stored};
-use crate::oauth::verdict::{decide, Directory, JwksView, Lookup, Presented, Reason, Verdict};
+use crate::oauth::verdict::{decide, Directory, JwksView, Lookup, Reason, Verdict};
 use crate::testdata::{der, FORWARDER, LEAF, SELF_SIGNED_1, SELF_SIGNED_2};
 use crate::{
     cert::pem, forwarded::client_cert, forwarded::xfcc, oauth::basic, oauth::discovery, oauth::form, oauth::jwks,

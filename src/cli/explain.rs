@@ -3,9 +3,10 @@
 use crate::cert::san::SanRule;
 use crate::cert::{Leaf, Sans};
 use crate::config::UnknownClient;
+use crate::forwarded::source::Presented;
 use crate::oauth::jwks::{self, JwksUri};
 use crate::oauth::registration::{self, Client, KeySource, Method, SubjectRule};
-use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
+use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Verdict};
 use serde::Serialize;
 use serde_json::Value;
 use std::rc::Rc;

@@ -1,11 +1,12 @@
 //! The decision on one token request: authenticate the client by its certificate, pass it, or reject it.
 
-use crate::cert::Certificate;
 use crate::config::UnknownClient;
+use crate::forwarded::source::Presented;
 use crate::oauth::jwks::{Freshness, JwksUri, Thumbprint};
 use crate::oauth::registration::{
     Client, KeySource, Method, SubjectRule, SELF_SIGNED_TLS_CLIENT_AUTH, TLS_CLIENT_AUTH,
 };
+use crate::registry::Unavailable;
 use std::rc::Rc;
 
 /// Why a request was rejected: one stat and one log word each.
@@ -153,32 +154,13 @@ pub enum Verdict {
     FetchJwks(JwksUri),
 }
 
-/// The certificate the client presented, as the certificate source found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presented {
-    None,
-    /// A forwarded certificate header or XFCC that could not be read; the text says why.
-    Malformed(String),
-    Certificate {
-        certificate: Rc<Certificate>,
-        validated: bool,
-    },
-}
-
-impl Presented {
-    /// A certificate presented as `der`, decoded now (the filter decodes through its per-worker cache instead).
-    pub fn certificate(der: Vec<u8>, validated: bool) -> Presented {
-        Presented::Certificate { certificate: Rc::new(Certificate::from_der(der)), validated }
-    }
-}
-
 /// A registration lookup.
 #[derive(Debug, Clone)]
 pub enum Lookup {
     Found(Rc<Client>),
     Unknown,
-    /// The registry cannot answer (never loaded, or stale); the text says which.
-    Unavailable(String),
+    /// The registry cannot answer (never loaded, stale, or damaged).
+    Unavailable(Unavailable),
 }
 
 /// What is known of a `jwks_uri`'s JWK Set.
@@ -215,7 +197,7 @@ pub fn decide(
             }
         }
         Lookup::Unavailable(why) => {
-            return Verdict::Reject(Rejection::invalid_client(Reason::RegistryUnavailable, why))
+            return Verdict::Reject(Rejection::invalid_client(Reason::RegistryUnavailable, why.to_string()))
         }
     };
     if matches!(client.method, Method::Other(_)) {
@@ -331,7 +313,7 @@ mod tests {
     #[derive(Default)]
     struct Fixed {
         clients: HashMap<String, Rc<Client>>,
-        unavailable: Option<String>,
+        unavailable: Option<Unavailable>,
         jwks: Option<JwksView>,
     }
 
@@ -464,7 +446,7 @@ mod tests {
     #[test]
     fn malformed_forwarded_certificate_is_invalid_client() {
         let mut dir = tls_client("tls_client_auth_san_dns", "client.example.com");
-        let v = run(&mut dir, &Presented::Malformed("x".into()));
+        let v = run(&mut dir, &Presented::Malformed(crate::forwarded::source::SourceError::XfccEmpty));
         assert_eq!(reason(&v), Some(Reason::BadCertificate));
         let garbage = Presented::certificate(vec![0x30, 0x03, 1, 2], true);
         assert_eq!(reason(&run(&mut dir, &garbage)), Some(Reason::BadCertificate));
@@ -591,7 +573,8 @@ mod tests {
 
     #[test]
     fn an_unavailable_registry_rejects_with_its_reason() {
-        let mut dir = Fixed { unavailable: Some("the client registry is stale".into()), ..Fixed::default() };
+        let stale = Unavailable::Stale { age_seconds: 400, max_stale_seconds: 300, last_error: None };
+        let mut dir = Fixed { unavailable: Some(stale), ..Fixed::default() };
         let v = run(&mut dir, &validated(LEAF));
         assert_eq!(reason(&v), Some(Reason::RegistryUnavailable));
     }

@@ -10,6 +10,7 @@
 use crate::cert::Certificate;
 use crate::config::ForwardFormat;
 use crate::forwarded::forward;
+use crate::forwarded::source::PeerError;
 use crate::proxy::memory::{Part, Weigh, ENTRY_OVERHEAD};
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -110,28 +111,6 @@ impl<K: Eq + Hash, V> Lru<K, V> {
         self.bytes
     }
 }
-
-/// Why the connection's certificate could not be taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerError {
-    /// `connection.peer_certificate` is not one PEM certificate.
-    Pem(crate::cert::pem::PemError),
-    /// Envoy's digest of the peer certificate is not the SHA-256 of the PEM it gave.
-    DigestMismatch,
-}
-
-impl std::fmt::Display for PeerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PeerError::Pem(e) => write!(f, "the connection's peer certificate: {e}"),
-            PeerError::DigestMismatch => f.write_str(
-                "the connection's sha256_peer_certificate_digest is not the SHA-256 of its peer_certificate",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PeerError {}
 
 /// A certificate the worker has seen, and the header value that forwards it (encoded on first use).
 struct Entry {

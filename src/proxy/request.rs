@@ -1,10 +1,11 @@
 //! One HTTP request through the filter: the state machine from its headers to its verdict and reply.
 
 use crate::config::CertificateSource;
+use crate::forwarded::source::Presented;
 use crate::forwarded::source::{self};
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::request::{self, Classified};
-use crate::oauth::verdict::{self, Presented, Rejection, Verdict};
+use crate::oauth::verdict::{self, Rejection, Verdict};
 use crate::proxy::host::{Action, CallResponse, Level, Metric, Stream};
 use crate::proxy::worker::Worker;
 use crate::{oauth::binding, oauth::discovery, oauth::response};
@@ -111,15 +112,10 @@ impl RequestFilter {
         });
         let presented = |s: &dyn Stream| {
             let worker = &self.worker;
+            let mut decode = |der| worker.certificates.borrow_mut().of_der(der);
             match trusted {
-                Some(trusted) => {
-                    let mut certificates = worker.certificates.borrow_mut();
-                    source::forwarded_certificate(config, trusted, &forwarded, &mut certificates)
-                }
-                None => {
-                    let peer = worker.read_peer(s);
-                    source::presented(config, &peer, &[], &mut worker.certificates.borrow_mut())
-                }
+                Some(trusted) => source::forwarded_certificate(config, trusted, &forwarded, &mut decode),
+                None => source::presented(config, &worker.read_peer(s), &[], &mut decode),
             }
         };
         let method = get(":method").unwrap_or_default();

@@ -3,11 +3,11 @@
 
 use crate::config::{Config, RegistryConfig};
 use crate::forwarded::source::Peer;
+use crate::forwarded::source::PeerError;
 use crate::oauth::jwks::{self, JwksUri};
 use crate::oauth::registration::Client;
 use crate::oauth::response;
 use crate::oauth::verdict::{Directory, JwksView, Lookup};
-use crate::proxy::cache::PeerError;
 use crate::proxy::cache::{Certificates, Lru};
 use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::memory::{self, Weigh};
@@ -471,7 +471,7 @@ impl Worker {
                 let key = self.keys.bucket(count, registry::bucket_of(client_id, count));
                 let bytes = host.shared_get(&key).0.unwrap_or_default();
                 let found = match registry::find_client(&bytes, client_id) {
-                    Err(e) => return Lookup::Unavailable(e.to_string()),
+                    Err(e) => return Lookup::Unavailable(registry::Unavailable::Bucket(e)),
                     Ok(stored) => stored.and_then(|s| s.compile().ok()).map(Rc::new),
                 };
                 // The id itself is charged too: unknown ids are kept (a miss costs a bucket read), and an id

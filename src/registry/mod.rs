@@ -265,6 +265,37 @@ pub fn decode_bucket(bytes: &[u8]) -> HashMap<String, Rc<Client>> {
         .collect()
 }
 
+/// Why the registry cannot answer a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No document has loaded since the filter started; with the last refresh's error, if any.
+    NotLoaded { last_error: Option<String> },
+    /// No good refresh for longer than `max_stale_seconds`.
+    Stale { age_seconds: u64, max_stale_seconds: u64, last_error: Option<String> },
+    /// The client's bucket cannot be read.
+    Bucket(BucketError),
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = |e: &Option<String>| e.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default();
+        match self {
+            Unavailable::NotLoaded { last_error } => {
+                write!(f, "the client registry has not been loaded yet{}", why(last_error))
+            }
+            Unavailable::Stale { age_seconds, max_stale_seconds, last_error } => write!(
+                f,
+                "the client registry is stale: no successful refresh for {age_seconds} s (max_stale_seconds is \
+                 {max_stale_seconds}){}",
+                why(last_error)
+            ),
+            Unavailable::Bucket(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
 /// Registry state shared by all workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -322,16 +353,14 @@ impl Meta {
     }
 
     /// `Ok` if registrations may be served now; otherwise the description a rejected client sees.
-    pub fn usable(&self, now_ms: u64, max_stale_seconds: u64) -> Result<(), String> {
-        let why = self.last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default();
+    pub fn usable(&self, now_ms: u64, max_stale_seconds: u64) -> Result<(), Unavailable> {
+        let last_error = self.last_error.clone();
         match self.loaded_at_ms {
-            None => Err(format!("the client registry has not been loaded yet{why}")),
+            None => Err(Unavailable::NotLoaded { last_error }),
             Some(at) => {
-                let age_s = now_ms.saturating_sub(at) / 1000;
-                if age_s > max_stale_seconds {
-                    Err(format!(
-                        "the client registry is stale: no successful refresh for {age_s} s (max_stale_seconds is {max_stale_seconds}){why}"
-                    ))
+                let age_seconds = now_ms.saturating_sub(at) / 1000;
+                if age_seconds > max_stale_seconds {
+                    Err(Unavailable::Stale { age_seconds, max_stale_seconds, last_error })
                 } else {
                     Ok(())
                 }
@@ -582,7 +611,8 @@ pub(crate) mod tests {
     #[test]
     fn registry_never_loaded_is_unusable() {
         let m = Meta::default();
-        assert!(m.usable(1_000, 300).unwrap_err().contains("not been loaded"));
+        assert_eq!(m.usable(1_000, 300), Err(Unavailable::NotLoaded { last_error: None }));
+        assert!(m.usable(1_000, 300).unwrap_err().to_string().contains("not been loaded"));
     }
 
     #[test]
@@ -592,6 +622,8 @@ pub(crate) mod tests {
         assert!(m.usable(1_000_000 + 300_000, 300).is_ok());
         m.failed(1_000_000 + 300_000, 30, "connection refused".into());
         let e = m.usable(1_000_000 + 301_000, 300).unwrap_err();
+        assert!(matches!(e, Unavailable::Stale { age_seconds: 301, .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("stale") && e.contains("connection refused"), "{e}");
     }
 

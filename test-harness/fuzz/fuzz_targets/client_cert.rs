@@ -2,12 +2,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use oauth_mtls_filter::cert::Certificate;
 use oauth_mtls_filter::config::Config;
+use oauth_mtls_filter::forwarded::source::Presented;
 use oauth_mtls_filter::forwarded::source::{self, Peer};
-use oauth_mtls_filter::oauth::verdict::Presented;
-use oauth_mtls_filter::proxy::cache::Certificates;
-use oauth_mtls_filter::proxy::memory::Budget;
 use oauth_mtls_filter::{cert, forwarded::client_cert};
+use std::rc::Rc;
 
 #[path = "forwarder.rs"]
 mod forwarder;
@@ -19,12 +19,7 @@ fn forwarded() -> &'static (Config, Peer) {
 
 fuzz_target!(|data: &[u8]| {
     let (config, peer) = forwarded();
-    let presented = source::presented(
-        config,
-        peer,
-        &[data.to_vec()],
-        &mut Certificates::new(4, Budget { total: 1 << 20 }.certificates()),
-    );
+    let presented = source::presented(config, peer, &[data.to_vec()], &mut |der| Rc::new(Certificate::from_der(der)));
     match client_cert::parse_client_cert(data) {
         Ok(der) => match presented {
             Presented::Certificate { certificate, validated } => {

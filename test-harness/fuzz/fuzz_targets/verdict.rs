@@ -5,9 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 use oauth_mtls_filter::cert::{sha256, Leaf};
 use oauth_mtls_filter::config::UnknownClient;
+use oauth_mtls_filter::forwarded::source::Presented;
 use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri, Thumbprint};
 use oauth_mtls_filter::oauth::registration::{self, Client, KeySource, Method, SubjectRule};
-use oauth_mtls_filter::oauth::verdict::{decide, Directory, JwksView, Lookup, PassReason, Presented, Verdict};
+use oauth_mtls_filter::oauth::verdict::{decide, Directory, JwksView, Lookup, PassReason, Verdict};
 use serde_json::{json, Value};
 use std::rc::Rc;
 

@@ -2,13 +2,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use oauth_mtls_filter::cert::Certificate;
 use oauth_mtls_filter::config::Config;
+use oauth_mtls_filter::forwarded::source::Presented;
 use oauth_mtls_filter::forwarded::source::{self, Peer};
 use oauth_mtls_filter::forwarded::xfcc::{self, Element};
-use oauth_mtls_filter::oauth::verdict::Presented;
-use oauth_mtls_filter::proxy::cache::Certificates;
-use oauth_mtls_filter::proxy::memory::Budget;
 use oauth_mtls_filter::{cert, cert::pem};
+use std::rc::Rc;
 
 #[path = "forwarder.rs"]
 mod forwarder;
@@ -44,12 +44,7 @@ fn render(e: &Element) -> String {
 fuzz_target!(|data: &[u8]| {
     // The header as the filter reads it: the leaf comes from the last element's Cert only.
     let (config, peer) = forwarded();
-    let presented = source::presented(
-        config,
-        peer,
-        &[data.to_vec()],
-        &mut Certificates::new(4, Budget { total: 1 << 20 }.certificates()),
-    );
+    let presented = source::presented(config, peer, &[data.to_vec()], &mut |der| Rc::new(Certificate::from_der(der)));
     if let Presented::Certificate { certificate, .. } = presented {
         let last = xfcc::parse(data).unwrap().pop().unwrap();
         assert_eq!(pem::decode_leaf(last.cert.unwrap().as_bytes()).as_ref(), Ok(&certificate.der));
