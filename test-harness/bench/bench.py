@@ -51,20 +51,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
-HERE = pathlib.Path(__file__).resolve().parent
-HARNESS = HERE.parent
-REPO = HARNESS.parent
-sys.path.insert(0, str(HARNESS))
+import yaml
 
-import yaml  # noqa: E402
+from oauth_mtls_harness import HARNESS, REPO, client, pki, servers
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import self_signed_client, tls_client
 
-import client  # noqa: E402
-import envoy as envoy_mod  # noqa: E402
-import pki  # noqa: E402
-import servers  # noqa: E402
-from checks import self_signed_client, tls_client  # noqa: E402
+HERE = HARNESS / "bench"
 
 FORM = "application/x-www-form-urlencoded"
 CLIENT_ID = "bench-client"
@@ -299,7 +293,7 @@ class BenchEnvoy(envoy_mod.Envoy):
         self.proc = None
         self.extra_args = ()
 
-    def start(self, timeout: float = 120.0, prefix: list[str] | None = None) -> "BenchEnvoy":
+    def start(self, timeout: float = 120.0, prefix: list[str] | None = None) -> BenchEnvoy:
         self.cmd = ["taskset", "-c", str(self.cpu)] + (prefix or []) + envoy_cmd() + [
             "-c", str(self.config_path), "--concurrency", "1", "--use-dynamic-base-id",
             "-l", "warning", "--log-path", str(self.log_path)]
@@ -641,7 +635,7 @@ def summarize(results: list[dict], variants: str, instructions: dict[str, dict] 
             "reps": len(rs),
         }
         if base and rs:
-            def per_rep(fn):
+            def per_rep(fn, rs=rs):
                 return med([fn(r, base[r["rep"]]) for r in rs if r["rep"] in base])
             row["cpu_minus_A_us"] = per_rep(lambda r, a: r["fixed"]["cpu_us_per_req"] - a["fixed"]["cpu_us_per_req"])
             row["cpu_ratio_A"] = per_rep(lambda r, a: r["fixed"]["cpu_us_per_req"] / a["fixed"]["cpu_us_per_req"])
@@ -682,7 +676,8 @@ def markdown(summary: dict, meta: dict) -> str:
             f"| {fmt(r.get('instructions_per_req'), ',.0f')} | {fmt(r.get('instructions_minus_A'), '+,.0f')} |")
     lines.append("")
     lines.append("E's CPU is Envoy plus the bench-authz process (both on CPU 0). Peak req/s is the server's only "
-                 "when its CPU is busy ~100 % in the closed loop; below that the load generator (one core) is the limit.")
+                 "when its CPU is busy ~100 % in the closed loop; below that the load generator (one core) is the "
+                 "limit.")
     if any(r.get("instructions_per_req") is not None for r in rows.values()):
         lines.append("")
         lines.append(f"Instructions/req: the server side (Envoy, plus bench-authz for E) under valgrind's callgrind, "

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 from collections import OrderedDict
 
 import pytest
 
-HARNESS = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(HARNESS))
-
-import envoy as envoy_mod  # noqa: E402
-import pki  # noqa: E402
-import servers  # noqa: E402
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness import pki, servers
 
 MAX_LIVE_ENVOYS = 4
-_live: "OrderedDict[str, envoy_mod.Envoy]" = OrderedDict()
+_live: OrderedDict[str, envoy_mod.Envoy] = OrderedDict()
 
 
 @pytest.fixture(scope="session")
@@ -250,7 +245,7 @@ def pytest_runtest_makereport(item, call):
 
 # ---------------------------------------------------------------- which Envoy the suite ran on
 
-_envoy_version: "str | None" = None
+_envoy_version: str | None = None
 
 
 def envoy_version() -> str:
@@ -270,7 +265,7 @@ def envoy_version() -> str:
                 _envoy_version = f"{m.group(1) if m else '?'} ({build})"
             else:
                 _envoy_version = f"unknown (`{' '.join(cmd)} --version` exited {proc.returncode})"
-        except Exception as e:  # noqa: BLE001 - reported, never fatal here: the tests that need Envoy fail
+        except Exception as e:  # reported, never fatal here: the tests that need Envoy fail
             cmd, _envoy_version = [], f"unavailable ({e})"
         try:
             out = pki.build_dir() / "envoy-version.txt"

@@ -13,11 +13,16 @@ import urllib.parse
 
 import pytest
 
-import client
-import pki
-from checks import (assert_authenticated, assert_invalid_client, assert_invalid_request,
-                    assert_passed_without_annotation, self_signed_client, tls_client)
-from client import FORM, token_body
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import (
+    assert_authenticated,
+    assert_invalid_client,
+    assert_invalid_request,
+    assert_passed_without_annotation,
+    self_signed_client,
+    tls_client,
+)
+from oauth_mtls_harness.client import FORM, token_body
 
 DN = pki.DN_CLIENT_RFC4514
 OTHER_DN = "CN=other-client,O=Example Bank,C=GB"

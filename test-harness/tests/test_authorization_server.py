@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-import client
-import pki
 from conftest import AS_INITIAL_ACCESS_TOKEN
-from envoy import poll
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.envoy import poll
 
 FAST_REGISTRY = {"registry": {"cluster": "as_registry", "authority": "as-registry.local",
                               "path": "/registry/clients", "refresh_seconds": 1, "timeout_ms": 2000,

@@ -2,9 +2,9 @@
 filter reaches the same decision as for a body sent in one piece."""
 import pytest
 
-import client
-from checks import assert_authenticated, assert_invalid_client, assert_invalid_request
-from client import FORM, token_body
+from oauth_mtls_harness import client
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, assert_invalid_request
+from oauth_mtls_harness.client import FORM, token_body
 from test_token_endpoint import MAX_BODY, PLUGIN
 
 

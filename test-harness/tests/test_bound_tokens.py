@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-import client
-import pki
-from checks import assert_invalid_token, www_authenticate_params
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import assert_invalid_token, www_authenticate_params
 
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
 

@@ -11,11 +11,10 @@ import time
 import pytest
 import yaml
 
-import client
-import envoy as envoy_mod
-import pki
-from checks import assert_authenticated, assert_invalid_client, tls_client
-from envoy import poll
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, tls_client
+from oauth_mtls_harness.envoy import poll
 
 OTHER_DN = "CN=other-client,O=Example Bank,C=GB"
 PLUGIN_A = {"unknown_client": "reject", "clients": [tls_client("demo-client", subject_dn=pki.DN_CLIENT_RFC4514)]}

@@ -20,7 +20,7 @@ import subprocess
 import pytest
 import yaml
 
-import envoy as envoy_mod
+from oauth_mtls_harness import envoy as envoy_mod
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"

@@ -2,15 +2,14 @@
 limit never answers a token request before the filter does, and header names with underscores, which many
 application servers read as dashes (x_mtls_client_id as x-mtls-client-id), never reach the AS."""
 import copy
-import socket
 import ssl
 
 import pytest
 
-import client
-import envoy as envoy_mod
-from checks import assert_invalid_request
-from client import FORM, token_body
+from oauth_mtls_harness import client
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import assert_invalid_request
+from oauth_mtls_harness.client import FORM, token_body
 from test_failure_policy import H2
 
 FILTER_MAX = 1048576               # the largest max_body_bytes the filter accepts (1 MiB)
@@ -49,7 +48,7 @@ def chunked_token_request(port: int, body: bytes, chunk: int = 16384) -> client.
         while not client._http1_complete(data):
             try:
                 got = s.recv(65536)
-            except (ConnectionResetError, ssl.SSLEOFError, socket.timeout):
+            except (TimeoutError, ConnectionResetError, ssl.SSLEOFError):
                 break
             if not got:
                 break

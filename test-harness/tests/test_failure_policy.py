@@ -16,10 +16,9 @@ import time
 
 import pytest
 
-import client
-import envoy as envoy_mod
-import pki
-from checks import SPOOFED
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import SPOOFED
 
 # ------------------------------------------------------------------ a trapping proxy-wasm module
 

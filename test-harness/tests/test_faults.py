@@ -9,12 +9,10 @@ import time
 
 import pytest
 
-import client
-import envoy as envoy_mod
-import pki
-import servers
-from checks import assert_authenticated, assert_invalid_client, self_signed_client, tls_client
-from envoy import poll
+from oauth_mtls_harness import client, pki, servers
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, self_signed_client, tls_client
+from oauth_mtls_harness.envoy import poll
 
 PATH = "/clients"
 REG_DN = tls_client("reg-dn", subject_dn=pki.DN_CLIENT_RFC4514)

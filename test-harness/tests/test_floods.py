@@ -3,16 +3,15 @@
 threads while, every second, a legitimate client on new connections must be authenticated (200, annotated at
 the AS), Envoy's RSS must stay within 10 % + 32 MiB of its value after a 15 s warm-up, Envoy's log must show
 no wasm trap, no flood request may get a 503, and Envoy's log may not grow by more than 2 KiB per flood request
-(floods.verdict). `make soak-floods` runs the same floods for 10 minutes (test-harness/floods.py)."""
+(floods.verdict). `make soak-floods` runs the same floods for 10 minutes (oauth_mtls_harness/floods.py)."""
 import json
 import os
 
 import pytest
 
-import envoy as envoy_mod
-import floods
-import pki
-from envoy import poll
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness import floods, pki
+from oauth_mtls_harness.envoy import poll
 
 FLOOD_SECONDS = float(os.environ.get("FLOOD_TEST_SECONDS", "50"))
 

@@ -2,9 +2,8 @@
 client-sent copy of that header never reaches the AS."""
 import pytest
 
-import client
-import pki
-from checks import assert_authenticated, assert_passed_without_annotation, tls_client
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import assert_authenticated, assert_passed_without_annotation, tls_client
 
 FORMATS = [("x-wso2-mtls-cert", "pem"), ("ssl-client-cert", "pem-urlencoded"), ("x-client-cert-der", "base64-der"),
            ("x-rfc9440-cert", "rfc9440")]

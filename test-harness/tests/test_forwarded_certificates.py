@@ -5,9 +5,13 @@ import urllib.parse
 
 import pytest
 
-import client
-import pki
-from checks import assert_authenticated, assert_invalid_client, assert_passed_without_annotation, tls_client
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import (
+    assert_authenticated,
+    assert_invalid_client,
+    assert_passed_without_annotation,
+    tls_client,
+)
 
 CLIENTS = [tls_client("demo-client", subject_dn=pki.DN_CLIENT_RFC4514)]
 XFCC_PLUGIN = {"certificate_source": "xfcc",

@@ -7,10 +7,9 @@ import urllib.parse
 
 import pytest
 
-import client
-import pki
-from checks import FILTER_HEADERS
-from client import FORM, token_body
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import FILTER_HEADERS
+from oauth_mtls_harness.client import FORM, token_body
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,19 @@ import time
 
 import pytest
 
-import client
-import envoy as envoy_mod
-import pki
-from checks import (assert_authenticated, assert_invalid_client, assert_invalid_request,
-                    assert_passed_without_annotation, self_signed_client, tls_client, www_authenticate_params)
-from client import token_body
-from envoy import poll
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import (
+    assert_authenticated,
+    assert_invalid_client,
+    assert_invalid_request,
+    assert_passed_without_annotation,
+    self_signed_client,
+    tls_client,
+    www_authenticate_params,
+)
+from oauth_mtls_harness.client import token_body
+from oauth_mtls_harness.envoy import poll
 
 DN = pki.DN_CLIENT_RFC4514
 SELF_SIGNED = "self_signed_tls_client_auth"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -23,8 +22,7 @@ import subprocess
 import pytest
 import yaml
 
-import envoy as envoy_mod
-import pki
+from oauth_mtls_harness import envoy as envoy_mod
 
 ISTIO_DIR = envoy_mod.ENVOY_DIR / "istio"
 AS_DIR = envoy_mod.REPO / "test-harness" / "as"
@@ -152,7 +150,7 @@ def test_manifest_is_valid_yaml_with_kubernetes_objects(rel):
 def test_manifest_fields_exist_in_istio_crd_schemas(rel):
     docs = load_docs(rel)
     results = schema_check(docs)
-    report = {f"{d['kind']}/{d['metadata']['name']}": problems(r) for d, r in zip(docs, results)}
+    report = {f"{d['kind']}/{d['metadata']['name']}": problems(r) for d, r in zip(docs, results, strict=True)}
     assert not any(report.values()), json.dumps(report, indent=1)
 
 
@@ -278,7 +276,8 @@ def test_clusters_are_istio_outbound_clusters_of_declared_services():
     pattern = re.compile(r"^outbound\|(\d+)\|\|([a-z0-9.-]+)$")
     for rel, d in by_kind("EnvoyFilter"):
         ns = d["metadata"]["namespace"]
-        entries = {(h, p["number"]) for r, se in by_kind("ServiceEntry") if r == rel and se["metadata"]["namespace"] == ns
+        entries = {(h, p["number"]) for r, se in by_kind("ServiceEntry")
+                   if r == rel and se["metadata"]["namespace"] == ns
                    for h in se["spec"]["hosts"] for p in se["spec"]["ports"]}
         tls = {dr["spec"]["host"]: dr["spec"]["trafficPolicy"]["tls"]["mode"] for r, dr in by_kind("DestinationRule")
                if r == rel and dr["metadata"]["namespace"] == ns}
@@ -362,8 +361,8 @@ def render_envoy_filter(d: dict, pki_dir: pathlib.Path, wasm: pathlib.Path) -> d
     hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
                     "HttpConnectionManager",
            "stat_prefix": "istio_render",
-           "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
-                                               "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+           "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+               {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
     clusters = [static_cluster("upstream", 9), static_cluster("xds", 9, http2=True)]
@@ -380,7 +379,8 @@ def render_envoy_filter(d: dict, pki_dir: pathlib.Path, wasm: pathlib.Path) -> d
             assert patch["@type"] == tls["@type"]
             tls = merge(tls, patch)
         elif p["applyTo"] == "NETWORK_FILTER":
-            assert op == "MERGE" and value["name"] == HCM and p["match"]["listener"]["filterChain"]["filter"]["name"] == HCM
+            assert op == "MERGE" and value["name"] == HCM
+            assert p["match"]["listener"]["filterChain"]["filter"]["name"] == HCM
             assert value["typed_config"]["@type"] == hcm["@type"]
             hcm = merge(hcm, value["typed_config"])
         elif p["applyTo"] == "HTTP_FILTER":

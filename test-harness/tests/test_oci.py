@@ -17,10 +17,8 @@ import urllib.request
 
 import pytest
 
-import envoy as envoy_mod
-
-sys.path.insert(0, str(envoy_mod.REPO / "test-harness"))
-import oci  # noqa: E402
+import oci
+from oauth_mtls_harness import envoy as envoy_mod
 
 TOOLS_HINT = ("install them with `make system-deps` "
               "(apt-get install -y --no-install-recommends docker-registry skopeo)")
@@ -123,10 +121,9 @@ def local_registry(tmp_path_factory):
         "log:\n  level: error\n"
         f"storage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n")
-    log = open(d / "registry.log", "wb")
-    proc = subprocess.Popen(["docker-registry", "serve", str(d / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    with open(d / "registry.log", "wb") as log:  # the registry keeps its own copy of the descriptor
+        proc = subprocess.Popen(["docker-registry", "serve", str(d / "config.yml")], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def up():
         if proc.poll() is not None:

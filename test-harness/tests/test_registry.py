@@ -2,10 +2,9 @@
 outages and garbage keep the last good copy; a copy older than max_stale_seconds fails closed."""
 import pytest
 
-import client
-import pki
-from checks import assert_authenticated, assert_invalid_client, tls_client
-from envoy import poll
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, tls_client
+from oauth_mtls_harness.envoy import poll
 
 PATH = "/registry/main.json"
 STALE_PATH = "/registry/stale.json"

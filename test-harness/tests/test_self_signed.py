@@ -2,10 +2,9 @@
 client's `jwks` or `jwks_uri`; jwks_uri keys rotate without a restart."""
 import pytest
 
-import client
-import pki
-from checks import assert_authenticated, assert_invalid_client, self_signed_client, tls_client
-from envoy import poll
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, self_signed_client, tls_client
+from oauth_mtls_harness.envoy import poll
 
 ROTATING = "/rotation/keys.json"
 PLUGIN = {

@@ -4,9 +4,9 @@ import pathlib
 
 import pytest
 
-import client
-import envoy as envoy_mod
-from checks import assert_authenticated, assert_invalid_client
+from oauth_mtls_harness import client
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client
 
 YAMLS = sorted(p.name for p in envoy_mod.ENVOY_DIR.glob("*.yaml"))
 

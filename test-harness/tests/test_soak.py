@@ -1,10 +1,10 @@
-"""The short soak in `make test` (`make soak` runs test-harness/soak.py for 10 minutes): 60 s of mixed
+"""The short soak in `make test` (`make soak` runs oauth_mtls_harness/soak.py for 10 minutes): 60 s of mixed
 accepted / rejected / passed traffic over keep-alive mTLS connections while the registry refreshes every
 second with churn; zero unexpected responses, Envoy RSS and the registry's shared-data size flat (< 5 %
 growth after warm-up)."""
 import os
 
-import soak
+from oauth_mtls_harness import soak
 
 
 def test_soak_60s_mixed_load_with_registry_churn_has_no_unexpected_response_and_flat_memory():

@@ -2,8 +2,8 @@
 rfc822Name. Rejections name the SAN type in RFC 5280 terms."""
 import pytest
 
-import client
-from checks import assert_authenticated, assert_invalid_client, tls_client
+from oauth_mtls_harness import client
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, tls_client
 
 PLUGIN = {"clients": [
     tls_client("dns-second", san_dns="client.example.com"),

@@ -4,9 +4,8 @@ import base64
 
 import pytest
 
-import client
-import pki
-from checks import assert_authenticated, assert_invalid_client, tls_client
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, tls_client
 
 DN = pki.DN_CLIENT_RFC4514
 REGISTRATIONS = {

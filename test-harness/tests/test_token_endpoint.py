@@ -4,11 +4,16 @@ import base64
 
 import pytest
 
-import client
-import pki
-from checks import (FILTER_HEADERS, SPOOFED, assert_authenticated, assert_invalid_client, assert_invalid_request,
-                    assert_passed_without_annotation, tls_client)
-from client import FORM, token_body
+from oauth_mtls_harness import client, pki
+from oauth_mtls_harness.checks import (
+    SPOOFED,
+    assert_authenticated,
+    assert_invalid_client,
+    assert_invalid_request,
+    assert_passed_without_annotation,
+    tls_client,
+)
+from oauth_mtls_harness.client import FORM, token_body
 
 MAX_BODY = 1024
 PLUGIN = {

@@ -4,7 +4,7 @@ worker, so a regression in size fails here (the module as the other tests run it
 The limit is the size reached with the default build (561,235 bytes: opt-level "s", wasm-opt -Oz) plus room for
 features, not the 400 KiB the size issue asks for: RSA and ECDSA verification alone take ~150 KB of it. What it
 catches is a dependency or a serde derive coming back (each was 50-120 KB)."""
-import envoy
+from oauth_mtls_harness import envoy
 
 MAX_BYTES = 576 * 1024
 

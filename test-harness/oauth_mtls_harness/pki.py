@@ -44,7 +44,8 @@ import shutil
 import subprocess
 import tempfile
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from oauth_mtls_harness import REPO
+
 LAYOUT_VERSION = "4"
 
 # RFC 4514 string of the CN of special-dn-client (as the filter should see it; the cert holds the raw value).

@@ -7,8 +7,8 @@ import base64
 import re
 import urllib.parse
 
-import pki
-from client import Response, token_body
+from oauth_mtls_harness import pki
+from oauth_mtls_harness.client import Response, token_body
 
 # Headers the filter produces and strips from every inbound request (README).
 FILTER_HEADERS = ("client-cert", "client-cert-chain", "x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256")

@@ -16,7 +16,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import envoy as envoy_mod
+from oauth_mtls_harness import HARNESS
+from oauth_mtls_harness import envoy as envoy_mod
 
 
 class _Server(ThreadingHTTPServer):
@@ -93,7 +94,7 @@ class Seen:
 
 
 class _EchoHandler(_BaseHandler):
-    owner: "EchoUpstream"
+    owner: EchoUpstream
 
     def _handle(self) -> None:
         body = _read_body(self)
@@ -147,7 +148,7 @@ class Fetch:
 
 
 class _DocHandler(_BaseHandler):
-    owner: "DocumentServer"
+    owner: DocumentServer
 
     def do_GET(self) -> None:
         _read_body(self)
@@ -162,7 +163,7 @@ class _DocHandler(_BaseHandler):
             with self.owner.lock:
                 self.owner.in_flight -= 1
 
-    def _serve(self, doc: "Document | None") -> None:
+    def _serve(self, doc: Document | None) -> None:
         headers = _headers_dict(self)
         if doc is None:
             self._record(headers, 404)
@@ -237,7 +238,7 @@ class DocumentServer(ServerBase):
 
 # ------------------------------------------------------------------ the real AS: node-oidc-provider
 
-AS_DIR = pathlib.Path(__file__).resolve().parent / "as"
+AS_DIR = HARNESS / "as"
 
 
 class NodeMissing(RuntimeError):
@@ -283,7 +284,7 @@ class OidcProvider:
         self.initial_access_token = initial_access_token
         self.proc = None
 
-    def start(self, timeout: float = 30.0) -> "OidcProvider":
+    def start(self, timeout: float = 30.0) -> OidcProvider:
         cmd = ["node", str(AS_DIR / "server.mjs"), "--issuer", self.issuer, "--port", str(self.port),
                "--registry-port", str(self.registry_port), "--clients", str(self.clients_path)]
         if self.initial_access_token:
@@ -302,7 +303,7 @@ class OidcProvider:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"the AS exited with {self.proc.returncode} during start:\n{self.log_tail()}")
-                if any(l.startswith("ready ") for l in self.lines()):
+                if any(ln.startswith("ready ") for ln in self.lines()):
                     return self
                 time.sleep(0.1)
             self.stop()
@@ -341,7 +342,7 @@ class OidcProvider:
         return out
 
     def events(self) -> list[str]:
-        return [l for l in self.lines() if l.startswith("event ")]
+        return [ln for ln in self.lines() if ln.startswith("event ")]
 
     def registry_document(self) -> list[dict]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.registry_port}/registry/clients", timeout=5) as r:

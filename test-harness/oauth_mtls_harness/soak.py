@@ -1,7 +1,7 @@
 """Load and soak: Envoy (envoy/direct-mtls.yaml, --concurrency 2) with the filter, a registry refreshed every
 second with churn, and mixed token traffic over several keep-alive mTLS connections to 127.0.0.1.
 
-    test-harness/.venv/bin/python test-harness/soak.py --duration 600     # `make soak`
+    test-harness/.venv/bin/python -m oauth_mtls_harness.soak --duration 600     # `make soak`
 
 Every request's expected outcome is known when it is sent: the clients that are requested are stable
 (inline, or in every registry version); the churned ones (added and removed at each refresh) are never
@@ -23,13 +23,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import client  # noqa: E402
-import envoy as envoy_mod  # noqa: E402
-import pki  # noqa: E402
-import servers  # noqa: E402
-from checks import SPOOFED, self_signed_client, tls_client  # noqa: E402
+from oauth_mtls_harness import client, pki, servers
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness.checks import SPOOFED, self_signed_client, tls_client
 
 FORM = "application/x-www-form-urlencoded"
 BYTES_GAUGE = "oauth_mtls.registry.bytes"
@@ -253,7 +249,8 @@ def run(duration: float, copies: int = 2, per_tick: int = 20, window: int = 200,
         "requests_per_s": round(tally.total / elapsed, 1) if elapsed else 0,
         "registry_versions": tick + 1, "churned_clients_per_refresh": per_tick,
         "registry_fetches": registry.fetch_count(REGISTRY_PATH),
-        "rss_kib_start": samples[0]["rss_kib"], "rss_kib_after_warmup": first["rss_kib"], "rss_kib_end": last["rss_kib"],
+        "rss_kib_start": samples[0]["rss_kib"], "rss_kib_after_warmup": first["rss_kib"],
+        "rss_kib_end": last["rss_kib"],
         "rss_growth_after_warmup": growth("rss_kib"),
         "registry_bytes_start": samples[0]["registry_bytes"], "registry_bytes_after_warmup": first["registry_bytes"],
         "registry_bytes_end": last["registry_bytes"], "registry_bytes_growth_after_warmup": growth("registry_bytes"),

@@ -1,7 +1,7 @@
 """Unauthenticated floods aimed at a worker's wasm VM (issue 10), and a watch that proves whether it survives.
 
-    test-harness/.venv/bin/python test-harness/floods.py --attack certificates --duration 600
-    test-harness/.venv/bin/python test-harness/floods.py --attack client-ids --duration 600    # `make soak-floods`
+    test-harness/.venv/bin/python -m oauth_mtls_harness.floods --attack certificates --duration 600
+    test-harness/.venv/bin/python -m oauth_mtls_harness.floods --attack client-ids --duration 600  # make soak-floods
 
 `certificates`: every TLS connection presents a new self-signed certificate of ~93 KB (31,000 one-letter DNS
 SANs; one EC P-256 key, a fresh serial each, validly signed) and sends one token request, refused (401: the
@@ -39,12 +39,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import envoy as envoy_mod  # noqa: E402
-import pki  # noqa: E402
-import servers  # noqa: E402
-from checks import tls_client  # noqa: E402
+from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness import pki, servers
+from oauth_mtls_harness.checks import tls_client
 
 ATTACKS = ("certificates", "client-ids")
 TRAP_MARKERS = ("panicked", "unreachable", "Function: proxy_on_")
@@ -344,7 +341,7 @@ class LogScan:
     """Reads what Envoy appended to its logs since the last call and keeps the lines with TRAP_MARKERS."""
 
     def __init__(self, e: envoy_mod.Envoy):
-        self.offsets = {p: 0 for p in (e.out_path, e.log_path)}
+        self.offsets = dict.fromkeys((e.out_path, e.log_path), 0)
         self.traps: list[str] = []
         self.bytes_read = 0
 

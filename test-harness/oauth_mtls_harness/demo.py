@@ -23,16 +23,11 @@ import sys
 import time
 import urllib.request
 
-HARNESS = pathlib.Path(__file__).resolve().parent
-REPO = HARNESS.parent
+from oauth_mtls_harness import REPO, client, pki, servers
+from oauth_mtls_harness import envoy as envoy_mod
+
 # The shipped config names build/pki/... relative to the repository root: the PKI must be there.
 os.environ["OAUTH_MTLS_BUILD"] = str(REPO / "build")
-sys.path.insert(0, str(HARNESS))
-
-import client  # noqa: E402
-import envoy as envoy_mod  # noqa: E402
-import pki  # noqa: E402
-import servers  # noqa: E402
 
 CONFIG = "envoy/as-resources.yaml"
 PORTS = {"listener": 8443, "AS": 9080, "AS registry": 9081, "API": 9090, "admin": 9901}
@@ -183,7 +178,7 @@ def main() -> int:
         print(f"HTTP {err.get('status')} {json.dumps({k: err.get(k) for k in ('error', 'error_description')})}")
         expect(not r.get("ok") and err.get("error") == "invalid_client" and not oidc.requests(r["test_id"], "/token"),
                "401 invalid_client from the filter, and the AS never saw the request")
-    except Exception as e:  # noqa: BLE001 - report and fail
+    except Exception as e:  # any failure: report it and fail
         print(f"demo failed: {e}", file=sys.stderr)
         ok = False
     finally:

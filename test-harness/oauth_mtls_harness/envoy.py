@@ -24,9 +24,8 @@ import urllib.request
 
 import yaml
 
-import pki
+from oauth_mtls_harness import REPO, pki
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 ENVOY_DIR = REPO / "envoy"
 SHIPPED_WASM = "target/wasm32-wasip1/release/oauth_mtls_filter.wasm"
 WASM_FILTER = "envoy.filters.http.wasm"
@@ -199,17 +198,16 @@ class Envoy:
         self.proc: subprocess.Popen | None = None
         self.extra_args = tuple(extra_args)
 
-    def start(self, timeout: float = 60.0) -> "Envoy":
+    def start(self, timeout: float = 60.0) -> Envoy:
         cmd = envoy_command() + [
             "-c", str(self.config_path), "--concurrency", "2", "--use-dynamic-base-id",
             "-l", "info", "--component-log-level", "wasm:debug", "--log-path", str(self.log_path),
             *self.extra_args,
         ]
         self.cmd = cmd
-        out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        out.close()
+        with open(self.out_path, "wb") as out:  # Envoy keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -250,7 +248,8 @@ class Envoy:
 
     def log_tail(self, lines: int = 60) -> str:
         # skip the start-up banner (one line per statically linked extension category)
-        kept = [l for l in self.log_text().splitlines() if "statically linked" not in l and "server.cc:467]" not in l]
+        kept = [ln for ln in self.log_text().splitlines()
+                if "statically linked" not in ln and "server.cc:467]" not in ln]
         return "\n".join(kept[-lines:]) + f"\n(full log: {self.dir})"
 
     # ---- admin

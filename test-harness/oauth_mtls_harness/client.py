@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import pki
+from oauth_mtls_harness import HARNESS, pki
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -94,7 +94,7 @@ def curl(port: int, path: str = "/token", *, method: str | None = None, cert: st
         finally:
             if data is not None:
                 os.unlink(data_path)
-        body = open(body_file.name, "rb").read()
+        body = pathlib.Path(body_file.name).read_bytes()
     shown = " ".join(shlex.quote(c) for c in cmd)
     if print_command:
         print("$ " + _pretty_curl(port, path, method, cert, cert_file, key_file, headers, data, http2))
@@ -294,9 +294,8 @@ def h2_request(port: int, method: str, path: str, headers: list[tuple[str, str]]
                 elif isinstance(ev, h2.events.TrailersReceived) and ev.stream_id == sid:
                     for k, v in ev.headers:
                         rtrailers.setdefault(k, []).append(v)
-                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)) and ev.stream_id == sid:
-                    done = True
-                elif isinstance(ev, h2.events.ConnectionTerminated):
+                elif isinstance(ev, h2.events.ConnectionTerminated) or (
+                        isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)) and ev.stream_id == sid):
                     done = True
             s.sendall(conn.data_to_send())
     return Response(status, rheaders, body, test_id, "h2", rtrailers)
@@ -331,7 +330,7 @@ def http1_twice_with_resumed_session(port: int, method: str, path: str, header_l
 
 # ------------------------------------------------------------------------------------------ openid-client
 
-AS_DIR = pathlib.Path(__file__).resolve().parent / "as"
+AS_DIR = HARNESS / "as"
 
 
 def openid_client(command: str, *, cert: str | None = None, refresh_cert: str | None = None,
@@ -351,7 +350,7 @@ def openid_client(command: str, *, cert: str | None = None, refresh_cert: str | 
         if v is not None:
             cmd += ["--" + k.replace("_", "-"), str(v)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"client.mjs {command} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}\n"
                            + " ".join(shlex.quote(c) for c in cmd))
