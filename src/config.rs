@@ -1,6 +1,7 @@
 //! The plugin configuration: its JSON form, its defaults, and its validation with errors that name the key.
 
 use crate::cert::dn::Dn;
+use crate::header;
 use crate::oauth::registration::{self, Client, KeySource, Method};
 use crate::{oauth::path, proxy::memory};
 use serde_json::{Map, Value};
@@ -115,8 +116,13 @@ pub const BUFFER_HEADROOM: usize = 64 << 10;
 pub const MAX_REGISTRY_BYTES: u64 = 64 << 20;
 
 /// The headers this filter produces; inbound copies are removed from every request.
-pub const PRODUCED_HEADERS: [&str; 5] =
-    ["client-cert", "client-cert-chain", "x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256"];
+pub const PRODUCED_HEADERS: [&str; 5] = [
+    header::CLIENT_CERT,
+    header::CLIENT_CERT_CHAIN,
+    header::X_MTLS_CLIENT_ID,
+    header::X_MTLS_AUTH_METHOD,
+    header::X_MTLS_X5T_S256,
+];
 
 /// What was wrong with the configuration, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,13 +312,13 @@ fn in_range(key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> 
 /// Header names the filter may not be told to write: they would change routing, framing or credentials.
 const FORBIDDEN_FORWARD_HEADERS: [&str; 9] = [
     "host",
-    "authorization",
-    "content-type",
-    "content-length",
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
     "transfer-encoding",
     "connection",
     "te",
-    "x-forwarded-client-cert",
+    header::X_FORWARDED_CLIENT_CERT,
     "cookie",
 ];
 
@@ -385,7 +391,7 @@ impl Config {
 
         let forward = raw.object("forward_certificate", &["header", "format"])?;
         let header = forward.as_ref().map(|f| f.string("header")).transpose()?.flatten();
-        let header = header.unwrap_or_else(|| "client-cert".to_string()).to_ascii_lowercase();
+        let header = header.unwrap_or_else(|| header::CLIENT_CERT.to_string()).to_ascii_lowercase();
         if !valid_header_name(&header) || FORBIDDEN_FORWARD_HEADERS.contains(&header.as_str()) {
             return Err(err("forward_certificate.header", format!("`{header}` cannot be used")));
         }

@@ -23,6 +23,7 @@ pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod forwarded;
+pub mod header;
 mod hex;
 pub mod oauth;
 pub mod proxy;

@@ -5,6 +5,7 @@ use crate::cert::{self, Certificate};
 use crate::config::{CertificateSource, Config, Forwarder};
 use crate::forwarded::client_cert::{self, ClientCertError};
 use crate::forwarded::xfcc::{self, XfccError};
+use crate::header;
 use crate::oauth::jwks;
 use std::fmt;
 use std::rc::Rc;
@@ -101,8 +102,8 @@ pub struct Peer {
 pub fn forwarded_header(source: CertificateSource) -> Option<&'static str> {
     match source {
         CertificateSource::Connection => None,
-        CertificateSource::Xfcc => Some("x-forwarded-client-cert"),
-        CertificateSource::ClientCert => Some("client-cert"),
+        CertificateSource::Xfcc => Some(header::X_FORWARDED_CLIENT_CERT),
+        CertificateSource::ClientCert => Some(header::CLIENT_CERT),
     }
 }
 

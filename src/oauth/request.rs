@@ -1,6 +1,7 @@
 //! Which requests are token requests the filter enforces, and the client_id they carry (RFC 6749 §2.3, §3.2).
 
 use crate::config::Config;
+use crate::header;
 use crate::oauth::verdict::Rejection;
 use crate::proxy::headers::Headers;
 use crate::{oauth::basic, oauth::form};
@@ -22,13 +23,13 @@ pub fn classify(config: &Config, method: &[u8], path: &[u8], headers: &Headers) 
     if !config.is_endpoint(path) || !method.eq_ignore_ascii_case(b"POST") {
         return Classified::Ignore;
     }
-    if !headers.get("content-type").is_some_and(form::is_form_content_type) {
+    if !headers.get(header::CONTENT_TYPE).is_some_and(form::is_form_content_type) {
         return Classified::Reject(Rejection::invalid_request(
             "requests to this endpoint must use content-type application/x-www-form-urlencoded",
         ));
     }
     let declared = headers
-        .get("content-length")
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
@@ -50,7 +51,7 @@ pub fn single_token(path: &[u8], headers: &Headers) -> Result<(), Rejection> {
             form::decode_component(name).is_ok_and(|n| n == "access_token")
         })
         .count();
-    if headers.all("authorization").count() + in_query > 1 {
+    if headers.all(header::AUTHORIZATION).count() + in_query > 1 {
         let mut rejection =
             Rejection::invalid_request("the request carries more than one access token (RFC 6750 §2: one method only)");
         rejection.challenge = Some(crate::oauth::verdict::Challenge::Bearer);

@@ -1,5 +1,6 @@
 //! The local replies the filter sends: RFC 6749 §5.2 JSON error bodies and their headers.
 
+use crate::header;
 use crate::oauth::verdict::{Challenge, Rejection};
 
 /// The JSON body of a rejection; the description is one line of printable text.
@@ -15,16 +16,16 @@ pub const BASIC_REALM: &str = "oauth";
 /// Headers of a rejection: JSON and never cached; its challenge, if it has one (RFC 6750 §3, RFC 6749 §5.2).
 pub fn headers(rejection: &Rejection) -> Vec<(&'static str, String)> {
     let mut h = vec![
-        ("content-type", "application/json".to_string()),
-        ("cache-control", "no-store".to_string()),
-        ("pragma", "no-cache".to_string()),
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+        (header::PRAGMA, "no-cache".to_string()),
     ];
     if rejection.challenge == Some(Challenge::Basic) {
-        h.push(("www-authenticate", format!("Basic realm=\"{BASIC_REALM}\", charset=\"UTF-8\"")));
+        h.push((header::WWW_AUTHENTICATE, format!("Basic realm=\"{BASIC_REALM}\", charset=\"UTF-8\"")));
     }
     if rejection.challenge == Some(Challenge::Bearer) {
         h.push((
-            "www-authenticate",
+            header::WWW_AUTHENTICATE,
             format!("Bearer error=\"{}\", error_description=\"{}\"", rejection.error, for_log(&rejection.description)),
         ));
     }

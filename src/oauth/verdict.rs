@@ -1,5 +1,6 @@
 //! The decision on one token request: authenticate the client by its certificate, pass it, or reject it.
 
+use crate::cert::Certificate;
 use crate::config::UnknownClient;
 use crate::forwarded::source::Presented;
 use crate::oauth::jwks::{Freshness, JwksUri, Thumbprint};
@@ -143,6 +144,8 @@ pub struct Authenticated {
     pub client_id: String,
     pub method: &'static str,
     pub x5t_s256: String,
+    /// The certificate that authenticated the client (forwarded to the AS).
+    pub certificate: Rc<Certificate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +223,12 @@ pub fn decide(
         Err(e) => return reject(Reason::BadCertificate, format!("the client certificate cannot be parsed: {e}")),
     };
     let authenticated = |method| {
-        Verdict::Authenticated(Authenticated { client_id: client.client_id.clone(), method, x5t_s256: leaf.x5t_s256() })
+        Verdict::Authenticated(Authenticated {
+            client_id: client.client_id.clone(),
+            method,
+            x5t_s256: leaf.x5t_s256(),
+            certificate: certificate.clone(),
+        })
     };
     match &client.method {
         Method::TlsClientAuth(rule) => {

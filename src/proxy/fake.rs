@@ -1,7 +1,7 @@
 //! A fake proxy for native tests of the filter's state machines: headers, properties, shared data with
 //! Envoy's CAS rules, dispatched calls, local replies, metrics and logs, all in memory.
 
-use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::proxy::host::{CallError, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -200,9 +200,9 @@ impl Host for Fake {
         path: &str,
         extra: &[(&str, &str)],
         _: u64,
-    ) -> Result<u32, String> {
+    ) -> Result<u32, CallError> {
         if self.fail_calls.get() {
-            return Err("BadArgument".into());
+            return Err(CallError::BadArgument);
         }
         let token = u32::try_from(self.calls.borrow().len()).unwrap_or(0) + 100;
         self.calls.borrow_mut().push(Call {

@@ -122,6 +122,26 @@ pub struct CallResponse {
     pub too_large: bool,
 }
 
+/// Why the proxy would not dispatch a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// Envoy's answer when the cluster is not defined (or an argument is wrong).
+    BadArgument,
+    /// Any other refusal.
+    Refused,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::BadArgument => f.write_str("BadArgument (is the cluster defined?)"),
+            CallError::Refused => f.write_str("the proxy refused to dispatch the call (is the cluster defined?)"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
 /// Host calls available in every context.
 pub trait Host {
     fn now_ms(&self) -> u64;
@@ -137,7 +157,7 @@ pub trait Host {
         path: &str,
         extra: &[(&str, &str)],
         timeout_ms: u64,
-    ) -> Result<u32, String>;
+    ) -> Result<u32, CallError>;
     /// How often the worker's tick comes (only from the worker's own callbacks: tick, registry response).
     fn set_tick_period_ms(&self, period_ms: u64);
 }

@@ -3,6 +3,7 @@
 use crate::config::CertificateSource;
 use crate::forwarded::source::Presented;
 use crate::forwarded::source::{self};
+use crate::header;
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::request::{self, Classified};
 use crate::oauth::verdict::{self, Rejection, Verdict};
@@ -29,21 +30,29 @@ fn underscore_spellings(headers: &crate::proxy::headers::Headers, names: &[&str]
     found
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a request is in the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     /// Not (or no longer) a request this filter acts on.
     Passive,
-    /// Headers held; the body is being buffered.
+    /// A token request: headers held, the body being buffered.
     ReadingBody,
-    /// Headers and body held while a client's JWK Set is fetched.
-    AwaitingJwks,
+    /// Headers and body held while the client's JWK Set is fetched by the call `token`.
+    AwaitingJwks { token: u32, uri: JwksUri },
+    /// A metadata request (`discovery`): its response is amended if it is a JSON document.
+    MetadataRequested,
+    /// The metadata response's body is being held to be amended.
+    AmendingMetadata,
 }
 
-/// What a decision leaves the request: flowing again, or stopped (a local reply was sent).
+/// What a decision leaves the request: flowing again, answered by the filter, or held for a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Continue,
-    Stopped,
+    /// A local reply was sent.
+    Replied,
+    /// Held until the call in `State::AwaitingJwks` answers.
+    Waiting,
 }
 
 /// One HTTP request through the filter.
@@ -56,10 +65,6 @@ pub struct RequestFilter {
     /// The token request's Authorization header (HTTP Basic may name the client), read with the headers.
     authorization: Option<Vec<u8>>,
     presented: Option<Presented>,
-    jwks_call: Option<(u32, JwksUri)>,
-    /// This is a metadata request whose response is to be amended (`discovery`).
-    amend_metadata: bool,
-    amending: bool,
 }
 
 impl RequestFilter {
@@ -72,9 +77,6 @@ impl RequestFilter {
             client_id: None,
             authorization: None,
             presented: None,
-            jwks_call: None,
-            amend_metadata: false,
-            amending: false,
         }
     }
 
@@ -106,7 +108,7 @@ impl RequestFilter {
             let trusted = !forwarded.is_empty() && source::is_trusted_forwarder(config, &self.worker.read_peer(s));
             // XFCC from a peer we do not trust must not reach the AS either.
             if config.certificate_source == CertificateSource::Xfcc && !forwarded.is_empty() && !trusted {
-                s.set_request_header("x-forwarded-client-cert", None);
+                s.set_request_header(header::X_FORWARDED_CLIENT_CERT, None);
             }
             trusted
         });
@@ -132,8 +134,8 @@ impl RequestFilter {
         }
         if config.discovery.is_some() && method == b"GET" && discovery::is_metadata_path(&path_text) {
             // The filter rewrites the JSON, so it must arrive uncompressed.
-            s.set_request_header("accept-encoding", None);
-            self.amend_metadata = true;
+            s.set_request_header(header::ACCEPT_ENCODING, None);
+            self.state = State::MetadataRequested;
             return Action::Continue;
         }
         let classified = request::classify(config, method, path, &headers);
@@ -144,7 +146,7 @@ impl RequestFilter {
                 Action::Pause
             }
             Classified::Enforce => {
-                self.authorization = get("authorization").map(<[u8]>::to_vec);
+                self.authorization = get(header::AUTHORIZATION).map(<[u8]>::to_vec);
                 self.presented = Some(presented(s));
                 if end_of_stream {
                     self.decide(s, &[]).into()
@@ -157,8 +159,10 @@ impl RequestFilter {
     }
 
     pub fn on_request_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
-        if self.state != State::ReadingBody {
-            return if self.state == State::AwaitingJwks { Action::Pause } else { Action::Continue };
+        match self.state {
+            State::ReadingBody => {}
+            State::AwaitingJwks { .. } => return Action::Pause,
+            _ => return Action::Continue,
         }
         self.saw_body = true;
         self.body_size = body_size;
@@ -210,40 +214,40 @@ impl RequestFilter {
 
     /// Holds a metadata document's response until its body is complete, so it can be amended.
     pub fn on_response_headers(&mut self, s: &dyn Stream, end_of_stream: bool) -> Action {
-        if !self.amend_metadata || end_of_stream {
+        if self.state != State::MetadataRequested || end_of_stream {
             return Action::Continue;
         }
         let ok = s.response_header(":status").as_deref() == Some(b"200".as_slice());
         let json = s
-            .response_header("content-type")
+            .response_header(header::CONTENT_TYPE)
             .is_some_and(|t| String::from_utf8_lossy(&t).to_ascii_lowercase().contains("json"));
-        let encoded = s.response_header("content-encoding").is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
+        let encoded = s.response_header(header::CONTENT_ENCODING).is_some_and(|e| !e.eq_ignore_ascii_case(b"identity"));
         if !ok || !json || encoded {
             return Action::Continue;
         }
-        self.amending = true;
+        self.state = State::AmendingMetadata;
         Action::Pause
     }
 
     pub fn on_response_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.amending {
+        if self.state != State::AmendingMetadata {
             return Action::Continue;
         }
         let Some(d) = &self.worker.config.discovery else { return Action::Continue };
         if body_size > d.max_bytes {
-            self.amending = false;
+            self.state = State::Passive;
             s.log(Level::Warn, "discovery: metadata document larger than discovery.max_bytes; passed on unchanged");
             return Action::Continue;
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        self.amending = false;
+        self.state = State::Passive;
         let body = s.response_body(body_size).unwrap_or_default();
         match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref()) {
             Ok(amended) => {
                 s.replace_response_body(body_size, &amended);
-                s.set_response_header("content-length", Some(amended.len().to_string().as_bytes()));
+                s.set_response_header(header::CONTENT_LENGTH, Some(amended.len().to_string().as_bytes()));
                 s.metric(Metric::DiscoveryAmended, 1);
             }
             Err(e) => {
@@ -261,18 +265,18 @@ impl RequestFilter {
                 let body = s.request_body(self.body_size).unwrap_or_default();
                 self.decide(s, &body).into()
             }
-            State::AwaitingJwks => Action::Pause,
-            State::Passive => Action::Continue,
+            State::AwaitingJwks { .. } => Action::Pause,
+            State::Passive | State::MetadataRequested | State::AmendingMetadata => Action::Continue,
         }
     }
 
     /// A JWK Set fetched for this request arrived (or failed): store it for every worker and decide.
     pub fn on_call_response(&mut self, s: &dyn Stream, token: u32, response: CallResponse) {
-        let Some((expected, uri)) = self.jwks_call.take() else { return };
-        if expected != token {
-            self.jwks_call = Some((expected, uri));
+        let State::AwaitingJwks { token: expected, uri } = &self.state else { return };
+        if *expected != token {
             return;
         }
+        let uri = uri.clone();
         self.worker.store_jwks(s, &uri, &response);
         self.state = State::ReadingBody;
         if self.finish(s, false) == Outcome::Continue {
@@ -300,7 +304,7 @@ impl RequestFilter {
             }
             Err(rejection) => {
                 self.reject(s, &rejection);
-                Outcome::Stopped
+                Outcome::Replied
             }
         }
     }
@@ -313,13 +317,12 @@ impl RequestFilter {
             verdict::decide(self.client_id.as_deref(), &presented, worker.config.unknown_client, &mut directory);
         match verdict {
             Verdict::Authenticated(a) => {
-                let Presented::Certificate { certificate, .. } = &presented else { return Outcome::Stopped };
                 let fc = &worker.config.forward_certificate;
-                let forwarded = worker.certificates.borrow_mut().forwarded(certificate, fc.format);
+                let forwarded = worker.certificates.borrow_mut().forwarded(&a.certificate, fc.format);
                 // Every inbound copy of these was removed with the request headers: adding is enough.
-                s.add_request_header("x-mtls-client-id", a.client_id.as_bytes());
-                s.add_request_header("x-mtls-auth-method", a.method.as_bytes());
-                s.add_request_header("x-mtls-x5t-s256", a.x5t_s256.as_bytes());
+                s.add_request_header(header::X_MTLS_CLIENT_ID, a.client_id.as_bytes());
+                s.add_request_header(header::X_MTLS_AUTH_METHOD, a.method.as_bytes());
+                s.add_request_header(header::X_MTLS_X5T_S256, a.x5t_s256.as_bytes());
                 s.add_request_header(&fc.header, forwarded.as_bytes());
                 s.metric(Metric::Authenticated, 1);
                 s.log(
@@ -341,7 +344,7 @@ impl RequestFilter {
             }
             Verdict::Reject(rejection) => {
                 self.reject(s, &rejection);
-                Outcome::Stopped
+                Outcome::Replied
             }
             Verdict::FetchJwks(uri) => {
                 let cluster = worker.config.jwks_cluster.clone().unwrap_or_default();
@@ -352,13 +355,12 @@ impl RequestFilter {
                     &cluster,
                     &uri.authority,
                     &uri.path,
-                    &[("accept", "application/json")],
+                    &[(header::ACCEPT, "application/json")],
                     worker.config.jwks_timeout_ms,
                 ) {
                     Ok(token) => {
-                        self.jwks_call = Some((token, uri));
-                        self.state = State::AwaitingJwks;
-                        Outcome::Stopped
+                        self.state = State::AwaitingJwks { token, uri };
+                        Outcome::Waiting
                     }
                     Err(e) => {
                         worker.store_jwks(s, &uri, &CallResponse::default());
@@ -399,7 +401,7 @@ impl From<Outcome> for Action {
     fn from(o: Outcome) -> Action {
         match o {
             Outcome::Continue => Action::Continue,
-            Outcome::Stopped => Action::Pause,
+            Outcome::Replied | Outcome::Waiting => Action::Pause,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The proxy-wasm shell: contexts and host calls that move data between Envoy and the pure core.
 
 use crate::config::Config;
+use crate::header;
 use crate::proxy::headers::Headers;
-use crate::proxy::host::{self, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
+use crate::proxy::host::{self, CallError, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::{request::RequestFilter, worker::Worker};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -86,11 +87,16 @@ impl Host for Proxy {
         path: &str,
         extra: &[(&str, &str)],
         timeout_ms: u64,
-    ) -> Result<u32, String> {
+    ) -> Result<u32, CallError> {
         let mut headers = vec![(":method", "GET"), (":path", path), (":authority", authority), (":scheme", "http")];
         headers.extend_from_slice(extra);
-        hostcalls::dispatch_http_call(cluster, headers, None, vec![], Duration::from_millis(timeout_ms))
-            .map_err(|s| format!("{s:?} (is the cluster defined?)"))
+        hostcalls::dispatch_http_call(cluster, headers, None, vec![], Duration::from_millis(timeout_ms)).map_err(|s| {
+            if s == Status::BadArgument {
+                CallError::BadArgument
+            } else {
+                CallError::Refused
+            }
+        })
     }
 
     fn set_tick_period_ms(&self, period_ms: u64) {
@@ -119,8 +125,8 @@ impl Proxy {
         };
         CallResponse {
             status,
-            etag: header("etag").and_then(|v| String::from_utf8(v).ok()),
-            max_age_seconds: header("cache-control").and_then(|v| crate::oauth::jwks::cache_max_age(&v)),
+            etag: header(header::ETAG).and_then(|v| String::from_utf8(v).ok()),
+            max_age_seconds: header(header::CACHE_CONTROL).and_then(|v| crate::oauth::jwks::cache_max_age(&v)),
             body,
             too_large,
         }

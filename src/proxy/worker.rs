@@ -4,6 +4,7 @@
 use crate::config::{Config, RegistryConfig};
 use crate::forwarded::source::Peer;
 use crate::forwarded::source::PeerError;
+use crate::header;
 use crate::oauth::jwks::{self, JwksUri};
 use crate::oauth::registration::Client;
 use crate::oauth::response;
@@ -157,9 +158,9 @@ impl Worker {
         }
         // A 304 must not keep buckets of another count than this worker's: ask without If-None-Match then.
         let etag = meta.etag.clone().filter(|_| meta.buckets == reg.buckets);
-        let mut extra = vec![("accept", "application/json")];
+        let mut extra = vec![(header::ACCEPT, "application/json")];
         if let Some(tag) = etag.as_deref() {
-            extra.push(("if-none-match", tag));
+            extra.push((header::IF_NONE_MATCH, tag));
         }
         match host.http_get(&reg.cluster, &reg.authority, &reg.path, &extra, reg.timeout_ms) {
             Ok(token) => self.registry_call.set(Some(token)),
