@@ -4,7 +4,7 @@ pub mod dn;
 pub mod issuer;
 pub mod pem;
 pub mod san;
-pub mod x509;
+pub(crate) mod x509;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,6 +1,6 @@
 //! The `oauth-mtls` command line: `check`, `lint` and `thumbprint`, on the filter's own pure core.
 
-pub mod explain;
+pub(crate) mod explain;
 
 use crate::config::Config;
 use crate::{cert, cert::pem, oauth::registration, registry};

@@ -1,6 +1,6 @@
 //! Certificate-bound access tokens at a resource server (RFC 8705 §3): the token's `cnf` against the certificate.
 
-use crate::oauth::verdict::{Reason, Rejection};
+use crate::oauth::verdict::Rejection;
 
 /// What the resource check knows about the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +43,6 @@ pub fn check(evidence: &Evidence<'_>, require_binding: bool) -> Result<(), Rejec
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-/// `Reason` of every resource rejection.
-pub const REASON: Reason = Reason::InvalidToken;
 
 #[cfg(test)]
 mod tests {

@@ -2,12 +2,12 @@
 //! registrations (RFC 7591, 8705), JWK Sets, the verdict and the replies, bound tokens at resources, metadata.
 
 pub mod basic;
-pub mod binding;
+pub(crate) mod binding;
 pub mod discovery;
 pub mod form;
 pub mod jwks;
 pub mod path;
 pub mod registration;
 pub mod request;
-pub mod response;
+pub(crate) mod response;
 pub mod verdict;

@@ -1,8 +1,8 @@
 //! The client registry: its document, its shared-data layout (buckets, metadata, lease) and its refresh schedule.
 
-pub mod bucket;
+pub(crate) mod bucket;
 pub mod load;
-pub mod scan;
+pub(crate) mod scan;
 
 use crate::oauth::jwks::Freshness;
 use crate::oauth::registration::{self, Client, RegistrationError, Stored};
