@@ -5,40 +5,37 @@
 //! `%2F` or take `\` for `/`, most resolve `.` and `..`), so the filter compares the widest reading: a request
 //! is matched when any of these servers could route it there. Matching more widely only ever checks more.
 
-/// The segments of `path` as compared: no query or fragment; every `%XX` of an unreserved character, `/` or
-/// `\` decoded; `\` read as `/`; `;parameters` dropped from each segment; empty and `.` segments dropped;
-/// `..` removing the segment before it; ASCII lower case. `trailing` says whether the path ended in `/`.
-pub fn segments(path: &str) -> (Vec<String>, bool) {
+/// `path` as compared: no query or fragment; every `%XX` of an unreserved character, `/` or `\` decoded; `\`
+/// read as `/`; `;parameters` dropped from each segment; empty and `.` segments dropped; `..` removing the segment
+/// before it; ASCII lower case. One string, `/a/b`, or `/a/b/` when the path ended in `/` (or is empty).
+pub fn key(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or(path);
     let decoded = decode(path.as_bytes());
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<u8> = Vec::with_capacity(decoded.len() + 1);
+    // Where each kept segment starts in `out` (its `/`), so that `..` can remove it.
+    let mut starts: Vec<usize> = Vec::new();
     let mut trailing = false;
     for raw in decoded.split(|b| *b == b'/') {
         let segment = raw.split(|b| *b == b';').next().unwrap_or(raw);
-        trailing = segment.is_empty() || segment == b"." || segment == b"..";
+        trailing = matches!(segment, b"" | b"." | b"..");
         match segment {
             b"" | b"." => {}
             b".." => {
-                out.pop();
+                if let Some(start) = starts.pop() {
+                    out.truncate(start);
+                }
             }
-            _ => out.push(String::from_utf8_lossy(segment).to_ascii_lowercase()),
+            _ => {
+                starts.push(out.len());
+                out.push(b'/');
+                out.extend(segment.iter().map(u8::to_ascii_lowercase));
+            }
         }
     }
-    (out, trailing)
-}
-
-/// `path` in the form [`segments`] compares, as one string: `/a/b`, or `/a/b/` when it ends in `/`.
-pub fn key(path: &str) -> String {
-    let (segments, trailing) = segments(path);
-    let mut key = String::with_capacity(path.len());
-    for segment in &segments {
-        key.push('/');
-        key.push_str(segment);
+    if trailing || starts.is_empty() {
+        out.push(b'/');
     }
-    if trailing || segments.is_empty() {
-        key.push('/');
-    }
-    key
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Decodes `%XX` where XX is an unreserved character (RFC 3986 §2.3), `/` or `\`; reads `\` as `/`.
