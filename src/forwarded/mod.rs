@@ -2,6 +2,6 @@
 //! `Client-Cert` header), and how the authenticated one is forwarded to the AS.
 
 pub mod client_cert;
-pub(crate) mod forward;
+pub mod forward;
 pub mod source;
 pub mod xfcc;

@@ -31,7 +31,7 @@ bench-chart (test-harness/bench/chart, Rust and plotters; `make bench` builds it
 (Debian's fonts-dejavu-core, or $BENCH_CHART_FONT): CPU µs per request per variant with the filter's cost
 C − A and the proxy-wasm floor B − A, and p99 latency at the fixed rate. Without the binary or the font
 there is no chart, and the bench says why. To redraw one:
-    test-harness/bench/chart/target/release/bench-chart build/bench/results.json build/bench/chart.png
+    test-harness/bench/target/release/bench-chart build/bench/results.json build/bench/chart.png
 The numbers are only as good as the machine is quiet: on a shared machine they are indicative.
 """
 from __future__ import annotations
@@ -114,14 +114,14 @@ def cargo_build(project: pathlib.Path, target: str | None = None) -> None:
 
 
 def empty_wasm() -> pathlib.Path:
-    p = HERE / "empty-filter/target/wasm32-wasip1/release/bench_empty_filter.wasm"
+    p = HERE / "target/wasm32-wasip1/empty-filter/bench_empty_filter.wasm"
     if not p.exists():
         cargo_build(HERE / "empty-filter", "wasm32-wasip1")
     return p
 
 
 def authz_bin() -> pathlib.Path:
-    p = HERE / "authz/target/release/bench-authz"
+    p = HERE / "target/authz/bench-authz"
     if not p.exists():
         cargo_build(HERE / "authz")
     return p
@@ -699,7 +699,7 @@ def markdown(summary: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-CHART_BIN = HERE / "chart/target/release/bench-chart"
+CHART_BIN = HERE / "target/release/bench-chart"
 
 
 def chart(results_json: pathlib.Path, path: pathlib.Path) -> bool:

@@ -3,7 +3,7 @@
 //! Usage: `bench-authz ADDR REGISTRATIONS.json` (ADDR like 127.0.0.1:9191; the JSON is an array of RFC 7591
 //! registrations, or `{"clients": [...]}`). Envoy must send the peer certificate
 //! (`include_peer_certificate: true`) and the body (`with_request_body`, `pack_as_bytes: true`). The decision
-//! is `oauth_mtls_filter::verdict::decide`, the same function the filter runs; an authenticated request gets
+//! is `oauth_mtls_filter::oauth::verdict::decide`, the same function the filter runs; an authenticated request gets
 //! the filter's headers (`x-mtls-client-id`, `x-mtls-auth-method`, `x-mtls-x5t-s256`, RFC 9440 `client-cert`),
 //! a refused one the filter's 401 JSON. Runs on one thread (a current-thread runtime), like the filter on one
 //! Envoy worker.
@@ -18,18 +18,20 @@ use std::rc::Rc;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpStatusCode};
 use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder};
-use oauth_mtls_filter::cache::Certificates;
 use oauth_mtls_filter::config::{ForwardFormat, UnknownClient};
-use oauth_mtls_filter::jwks::JwksUri;
-use oauth_mtls_filter::registration::Client;
-use oauth_mtls_filter::verdict::{self, Directory, JwksView, Lookup, Presented, Verdict};
+use oauth_mtls_filter::forwarded::source::{PeerError, Presented, SourceError};
+use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri};
+use oauth_mtls_filter::oauth::registration::Client;
+use oauth_mtls_filter::oauth::verdict::{self, Directory, JwksView, Lookup, Verdict};
+use oauth_mtls_filter::proxy::cache::Certificates;
+use oauth_mtls_filter::proxy::memory::Budget;
 use tonic::{Request, Response, Status};
 
 thread_local! {
     /// The compiled registrations, per thread (`Client` is shared by `Rc`, as in the filter).
     static CLIENTS: RefCell<HashMap<String, Rc<Client>>> = RefCell::new(HashMap::new());
     /// Client certificates decoded once, per thread.
-    static CERTIFICATES: RefCell<Certificates> = RefCell::new(Certificates::new(1024));
+    static CERTIFICATES: RefCell<Certificates> = RefCell::new(Certificates::new(1024, Budget { total: Budget::DEFAULT_BYTES as usize }.certificates()));
 }
 
 struct Registrations;
@@ -45,6 +47,7 @@ impl Directory for Registrations {
     fn jwks(&mut self, _uri: &JwksUri) -> JwksView {
         JwksView::Known {
             thumbprints: Vec::new(),
+            freshness: Freshness::Fresh,
             may_refetch: false,
             last_error: Some("no jwks_uri in the bench".into()),
         }
@@ -87,20 +90,20 @@ impl Authorization for Service {
             return Ok(Response::new(ok(OkHttpResponseBuilder::new())));
         }
         let body: &[u8] = if http.raw_body.is_empty() { http.body.as_bytes() } else { &http.raw_body };
-        let client_id = match oauth_mtls_filter::form::client_id(body) {
+        let client_id = match oauth_mtls_filter::oauth::form::client_id(body) {
             Ok(id) => id,
             Err(e) => return Ok(Response::new(denied(400, "invalid_request", &e.to_string()))),
         };
         let presented = if cert_pem.is_empty() {
             Presented::None
         } else {
-            match oauth_mtls_filter::pem::decode_leaf(&percent_decode(&cert_pem)) {
+            match oauth_mtls_filter::cert::pem::decode_leaf(&percent_decode(&cert_pem)) {
                 // Decoded once per certificate, as the filter does (a per-thread cache keyed by SHA-256).
                 Ok(der) => Presented::Certificate {
                     certificate: CERTIFICATES.with(|c| c.borrow_mut().of_der(der)),
                     validated: true,
                 },
-                Err(e) => Presented::Malformed(e.to_string()),
+                Err(e) => Presented::Malformed(SourceError::Peer(PeerError::Pem(e))),
             }
         };
         let v = verdict::decide(client_id.as_deref(), &presented, UnknownClient::Pass, &mut Registrations);
@@ -113,7 +116,7 @@ impl Authorization for Service {
                 if let Presented::Certificate { certificate, .. } = &presented {
                     b.add_header(
                         "client-cert",
-                        oauth_mtls_filter::forward::encode(&certificate.der, ForwardFormat::Rfc9440),
+                        oauth_mtls_filter::forwarded::forward::encode(&certificate.der, ForwardFormat::Rfc9440),
                         None,
                         false,
                     );

@@ -2,7 +2,7 @@
 //! registration decode, a slice of the incremental registry load, and the whole decision, cold and cached.
 //!
 //! Certificates come from the test PKI (`$OAUTH_MTLS_BUILD/pki`, default `build/pki`; made by `make test`
-//! or `make bench`). Run: `cargo bench --manifest-path test-harness/bench/micro/Cargo.toml`.
+//! or `make bench`). Run: `make bench-micro`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -14,10 +14,10 @@ use oauth_mtls_filter::cert::dn::Dn;
 use oauth_mtls_filter::cert::san::{SanKind, SanRule};
 use oauth_mtls_filter::cert::Leaf;
 use oauth_mtls_filter::config::UnknownClient;
+use oauth_mtls_filter::forwarded::source::Presented;
 use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri};
 use oauth_mtls_filter::oauth::registration::Client;
 use oauth_mtls_filter::oauth::verdict::{self, Directory, JwksView, Lookup, Verdict};
-use oauth_mtls_filter::forwarded::source::Presented;
 use oauth_mtls_filter::proxy::cache::Certificates;
 use oauth_mtls_filter::proxy::memory;
 use oauth_mtls_filter::registry::load::{Budget, Load, Step};
