@@ -1,21 +1,22 @@
 //! One HTTP request through the filter: the state machine from its headers to its verdict and reply.
 
 use crate::config::CertificateSource;
-use crate::forwarded::source::Presented;
-use crate::forwarded::source::{self};
+use crate::forwarded::source::{self, Presented};
 use crate::header;
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::request::{self, Classified};
 use crate::oauth::verdict::{self, Rejection, Verdict};
+use crate::oauth::{binding, discovery, response};
+use crate::proxy::headers::Headers;
 use crate::proxy::host::{Action, CallResponse, Level, Metric, Stream};
 use crate::proxy::worker::Worker;
-use crate::{oauth::binding, oauth::discovery, oauth::response};
 use std::rc::Rc;
 
-/// The names in `headers` that spell one of `names` with `_` for some `-` (each once).
-fn underscore_spellings(headers: &crate::proxy::headers::Headers, names: &[&str]) -> Vec<String> {
+/// The headers of `headers` that are one of `names` in any spelling a server may read as it: any case, and `_`
+/// for `-` (CGI, WSGI, Rack and PHP read `x_mtls_client_id` as `x-mtls-client-id`). Each name once.
+fn spellings_of(headers: &Headers, names: &[&str]) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
-    for (name, _) in headers.iter().filter(|(n, _)| n.contains(&b'_')) {
+    for (name, _) in headers.iter() {
         let same = |wanted: &&str| {
             wanted.len() == name.len()
                 && wanted.bytes().zip(name).all(|(w, n)| w == n.to_ascii_lowercase() || (w == b'-' && *n == b'_'))
@@ -92,14 +93,13 @@ impl RequestFilter {
             .map(|h| headers.all(h).map(<[u8]>::to_vec).collect())
             .unwrap_or_default();
         let stripped = config.stripped_headers();
-        for name in &stripped {
+        if headers.is_malformed() {
             // A map the proxy garbled shows no header: remove them all rather than let one through.
-            if get(name).is_some() || headers.is_malformed() {
+            for name in &stripped {
                 s.set_request_header(name, None);
             }
         }
-        // CGI, WSGI, Rack and PHP read `x_mtls_client_id` as `x-mtls-client-id`: such spellings go too.
-        for name in underscore_spellings(&headers, &stripped) {
+        for name in spellings_of(&headers, &stripped) {
             s.set_request_header(&name, None);
         }
         // For a forwarded source, whether the direct peer is a trusted forwarder, decided once (it parses the
