@@ -34,23 +34,24 @@ impl std::error::Error for BasicError {}
 
 /// Whether an `Authorization` value uses the `Basic` scheme (whatever its credentials).
 pub fn is_basic(authorization: &[u8]) -> bool {
+    basic_credentials(authorization).is_some()
+}
+
+/// The credentials of an `Authorization` value with the `Basic` scheme (any case), or `None` for another scheme.
+fn basic_credentials(authorization: &[u8]) -> Option<&[u8]> {
     let value = trim_sp(authorization);
-    let scheme = value.split(|b| *b == b' ').next().unwrap_or(value);
-    scheme.eq_ignore_ascii_case(b"Basic")
+    let (scheme, credentials) = match value.iter().position(|&b| b == b' ') {
+        Some(sp) => (value.get(..sp).unwrap_or_default(), value.get(sp..).unwrap_or_default()),
+        None => (value, &[][..]),
+    };
+    scheme.eq_ignore_ascii_case(b"Basic").then_some(credentials)
 }
 
 /// The client id carried by an `Authorization` value with the `Basic` scheme, or `None` for
 /// another scheme. The id (before the first `:`) is form-urlencoded (RFC 6749 §2.3.1) and is
 /// decoded; it may be empty.
 pub fn client_id(authorization: &[u8]) -> Result<Option<String>, BasicError> {
-    let value = trim_sp(authorization);
-    let (scheme, credentials) = match value.iter().position(|&b| b == b' ') {
-        Some(sp) => (value.get(..sp).unwrap_or_default(), value.get(sp..).unwrap_or_default()),
-        None => (value, &[][..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"Basic") {
-        return Ok(None);
-    }
+    let Some(credentials) = basic_credentials(authorization) else { return Ok(None) };
     let token68 = trim_sp(credentials);
     if token68.is_empty() {
         return Err(BasicError::InvalidBase64);
