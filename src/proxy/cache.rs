@@ -187,7 +187,7 @@ impl Certificates {
         }
         let value = encode();
         entry.forwarded = Some(value.clone());
-        self.entries.charge(&certificate.sha256, value.len().saturating_add(32));
+        self.entries.charge(&certificate.sha256, value.weight());
         value
     }
 

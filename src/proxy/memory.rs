@@ -45,6 +45,13 @@ impl Weigh for String {
     }
 }
 
+impl Weigh for std::rc::Rc<str> {
+    fn weight(&self) -> usize {
+        // The text after the Rc's two counts, in one allocation.
+        self.len().saturating_add(2 * size_of::<usize>()).saturating_add(ALLOCATION_OVERHEAD)
+    }
+}
+
 impl Weigh for Vec<u8> {
     fn weight(&self) -> usize {
         vec_weight(self)
