@@ -178,9 +178,10 @@ impl Load {
     }
 
     fn add(&mut self, entry: Entry, findings: &mut Vec<Finding>) {
-        if let Some(id) = entry.client_id() {
-            let index = registry::bucket_of(id, self.buckets) as usize;
-            let Some(group) = self.groups.get_mut(index) else { return };
+        // The bucket of the client id the registration claims, loaded or not.
+        let mut group =
+            entry.client_id().and_then(|id| self.groups.get_mut(registry::bucket_of(id, self.buckets) as usize));
+        if let (Some(group), Some(id)) = (group.as_mut(), entry.client_id()) {
             if let Some(first) = group.get_mut(id) {
                 // Listed twice: ambiguous, so no copy loads, not even a first one that did.
                 self.refused += 1;
@@ -197,17 +198,14 @@ impl Load {
             Entry::Refused { client_id, label, error } => {
                 self.refused += 1;
                 findings.push(Finding::Refused(label, error));
-                if let Some(id) = client_id {
-                    let index = registry::bucket_of(&id, self.buckets) as usize;
-                    if let Some(group) = self.groups.get_mut(index) {
-                        group.insert(id, None);
-                    }
+                // The id stays claimed, so that a later copy is still a duplicate.
+                if let (Some(group), Some(id)) = (group, client_id) {
+                    group.insert(id, None);
                 }
                 return;
             }
         };
-        let index = registry::bucket_of(&stored.client_id, self.buckets) as usize;
-        let Some(group) = self.groups.get_mut(index) else { return };
+        let Some(group) = group else { return };
         match (&self.jwks_uri_refusal, &stored.jwks_uri) {
             (Some(why), Some(_)) => {
                 self.refused += 1;
