@@ -582,6 +582,11 @@ impl Config {
         warnings
     }
 
+    /// `jwks_max_age_seconds` in milliseconds: the age of a JWK Set copy without its own Cache-Control age.
+    pub fn jwks_max_age_ms(&self) -> u64 {
+        self.jwks_max_age_seconds.saturating_mul(1000)
+    }
+
     /// Every header removed from inbound requests.
     pub fn stripped_headers(&self) -> Vec<&str> {
         let mut names: Vec<&str> = PRODUCED_HEADERS.to_vec();

@@ -488,10 +488,15 @@ impl Worker {
         }
     }
 
+    /// The registrations and JWK Sets a request's verdict reads; `refetch_allowed`: a JWK Set may be fetched.
+    pub(crate) fn directory<'a>(&'a self, host: &'a dyn Host, refetch_allowed: bool) -> SharedDirectory<'a> {
+        SharedDirectory { worker: self, host, refetch_allowed }
+    }
+
     fn jwks_view(&self, host: &dyn Host, uri: &JwksUri, refetch_allowed: bool) -> JwksView {
         let entry = JwksEntry::decode(host.shared_get(&self.keys.jwks(&uri.uri)).0.as_deref());
         let now = host.now_ms();
-        let max_age_ms = self.config.jwks_max_age_seconds.saturating_mul(1000);
+        let max_age_ms = self.config.jwks_max_age_ms();
         match entry {
             None => JwksView::Known {
                 thumbprints: Vec::new(),
@@ -512,7 +517,7 @@ impl Worker {
     pub(crate) fn claim_jwks_fetch(&self, host: &dyn Host, uri: &JwksUri) -> bool {
         let now = host.now_ms();
         let min_refresh = self.config.jwks_min_refresh_seconds;
-        let max_age_ms = self.config.jwks_max_age_seconds.saturating_mul(1000);
+        let max_age_ms = self.config.jwks_max_age_ms();
         take(host, &self.keys.jwks(&uri.uri), &JwksEntry::default().encode(), |current| {
             let mut entry = JwksEntry::decode(current).unwrap_or_default();
             if entry.fetched_at_ms.is_some() && !entry.may_fetch(now, min_refresh, max_age_ms) {
@@ -587,13 +592,6 @@ pub(crate) struct SharedDirectory<'a> {
     worker: &'a Worker,
     host: &'a dyn Host,
     refetch_allowed: bool,
-}
-
-impl Worker {
-    /// The registrations and JWK Sets a request's verdict reads; `refetch_allowed`: a JWK Set may be fetched.
-    pub(crate) fn directory<'a>(&'a self, host: &'a dyn Host, refetch_allowed: bool) -> SharedDirectory<'a> {
-        SharedDirectory { worker: self, host, refetch_allowed }
-    }
 }
 
 impl Directory for SharedDirectory<'_> {
