@@ -87,7 +87,7 @@ impl fmt::Display for RegistrationError {
             RegistrationError::NotAnObject => write!(f, "registration is not a JSON object"),
             RegistrationError::MissingClientId => write!(f, "client_id is missing or empty"),
             RegistrationError::ClientIdControlCharacter => {
-                write!(f, "client_id holds a control character (RFC 6749 A.1 allows %x20-7E), so it cannot be annotated")
+                write!(f, "client_id holds a control character (CR, LF, NUL...), which cannot be sent in x-mtls-client-id")
             }
             RegistrationError::WrongType { field, expected } => write!(f, "{field} must be {expected}"),
             RegistrationError::SubjectValueCount(found) if found.is_empty() => write!(
