@@ -177,17 +177,23 @@ def http1_raw(port: int, parts: list[bytes], cert: str | None, test_id: str, gap
             s.sendall(part)
             if gap and i + 1 < len(parts):
                 time.sleep(gap)
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, ssl.SSLEOFError):
-                break
-            if not chunk:
-                break
-            data += chunk
-            if _http1_complete(data):
-                break
+        return read_http1_response(s, test_id)
+
+
+def read_http1_response(s: ssl.SSLSocket, test_id: str = "") -> Response:
+    """One HTTP/1.1 response from `s`: read until it is complete (Content-Length or chunked framing) or the
+    server closes, so a keep-alive connection can carry the next request."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, ssl.SSLEOFError):
+            break
+        if not chunk:
+            break
+        data += chunk
+        if _http1_complete(data):
+            break
     return _parse_http1(data, test_id)
 
 

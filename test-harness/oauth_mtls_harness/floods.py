@@ -39,8 +39,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from oauth_mtls_harness import client, pki, servers
 from oauth_mtls_harness import envoy as envoy_mod
-from oauth_mtls_harness import pki, servers
 from oauth_mtls_harness.checks import tls_client
 
 ATTACKS = ("certificates", "client-ids")
@@ -62,7 +62,6 @@ MAX_LOG_BYTES = 4 << 30
 
 # The legitimate client: envoy/direct-mtls.yaml registers demo-client inline by dn-client's subject DN.
 LEGIT_CERT, LEGIT_CLIENT_ID = "dn-client", "demo-client"
-FORM = "application/x-www-form-urlencoded"
 
 FLOOD_CERT_SANS = 31_000      # one-letter DNS names, 3 bytes of DER each: a ~93 KB certificate
 FLOOD_CERT_POOL = 3000        # distinct certificates; a longer flood goes round them again
@@ -187,30 +186,8 @@ class Tally:
                     "statuses": {str(k): v for k, v in self.statuses.items()}}
 
 
-def _status(sock: ssl.SSLSocket) -> int:
-    """Read one HTTP/1.1 response (Content-Length framed, as Envoy's local replies are); its status."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} bytes of response")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return int(head.split(b" ", 2)[1])
-
-
 def _token_request(port: int, body: bytes, close: bool) -> bytes:
-    head = (f"POST /token HTTP/1.1\r\nhost: localhost:{port}\r\ncontent-type: {FORM}\r\n"
+    head = (f"POST /token HTTP/1.1\r\nhost: localhost:{port}\r\ncontent-type: {client.FORM}\r\n"
             f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "") + "\r\n")
     return head.encode() + body
 
@@ -247,8 +224,8 @@ def certificate_flood(port: int, stop: threading.Event, tally: Tally, pool: Cert
                     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
                             ctx.wrap_socket(raw, server_hostname="localhost") as s:
                         s.sendall(_token_request(port, body, close=True))
-                        outcome: int | str = _status(s)
-                except (OSError, ValueError) as e:
+                        outcome: int | str = client.read_http1_response(s).status
+                except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: no HTTP response
                     outcome = type(e).__name__
                 tally.add(outcome, new_connection=True)
 
@@ -281,8 +258,8 @@ def client_id_flood(port: int, stop: threading.Event, tally: Tally, connections:
                                               server_hostname="localhost"), 0
                 s.sendall(_token_request(port, body, close=False))
                 sent += 1
-                outcome: int | str = _status(s)
-            except (OSError, ValueError) as e:
+                outcome: int | str = client.read_http1_response(s).status
+            except (OSError, ValueError, RuntimeError) as e:  # RuntimeError: no HTTP response
                 outcome = type(e).__name__
                 sent = requests_per_connection
             tally.add(outcome, new_connection=new)
@@ -318,15 +295,12 @@ def legit_token_request(port: int, timeout: float = 10) -> str | None:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as s:
             s.sendall(_token_request(port, body, close=True))
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-    except OSError as e:
+            r = client.read_http1_response(s)
+    except (OSError, RuntimeError) as e:  # RuntimeError: no HTTP response
         return f"{type(e).__name__}: {e}"
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/1.1 ") else "no response"
-    if status != "200":
-        return f"status {status}: {payload[:200]!r}"
+    payload = r.body
+    if r.status != 200:
+        return f"status {r.status}: {payload[:200]!r}"
     try:
         seen = json.loads(payload)["headers"]
     except (ValueError, KeyError):
