@@ -2,7 +2,10 @@
 
 use crate::cert::dn::Dn;
 use crate::header;
+use crate::oauth::jwks::JwksUri;
 use crate::oauth::registration::{self, Client, KeySource, Method};
+use crate::revocation::ca::Ca;
+pub use crate::revocation::OnUnavailable;
 use crate::{oauth::path, proxy::memory};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -104,7 +107,28 @@ pub struct Config {
     pub resources: Vec<Resource>,
     pub jwt_payload_metadata: PayloadMetadata,
     pub discovery: Option<Discovery>,
+    pub revocation: Option<RevocationConfig>,
 }
+
+/// `revocation`: client certificates checked by CRL and OCSP (see `revocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    pub cluster: String,
+    pub issuers: Vec<Ca>,
+    pub crl_urls: Vec<JwksUri>,
+    pub use_distribution_points: bool,
+    pub ocsp: bool,
+    pub ocsp_url: Option<JwksUri>,
+    pub on_unavailable: OnUnavailable,
+    pub refresh_seconds: u64,
+    pub max_stale_seconds: u64,
+    pub timeout_ms: u64,
+    pub ocsp_max_age_seconds: u64,
+    pub max_crl_bytes: usize,
+}
+
+/// The most CRL locations a filter loads, configured and found in leaves' distribution points together.
+pub const MAX_CRLS: usize = 16;
 
 /// Envoy's default `per_connection_buffer_limit_bytes`: a request body over it gets Envoy's own 413.
 pub const ENVOY_DEFAULT_BUFFER_LIMIT: usize = 1 << 20;
@@ -265,7 +289,7 @@ impl<'a> Object<'a> {
     }
 }
 
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 19] = [
     "endpoints",
     "max_body_bytes",
     "certificate_source",
@@ -284,6 +308,7 @@ const KEYS: [&str; 18] = [
     "resources",
     "jwt_payload_metadata",
     "discovery",
+    "revocation",
 ];
 
 const SOURCES: [(&str, CertificateSource); 3] = [
@@ -298,6 +323,97 @@ const FORMATS: [(&str, ForwardFormat); 4] = [
     ("pem-urlencoded", ForwardFormat::PemUrlencoded),
     ("base64-der", ForwardFormat::Base64Der),
 ];
+
+const ON_UNAVAILABLE: [(&str, OnUnavailable); 2] = [("reject", OnUnavailable::Reject), ("pass", OnUnavailable::Pass)];
+
+const REVOCATION_KEYS: [&str; 12] = [
+    "cluster",
+    "issuers",
+    "crl_urls",
+    "use_distribution_points",
+    "ocsp",
+    "ocsp_url",
+    "on_unavailable",
+    "refresh_seconds",
+    "max_stale_seconds",
+    "timeout_ms",
+    "ocsp_max_age_seconds",
+    "max_crl_bytes",
+];
+
+/// An `http://` URL of a CRL or an OCSP responder (RFC 5280 and RFC 6960 fetch both over plain HTTP).
+fn http_url(key: String, value: &str) -> Result<JwksUri, ConfigError> {
+    let is_http = value.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    match JwksUri::parse(value) {
+        Ok(url) if is_http => Ok(url),
+        _ => Err(err(key, format!("must be an http:// URL with a host, got {value:?}"))),
+    }
+}
+
+fn revocation(r: &Object<'_>) -> Result<RevocationConfig, ConfigError> {
+    let cluster = r.required_string("cluster")?;
+    if cluster.is_empty() {
+        return Err(err(r.key("cluster"), "must not be empty"));
+    }
+    let mut issuers = Vec::new();
+    for (i, v) in r.array("issuers")?.map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+        let key = format!("{}[{i}]", r.key("issuers"));
+        let b64 = v.as_str().ok_or_else(|| err(key.clone(), "must be a base64 DER certificate string"))?;
+        issuers.push(Ca::parse(b64).map_err(|e| err(key, format!("the CA certificate {e}")))?);
+    }
+    if issuers.is_empty() {
+        return Err(err(r.key("issuers"), "must list at least one CA certificate (base64 DER)"));
+    }
+    let mut crl_urls = Vec::new();
+    for (i, v) in r.array("crl_urls")?.map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+        let key = format!("{}[{i}]", r.key("crl_urls"));
+        let text = v.as_str().ok_or_else(|| err(key.clone(), "must be a URL string"))?;
+        crl_urls.push(http_url(key, text)?);
+    }
+    if crl_urls.len() > MAX_CRLS {
+        return Err(err(r.key("crl_urls"), format!("lists more than {MAX_CRLS} CRLs")));
+    }
+    let use_distribution_points = r.bool("use_distribution_points")?.unwrap_or(false);
+    let ocsp = r.bool("ocsp")?.unwrap_or(false);
+    let ocsp_url = r.string("ocsp_url")?.map(|u| http_url(r.key("ocsp_url"), &u)).transpose()?;
+    if ocsp_url.is_some() && !ocsp {
+        return Err(err(r.key("ocsp_url"), "is set but `ocsp` is not true"));
+    }
+    if crl_urls.is_empty() && !use_distribution_points && !ocsp {
+        return Err(err(
+            r.path.clone(),
+            "checks nothing: set `crl_urls`, `use_distribution_points: true` or `ocsp: true`",
+        ));
+    }
+    let refresh_seconds = in_range(&r.key("refresh_seconds"), r.u64("refresh_seconds")?, 300, 1, 86400)?;
+    Ok(RevocationConfig {
+        cluster,
+        issuers,
+        crl_urls,
+        use_distribution_points,
+        ocsp,
+        ocsp_url,
+        on_unavailable: r.variant("on_unavailable", &ON_UNAVAILABLE)?.unwrap_or(OnUnavailable::Reject),
+        refresh_seconds,
+        max_stale_seconds: in_range(
+            &r.key("max_stale_seconds"),
+            r.u64("max_stale_seconds")?,
+            3600.max(refresh_seconds),
+            refresh_seconds,
+            30 * 86400,
+        )?,
+        timeout_ms: in_range(&r.key("timeout_ms"), r.u64("timeout_ms")?, 2000, 100, 60000)?,
+        ocsp_max_age_seconds: in_range(
+            &r.key("ocsp_max_age_seconds"),
+            r.u64("ocsp_max_age_seconds")?,
+            3600,
+            1,
+            7 * 86400,
+        )?,
+        max_crl_bytes: in_range(&r.key("max_crl_bytes"), r.u64("max_crl_bytes")?, 16 << 20, 1024, MAX_REGISTRY_BYTES)?
+            as usize,
+    })
+}
 
 const UNKNOWN_CLIENT: [(&str, UnknownClient); 2] = [("pass", UnknownClient::Pass), ("reject", UnknownClient::Reject)];
 
@@ -513,7 +629,10 @@ impl Config {
             ));
         }
 
+        let revocation = raw.object("revocation", &REVOCATION_KEYS)?.map(|r| revocation(&r)).transpose()?;
+
         Ok(Config {
+            revocation,
             resources,
             jwt_payload_metadata,
             discovery,

@@ -10,6 +10,18 @@ pub fn digit(b: u8) -> Option<u8> {
     }
 }
 
+/// Lowercase hex of `bytes`.
+pub fn encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

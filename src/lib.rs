@@ -28,6 +28,7 @@ mod hex;
 pub mod oauth;
 pub mod proxy;
 pub mod registry;
+pub mod revocation;
 
 #[cfg(test)]
 mod testdata;

@@ -83,22 +83,7 @@ impl IssuerKey {
             Ok((cert, _)) => cert.spki.to_vec(),
             Err(_) => der,
         };
-        let kind = {
-            // from_der: nothing may follow the SubjectPublicKeyInfo.
-            let info = SubjectPublicKeyInfoRef::from_der(&spki).map_err(|_| IssuerError::NotAKey)?;
-            let alg = info.algorithm.oid.to_string();
-            let curve = info.algorithm.parameters.and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok());
-            let curve = curve.map(|o| o.to_string());
-            match (alg.as_str(), curve.as_deref()) {
-                (OID_RSA, _) => KeyKind::Rsa,
-                (OID_EC, Some(OID_P256)) => KeyKind::P256,
-                (OID_EC, Some(OID_P384)) => KeyKind::P384,
-                _ => return Err(IssuerError::UnsupportedKey),
-            }
-        };
-        let key = IssuerKey { spki, kind };
-        key.check_loads()?;
-        Ok(key)
+        IssuerKey::from_spki(spki)
     }
 
     /// The pin in its stored form (base64 of the SubjectPublicKeyInfo).
@@ -120,34 +105,64 @@ impl IssuerKey {
         }
     }
 
+    /// A key from its DER SubjectPublicKeyInfo (a CA's key, an OCSP responder's).
+    pub fn from_spki(spki: Vec<u8>) -> Result<IssuerKey, IssuerError> {
+        let kind = {
+            // from_der: nothing may follow the SubjectPublicKeyInfo.
+            let info = SubjectPublicKeyInfoRef::from_der(&spki).map_err(|_| IssuerError::NotAKey)?;
+            let alg = info.algorithm.oid.to_string();
+            let curve = info.algorithm.parameters.and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok());
+            let curve = curve.map(|o| o.to_string());
+            match (alg.as_str(), curve.as_deref()) {
+                (OID_RSA, _) => KeyKind::Rsa,
+                (OID_EC, Some(OID_P256)) => KeyKind::P256,
+                (OID_EC, Some(OID_P384)) => KeyKind::P384,
+                _ => return Err(IssuerError::UnsupportedKey),
+            }
+        };
+        let key = IssuerKey { spki, kind };
+        key.check_loads()?;
+        Ok(key)
+    }
+
     /// Whether this key's signature on `leaf_der` verifies.
     pub fn signed(&self, leaf_der: &[u8]) -> Result<bool, IssuerError> {
-        use rsa::pkcs8::DecodePublicKey;
-        use rsa::signature::Verifier;
         let (leaf, _) = Certificate::decode(leaf_der)
             .map_err(|e| IssuerError::Malformed(format!("the certificate cannot be parsed: {e}")))?;
-        let (tbs, signature) = (leaf.tbs, leaf.signature);
-        let alg = leaf.signature_algorithm;
-        let verified = match (self.kind, alg.as_str()) {
+        self.verifies(&leaf.signature_algorithm, leaf.tbs, leaf.signature)
+    }
+
+    /// Whether `signature`, made with the algorithm `alg` (an OID), verifies `message` under this key. A
+    /// signature of a key type other than this key's is not this key's (`false`); an algorithm the filter
+    /// cannot verify is an error. The same rules sign certificates, CRLs and OCSP responses (RFC 5280 §4.1.1.2,
+    /// RFC 6960 §4.2.1).
+    pub fn verifies(&self, alg: &str, message: &[u8], signature: &[u8]) -> Result<bool, IssuerError> {
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::signature::Verifier;
+        let verified = match (self.kind, alg) {
             (KeyKind::Rsa, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13") => {
                 let Ok(key) = rsa::PublicKey::from_public_key_der(&self.spki) else { return Ok(false) };
                 let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else { return Ok(false) };
-                match alg.as_str() {
-                    "1.2.840.113549.1.1.11" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(tbs, &sig),
-                    "1.2.840.113549.1.1.12" => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(tbs, &sig),
-                    _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(tbs, &sig),
+                match alg {
+                    "1.2.840.113549.1.1.11" => {
+                        rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(message, &sig)
+                    }
+                    "1.2.840.113549.1.1.12" => {
+                        rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(message, &sig)
+                    }
+                    _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(message, &sig),
                 }
                 .is_ok()
             }
             (KeyKind::P256, "1.2.840.10045.4.3.2") => {
                 let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki) else { return Ok(false) };
                 let Ok(sig) = p256::ecdsa::Signature::from_der(signature) else { return Ok(false) };
-                key.verify(tbs, &sig).is_ok()
+                key.verify(message, &sig).is_ok()
             }
             (KeyKind::P384, "1.2.840.10045.4.3.3") => {
                 let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(&self.spki) else { return Ok(false) };
                 let Ok(sig) = p384::ecdsa::Signature::from_der(signature) else { return Ok(false) };
-                key.verify(tbs, &sig).is_ok()
+                key.verify(message, &sig).is_ok()
             }
             // A key of one type never verifies a signature of another: not signed by this key.
             (_, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13")

@@ -51,6 +51,12 @@ const CERTIFICATE: &[u8] = b"CERTIFICATE";
 /// ignored. If `input` does not contain `-----BEGIN ` (with its space, which URL encoding turns
 /// into `%20`) but contains `%`, it is percent-decoded first (`%XX` only, `+` is kept).
 pub fn decode_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
+    decode_blocks(input, CERTIFICATE)
+}
+
+/// Decodes every block labelled `wanted` (e.g. `X509 CRL`) of `input`, in order, to DER; as
+/// [`decode_certificates`] does for certificates (none is `NoCertificate`).
+pub fn decode_blocks(input: &[u8], wanted: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
     let decoded;
     // A literal "-----BEGIN " (with its space) marks plain PEM. URL-encoded PEM still contains
     // "-----BEGIN" because '-' is unreserved, but its space is encoded as "%20".
@@ -72,7 +78,7 @@ pub fn decode_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
         if end_label != label {
             return Err(PemError::MismatchedEnd);
         }
-        if label == CERTIFICATE {
+        if label == wanted {
             let body = text.get(body_start..end).ok_or(PemError::UnterminatedBlock)?;
             certificates.push(decode_body(body)?);
         }

@@ -46,8 +46,15 @@ pub enum GeneralName<'a> {
 pub struct Certificate<'a> {
     /// The whole TBSCertificate TLV: the bytes the signature covers.
     pub tbs: &'a [u8],
+    /// The serialNumber INTEGER TLV.
+    pub serial: &'a [u8],
     pub issuer: Name<'a>,
+    /// The issuer Name TLV, as a CRL or an OCSP CertID names it.
+    pub issuer_der: &'a [u8],
+    /// The Validity TLV.
+    pub validity: &'a [u8],
     pub subject: Name<'a>,
+    pub subject_der: &'a [u8],
     /// The whole SubjectPublicKeyInfo TLV.
     pub spki: &'a [u8],
     pub extensions: Vec<Extension<'a>>,
@@ -114,6 +121,14 @@ fn name<'a>(r: &mut SliceReader<'a>) -> der::Result<Name<'a>> {
     })
 }
 
+/// A whole DER `Name` (nothing may follow it).
+pub fn name_from_der(der: &[u8]) -> der::Result<Name<'_>> {
+    let mut reader = SliceReader::new(der)?;
+    let decoded = name(&mut reader)?;
+    reader.finish()?;
+    Ok(decoded)
+}
+
 /// Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }.
 fn extension<'a>(r: &mut SliceReader<'a>) -> der::Result<Extension<'a>> {
     r.sequence(|e| {
@@ -135,15 +150,29 @@ fn skip_optional(r: &mut SliceReader<'_>, tag: Tag) -> der::Result<()> {
     Ok(())
 }
 
-fn tbs_certificate<'a>(tbs: &'a [u8]) -> der::Result<(Name<'a>, Name<'a>, &'a [u8], Vec<Extension<'a>>)> {
+/// The fields of a TBSCertificate the filter reads.
+struct Tbs<'a> {
+    serial: &'a [u8],
+    issuer: Name<'a>,
+    issuer_der: &'a [u8],
+    validity: &'a [u8],
+    subject: Name<'a>,
+    subject_der: &'a [u8],
+    spki: &'a [u8],
+    extensions: Vec<Extension<'a>>,
+}
+
+fn tbs_certificate<'a>(tbs: &'a [u8]) -> der::Result<Tbs<'a>> {
     let mut reader = SliceReader::new(tbs)?;
     let fields = reader.sequence(|r| {
         skip_optional(r, context(0, true))?; // version
-        r.tlv_bytes()?; // serialNumber
+        let serial = r.tlv_bytes()?;
         r.tlv_bytes()?; // signature
-        let issuer = name(r)?;
-        r.tlv_bytes()?; // validity
-        let subject = name(r)?;
+        let issuer_der = r.tlv_bytes()?;
+        let issuer = name_from_der(issuer_der)?;
+        let validity = r.tlv_bytes()?;
+        let subject_der = r.tlv_bytes()?;
+        let subject = name_from_der(subject_der)?;
         let spki = r.tlv_bytes()?;
         skip_optional(r, context(1, false))?; // issuerUniqueID
         skip_optional(r, context(2, false))?; // subjectUniqueID
@@ -153,7 +182,7 @@ fn tbs_certificate<'a>(tbs: &'a [u8]) -> der::Result<(Name<'a>, Name<'a>, &'a [u
             header.tag().assert_eq(context(3, true))?;
             extensions = r.read_nested(header.length(), |list| list.sequence(|l| all(l, extension)))?;
         }
-        Ok::<_, der::Error>((issuer, subject, spki, extensions))
+        Ok::<_, der::Error>(Tbs { serial, issuer, issuer_der, validity, subject, subject_der, spki, extensions })
     })?;
     reader.finish()?;
     Ok(fields)
@@ -171,8 +200,21 @@ impl<'a> Certificate<'a> {
             Ok::<_, der::Error>((tbs, signature_algorithm, signature))
         })?;
         let trailing = usize::try_from(reader.remaining_len()).unwrap_or(usize::MAX);
-        let (issuer, subject, spki, extensions) = tbs_certificate(tbs)?;
-        Ok((Certificate { tbs, issuer, subject, spki, extensions, signature_algorithm, signature }, trailing))
+        let t = tbs_certificate(tbs)?;
+        let certificate = Certificate {
+            tbs,
+            serial: t.serial,
+            issuer: t.issuer,
+            issuer_der: t.issuer_der,
+            validity: t.validity,
+            subject: t.subject,
+            subject_der: t.subject_der,
+            spki: t.spki,
+            extensions: t.extensions,
+            signature_algorithm,
+            signature,
+        };
+        Ok((certificate, trailing))
     }
 }
 

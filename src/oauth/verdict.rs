@@ -27,10 +27,14 @@ pub enum Reason {
     InvalidToken,
     /// The leaf was not signed by a CA key pinned for the client.
     IssuerMismatch,
+    /// A CRL or OCSP responder says the client's certificate is revoked.
+    CertificateRevoked,
+    /// No fresh revocation status could be had and `revocation.on_unavailable` is `reject`.
+    RevocationUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NoCertificate,
         Reason::BadCertificate,
         Reason::NotValidated,
@@ -43,6 +47,8 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::InvalidToken,
         Reason::IssuerMismatch,
+        Reason::CertificateRevoked,
+        Reason::RevocationUnavailable,
     ];
 
     /// The name used in stats (`oauth_mtls.rejected.<name>`) and log lines.
@@ -60,6 +66,8 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::InvalidToken => "invalid_token",
             Reason::IssuerMismatch => "issuer_mismatch",
+            Reason::CertificateRevoked => "certificate_revoked",
+            Reason::RevocationUnavailable => "revocation_unavailable",
         }
     }
 }

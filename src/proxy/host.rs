@@ -45,6 +45,16 @@ pub enum Metric {
     ResourceAllowed,
     /// Metadata documents amended.
     DiscoveryAmended,
+    /// A CRL loaded (or confirmed unchanged), or a fetch or load that failed.
+    RevocationCrlOk,
+    RevocationCrlFailed,
+    /// An OCSP response verified, or a call that gave no status.
+    RevocationOcspOk,
+    RevocationOcspFailed,
+    /// An authenticated certificate whose issuer is not in `revocation.issuers` (not checked).
+    RevocationNotCovered,
+    /// No fresh status, let through by `on_unavailable: pass`.
+    RevocationUnavailablePassed,
     /// Gauge summed over workers: bytes the caches hold, as charged to `memory_budget_bytes`.
     MemoryCachedBytes,
     /// Gauge summed over workers: the size of the VMs' linear memory (it grows, never shrinks).
@@ -81,6 +91,12 @@ impl Metric {
             Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
             Metric::ResourceAllowed => "oauth_mtls.resource.allowed".into(),
             Metric::DiscoveryAmended => "oauth_mtls.discovery.amended".into(),
+            Metric::RevocationCrlOk => "oauth_mtls.revocation.crl_ok".into(),
+            Metric::RevocationCrlFailed => "oauth_mtls.revocation.crl_failed".into(),
+            Metric::RevocationOcspOk => "oauth_mtls.revocation.ocsp_ok".into(),
+            Metric::RevocationOcspFailed => "oauth_mtls.revocation.ocsp_failed".into(),
+            Metric::RevocationNotCovered => "oauth_mtls.revocation.not_covered".into(),
+            Metric::RevocationUnavailablePassed => "oauth_mtls.revocation.unavailable_passed".into(),
             Metric::MemoryCachedBytes => "oauth_mtls.memory.cached_bytes".into(),
             Metric::MemoryVmBytes => "oauth_mtls.memory.vm_bytes".into(),
         }
@@ -101,6 +117,12 @@ impl Metric {
             Metric::JwksFetchFailed,
             Metric::ResourceAllowed,
             Metric::DiscoveryAmended,
+            Metric::RevocationCrlOk,
+            Metric::RevocationCrlFailed,
+            Metric::RevocationOcspOk,
+            Metric::RevocationOcspFailed,
+            Metric::RevocationNotCovered,
+            Metric::RevocationUnavailablePassed,
             Metric::MemoryCachedBytes,
             Metric::MemoryVmBytes,
         ];

@@ -52,6 +52,17 @@ impl Weigh for std::rc::Rc<str> {
     }
 }
 
+impl Weigh for crate::revocation::target::Target {
+    fn weight(&self) -> usize {
+        vec_weight(&self.issuer_name)
+            .saturating_add(vec_weight(&self.serial))
+            .saturating_add(vec_weight(&self.ocsp_urls))
+            .saturating_add(sum(&self.ocsp_urls))
+            .saturating_add(vec_weight(&self.crl_urls))
+            .saturating_add(sum(&self.crl_urls))
+    }
+}
+
 impl Weigh for Vec<u8> {
     fn weight(&self) -> usize {
         vec_weight(self)
@@ -149,9 +160,15 @@ impl Budget {
     /// Leaves room under V8's 1 GiB for a registry load, request bodies and the module's own memory.
     pub const MAX_BYTES: u64 = 512 << 20;
 
-    /// Decoded certificates: half.
+    /// Decoded certificates: seven sixteenths.
     pub fn certificates(self) -> Part {
-        Part::of(self.total / 2)
+        Part::of(self.total / 16 * 7)
+    }
+
+    /// Revocation: where each certificate's status is (issuer, serial, URLs) and the CRL lookups made:
+    /// one sixteenth.
+    pub fn revocation(self) -> Part {
+        Part::of(self.total / 16)
     }
 
     /// Decoded registrations and the client ids looked up (known or not): three eighths.
@@ -174,7 +191,10 @@ mod tests {
     fn the_parts_of_the_budget_never_add_up_to_more_than_the_budget() {
         for total in [Budget::MIN_BYTES as usize, 3_000_001, Budget::MAX_BYTES as usize] {
             let b = Budget { total };
-            let parts = b.certificates().max_bytes + b.clients().max_bytes + b.connections().max_bytes;
+            let parts = b.certificates().max_bytes
+                + b.clients().max_bytes
+                + b.connections().max_bytes
+                + b.revocation().max_bytes;
             assert!(parts <= total, "{total}");
         }
     }

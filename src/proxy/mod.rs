@@ -8,6 +8,7 @@ pub mod headers;
 pub mod host;
 pub mod memory;
 pub mod request;
+pub mod revocation;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod shell;

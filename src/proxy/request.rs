@@ -4,12 +4,15 @@ use crate::config::CertificateSource;
 use crate::forwarded::source::{self, Presented};
 use crate::header;
 use crate::oauth::jwks::JwksUri;
+use crate::oauth::registration::TLS_CLIENT_AUTH;
 use crate::oauth::request::{self, Classified};
-use crate::oauth::verdict::{self, Rejection, Verdict};
+use crate::oauth::verdict::{self, Reason, Rejection, Verdict};
 use crate::oauth::{binding, discovery, response};
 use crate::proxy::headers::Headers;
 use crate::proxy::host::{Action, CallResponse, Level, Metric, Stream};
+use crate::proxy::revocation::{Check, OcspQuestion};
 use crate::proxy::worker::Worker;
+use crate::revocation::OnUnavailable;
 use std::rc::Rc;
 
 /// The headers of `headers` that are one of `names` in any spelling a server may read as it: any case, and `_`
@@ -40,6 +43,10 @@ enum State {
     ReadingBody,
     /// Headers and body held while the client's JWK Set is fetched by the call `token`.
     AwaitingJwks { token: u32, uri: JwksUri },
+    /// Headers and body held while the OCSP responder answers the call `token` about the client's certificate.
+    AwaitingOcsp { token: u32, question: OcspQuestion },
+    /// Held while another request's OCSP call about the same certificate is under way, until `deadline_ms`.
+    AwaitingStatus { deadline_ms: u64 },
     /// A metadata request (`discovery`): its response is amended if it is a JSON document.
     MetadataRequested,
     /// The metadata response's body is being held to be amended.
@@ -52,7 +59,7 @@ enum Outcome {
     Continue,
     /// A local reply was sent.
     Replied,
-    /// Held until the call in `State::AwaitingJwks` answers.
+    /// Held until a call answers (`State::AwaitingJwks`, `AwaitingOcsp`) or another's does (`AwaitingStatus`).
     Waiting,
 }
 
@@ -66,6 +73,8 @@ pub struct RequestFilter {
     /// The token request's Authorization header (HTTP Basic may name the client), read with the headers.
     authorization: Option<Vec<u8>>,
     presented: Option<Presented>,
+    /// A wait for another request's OCSP call ran out: no longer wait.
+    waited: bool,
 }
 
 impl RequestFilter {
@@ -78,6 +87,7 @@ impl RequestFilter {
             client_id: None,
             authorization: None,
             presented: None,
+            waited: false,
         }
     }
 
@@ -161,7 +171,9 @@ impl RequestFilter {
     pub fn on_request_body(&mut self, s: &dyn Stream, body_size: usize, end_of_stream: bool) -> Action {
         match self.state {
             State::ReadingBody => {}
-            State::AwaitingJwks { .. } => return Action::Pause,
+            State::AwaitingJwks { .. } | State::AwaitingOcsp { .. } | State::AwaitingStatus { .. } => {
+                return Action::Pause
+            }
             _ => return Action::Continue,
         }
         self.saw_body = true;
@@ -265,22 +277,55 @@ impl RequestFilter {
                 let body = s.request_body(self.body_size).unwrap_or_default();
                 self.decide(s, &body).into()
             }
-            State::AwaitingJwks { .. } => Action::Pause,
+            State::AwaitingJwks { .. } | State::AwaitingOcsp { .. } | State::AwaitingStatus { .. } => Action::Pause,
             State::Passive | State::MetadataRequested | State::AmendingMetadata => Action::Continue,
         }
     }
 
-    /// A JWK Set fetched for this request arrived (or failed): store it for every worker and decide.
+    /// A JWK Set or an OCSP response fetched for this request arrived (or failed): store it for every worker
+    /// and decide.
     pub fn on_call_response(&mut self, s: &dyn Stream, token: u32, response: CallResponse) {
-        let State::AwaitingJwks { token: expected, uri } = &self.state else { return };
-        if *expected != token {
-            return;
+        match &self.state {
+            State::AwaitingJwks { token: expected, uri } if *expected == token => {
+                let uri = uri.clone();
+                self.worker.store_jwks(s, &uri, &response);
+            }
+            State::AwaitingOcsp { token: expected, question } if *expected == token => {
+                let (Some(r), Some(config)) = (&self.worker.revocation, &self.worker.config.revocation) else { return };
+                r.store_ocsp(s, config, question, &response);
+            }
+            _ => return,
         }
-        let uri = uri.clone();
-        self.worker.store_jwks(s, &uri, &response);
         self.state = State::ReadingBody;
         if self.finish(s, false) == Outcome::Continue {
             s.resume_request();
+        }
+    }
+
+    /// Held for another request's OCSP call (`AwaitingStatus`).
+    pub fn is_waiting_for_status(&self) -> bool {
+        matches!(self.state, State::AwaitingStatus { .. })
+    }
+
+    /// A request held for another's OCSP call looks again: decided if the status is in, or once its deadline
+    /// has passed (it then asks the responder itself, or has no status). `false` while it still waits.
+    pub fn on_wake(&mut self, s: &dyn Stream) -> bool {
+        let State::AwaitingStatus { deadline_ms } = self.state else { return true };
+        self.waited = s.now_ms() >= deadline_ms;
+        self.state = State::ReadingBody;
+        match self.finish(s, false) {
+            Outcome::Continue => {
+                s.resume_request();
+                true
+            }
+            Outcome::Replied => true,
+            Outcome::Waiting => {
+                if let State::AwaitingStatus { .. } = self.state {
+                    // Still waiting: for the same deadline.
+                    self.state = State::AwaitingStatus { deadline_ms };
+                }
+                !self.is_waiting_for_status()
+            }
         }
     }
 
@@ -316,27 +361,7 @@ impl RequestFilter {
         let verdict =
             verdict::decide(self.client_id.as_deref(), &presented, worker.config.unknown_client, &mut directory);
         match verdict {
-            Verdict::Authenticated(a) => {
-                let fc = &worker.config.forward_certificate;
-                let forwarded = worker.certificates.borrow_mut().forwarded(&a.certificate, fc.format);
-                // Every inbound copy of these was removed with the request headers: adding is enough.
-                s.add_request_header(header::X_MTLS_CLIENT_ID, a.client_id.as_bytes());
-                s.add_request_header(header::X_MTLS_AUTH_METHOD, a.method.as_bytes());
-                s.add_request_header(header::X_MTLS_X5T_S256, a.x5t_s256.as_bytes());
-                s.add_request_header(&fc.header, forwarded.as_bytes());
-                s.metric(Metric::Authenticated, 1);
-                s.log(
-                    Level::Debug,
-                    &format!(
-                        "authenticated client_id={} method={} x5t#S256={}",
-                        response::for_log(&a.client_id),
-                        a.method,
-                        a.x5t_s256
-                    ),
-                );
-                self.state = State::Passive;
-                Outcome::Continue
-            }
+            Verdict::Authenticated(a) => self.revocation_checked(s, a),
             Verdict::Pass(_) => {
                 s.metric(Metric::Passed, 1);
                 self.state = State::Passive;
@@ -370,6 +395,130 @@ impl RequestFilter {
                 }
             }
         }
+    }
+
+    /// An authenticated `tls_client_auth` client's certificate is checked for revocation (when configured)
+    /// before the request goes on annotated. A self-signed registration is pinned by its key: not revocable.
+    fn revocation_checked(&mut self, s: &dyn Stream, a: verdict::Authenticated) -> Outcome {
+        let worker = self.worker.clone();
+        let (Some(r), Some(config)) = (&worker.revocation, &worker.config.revocation) else {
+            return self.annotate(s, &a);
+        };
+        if a.method != TLS_CLIENT_AUTH {
+            return self.annotate(s, &a);
+        }
+        match r.check(s, config, &a.certificate) {
+            Check::Good | Check::NotCovered => self.annotate(s, &a),
+            Check::Revoked(by) => {
+                s.log(
+                    Level::Info,
+                    &format!(
+                        "revocation: the certificate of client_id={} is revoked ({by})",
+                        response::for_log(&a.client_id)
+                    ),
+                );
+                self.reject(
+                    s,
+                    &Rejection::invalid_client(Reason::CertificateRevoked, "the client certificate has been revoked"),
+                );
+                Outcome::Replied
+            }
+            Check::NoStatus(why) => self.unavailable(s, &a, &why),
+            Check::Wait if self.waited => {
+                self.unavailable(s, &a, "the OCSP call for this certificate did not complete in time")
+            }
+            Check::Wait => {
+                self.state = State::AwaitingStatus {
+                    deadline_ms: s.now_ms().saturating_add(config.timeout_ms).saturating_add(200),
+                };
+                Outcome::Waiting
+            }
+            Check::Ask(question) => {
+                if !r.claim_ocsp(s, config, &question) {
+                    if self.waited {
+                        return self.unavailable(s, &a, "the OCSP call for this certificate did not complete in time");
+                    }
+                    self.state = State::AwaitingStatus {
+                        deadline_ms: s.now_ms().saturating_add(config.timeout_ms).saturating_add(200),
+                    };
+                    return Outcome::Waiting;
+                }
+                let extra = [(header::ACCEPT, "application/ocsp-response")];
+                match s.http_get(
+                    &config.cluster,
+                    &question.responder.authority,
+                    &question.path,
+                    &extra,
+                    config.timeout_ms,
+                ) {
+                    Ok(token) => {
+                        self.state = State::AwaitingOcsp { token, question };
+                        Outcome::Waiting
+                    }
+                    Err(e) => {
+                        r.store_ocsp(s, config, &question, &CallResponse::default());
+                        self.unavailable(s, &a, &format!("cannot call cluster {}: {e}", config.cluster))
+                    }
+                }
+            }
+        }
+    }
+
+    /// No fresh revocation status: `on_unavailable` decides.
+    fn unavailable(&mut self, s: &dyn Stream, a: &verdict::Authenticated, why: &str) -> Outcome {
+        let pass = self.worker.config.revocation.as_ref().is_some_and(|c| c.on_unavailable == OnUnavailable::Pass);
+        if pass {
+            s.metric(Metric::RevocationUnavailablePassed, 1);
+            s.log(
+                Level::Warn,
+                &format!(
+                    "revocation: no fresh status for the certificate of client_id={}, passed (on_unavailable: pass): {}",
+                    response::for_log(&a.client_id),
+                    response::for_log(why)
+                ),
+            );
+            return self.annotate(s, a);
+        }
+        s.log(
+            Level::Warn,
+            &format!(
+                "revocation: no fresh status for the certificate of client_id={}: {}",
+                response::for_log(&a.client_id),
+                response::for_log(why)
+            ),
+        );
+        self.reject(
+            s,
+            &Rejection::invalid_client(
+                Reason::RevocationUnavailable,
+                "the revocation status of the client certificate could not be established",
+            ),
+        );
+        Outcome::Replied
+    }
+
+    /// The request goes on to the AS annotated with the authenticated client.
+    fn annotate(&mut self, s: &dyn Stream, a: &verdict::Authenticated) -> Outcome {
+        let worker = self.worker.clone();
+        let fc = &worker.config.forward_certificate;
+        let forwarded = worker.certificates.borrow_mut().forwarded(&a.certificate, fc.format);
+        // Every inbound copy of these was removed with the request headers: adding is enough.
+        s.add_request_header(header::X_MTLS_CLIENT_ID, a.client_id.as_bytes());
+        s.add_request_header(header::X_MTLS_AUTH_METHOD, a.method.as_bytes());
+        s.add_request_header(header::X_MTLS_X5T_S256, a.x5t_s256.as_bytes());
+        s.add_request_header(&fc.header, forwarded.as_bytes());
+        s.metric(Metric::Authenticated, 1);
+        s.log(
+            Level::Debug,
+            &format!(
+                "authenticated client_id={} method={} x5t#S256={}",
+                response::for_log(&a.client_id),
+                a.method,
+                a.x5t_s256
+            ),
+        );
+        self.state = State::Passive;
+        Outcome::Continue
     }
 
     fn reject(&mut self, s: &dyn Stream, rejection: &Rejection) {

@@ -10,7 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
@@ -20,11 +20,45 @@ proxy_wasm::main! {{
         let _ = hostcalls::log(LogLevel::Critical, &format!("oauth-mtls-filter panicked, its VM stops: {info}"));
     }));
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-        Box::new(Root { context_id, worker: None, metrics: Rc::new(RefCell::new(HashMap::new())) })
+        Box::new(Root {
+            context_id,
+            worker: None,
+            metrics: Rc::new(RefCell::new(HashMap::new())),
+            waiters: Rc::new(RefCell::new(Vec::new())),
+        })
     });
 }}
 
 type Metrics = Rc<RefCell<HashMap<Metric, u32>>>;
+
+/// Requests of this worker held for another request's OCSP call, by context id.
+type Waiters = Rc<RefCell<Vec<(u32, Weak<RefCell<RequestFilter>>)>>>;
+
+/// Lets every held request of this worker look again (see `RequestFilter::on_wake`): after an OCSP answer on
+/// this worker, and every tick (for an answer another worker stored). Each is made the effective context
+/// first, so that its resume or reply applies to its own stream.
+fn wake(waiters: &Waiters, proxy: &Proxy, back_to: u32) {
+    let held: Vec<(u32, Weak<RefCell<RequestFilter>>)> = waiters.borrow_mut().drain(..).collect();
+    if held.is_empty() {
+        return;
+    }
+    let mut still = Vec::new();
+    for (id, filter) in held {
+        let Some(filter) = filter.upgrade() else { continue };
+        if hostcalls::set_effective_context(id).is_err() {
+            continue;
+        }
+        let Ok(mut f) = filter.try_borrow_mut() else {
+            still.push((id, Rc::downgrade(&filter)));
+            continue;
+        };
+        if !f.on_wake(proxy) {
+            still.push((id, Rc::downgrade(&filter)));
+        }
+    }
+    let _ = hostcalls::set_effective_context(back_to);
+    waiters.borrow_mut().extend(still);
+}
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -206,13 +240,15 @@ struct Root {
     context_id: u32,
     worker: Option<Rc<Worker>>,
     metrics: Metrics,
+    waiters: Waiters,
 }
 
 impl Root {
     fn proxy(&self) -> Proxy {
-        let max_call_body =
-            self.worker.as_ref().and_then(|w| w.config.registry.as_ref()).map_or(1 << 20, |r| r.max_bytes);
-        Proxy { metrics: self.metrics.clone(), max_call_body }
+        let config = self.worker.as_ref().map(|w| &w.config);
+        let registry = config.and_then(|c| c.registry.as_ref()).map_or(1 << 20, |r| r.max_bytes);
+        let crl = config.and_then(|c| c.revocation.as_ref()).map_or(0, |r| r.max_crl_bytes);
+        Proxy { metrics: self.metrics.clone(), max_call_body: registry.max(crl) }
     }
 }
 
@@ -222,6 +258,8 @@ impl Context for Root {
         if let Some(worker) = &self.worker {
             if worker.is_registry_call(token_id) {
                 worker.on_registry_response(&proxy, proxy.call_response(num_headers, body_size));
+            } else if worker.is_crl_call(token_id) {
+                worker.on_crl_response(&proxy, proxy.call_response(num_headers, body_size));
             }
         }
     }
@@ -277,13 +315,16 @@ impl RootContext for Root {
             worker.report_memory(&proxy, u64::try_from(pages).ok().map(|p| p.saturating_mul(65536)));
             worker.on_tick(&proxy);
         }
+        wake(&self.waiters, &proxy, self.context_id);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.clone()?;
         Some(Box::new(Http {
-            filter: RequestFilter::new(worker),
+            context_id,
+            filter: Rc::new(RefCell::new(RequestFilter::new(worker))),
             proxy: Proxy { metrics: self.metrics.clone(), max_call_body: 1 << 20 },
+            waiters: self.waiters.clone(),
         }))
     }
 
@@ -293,40 +334,71 @@ impl RootContext for Root {
 }
 
 struct Http {
-    filter: RequestFilter,
+    context_id: u32,
+    filter: Rc<RefCell<RequestFilter>>,
     proxy: Proxy,
+    waiters: Waiters,
+}
+
+impl Http {
+    /// Runs a callback of the request; a request now held for another's OCSP call joins the waiters.
+    /// `None` only if the filter were already in use, which cannot happen: a request's callbacks never nest.
+    fn run<T>(&mut self, callback: impl FnOnce(&mut RequestFilter, &Proxy) -> T) -> Option<T> {
+        let (result, waiting) = {
+            let mut filter = self.filter.try_borrow_mut().ok()?;
+            let result = callback(&mut filter, &self.proxy);
+            (result, filter.is_waiting_for_status())
+        };
+        if waiting && !self.waiters.borrow().iter().any(|(id, _)| *id == self.context_id) {
+            self.waiters.borrow_mut().push((self.context_id, Rc::downgrade(&self.filter)));
+        }
+        Some(result)
+    }
+
+    /// A request callback's action; fails closed (500) if the filter could not run.
+    fn act(&mut self, callback: impl FnOnce(&mut RequestFilter, &Proxy) -> host::Action) -> Action {
+        match self.run(callback) {
+            Some(action) => to_action(action),
+            None => {
+                self.proxy.send_response(500, &[], b"");
+                Action::Pause
+            }
+        }
+    }
 }
 
 impl Context for Http {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _: usize) {
         let response = self.proxy.call_response(num_headers, body_size);
-        self.filter.on_call_response(&self.proxy, token_id, response);
+        self.run(|f, p| f.on_call_response(p, token_id, response));
+        // An OCSP answer may be what other requests of this worker wait for.
+        wake(&self.waiters, &self.proxy, self.context_id);
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        to_action(self.filter.on_request_headers(&self.proxy, end_of_stream))
+        self.act(|f, p| f.on_request_headers(p, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        to_action(self.filter.on_request_body(&self.proxy, body_size, end_of_stream))
+        self.act(|f, p| f.on_request_body(p, body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
-        to_action(self.filter.on_request_trailers(&self.proxy))
+        self.act(|f, p| f.on_request_trailers(p))
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        to_action(self.filter.on_response_headers(&self.proxy, end_of_stream))
+        self.act(|f, p| f.on_response_headers(p, end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        to_action(self.filter.on_response_body(&self.proxy, body_size, end_of_stream))
+        self.act(|f, p| f.on_response_body(p, body_size, end_of_stream))
     }
 
     fn on_log(&mut self) {
-        self.filter.on_log(&self.proxy);
+        self.run(|f, p| f.on_log(p));
     }
 }
 

@@ -12,6 +12,7 @@ use crate::oauth::verdict::{Directory, JwksView, Lookup};
 use crate::proxy::cache::{Certificates, Lru};
 use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::memory::{self, Weigh};
+use crate::proxy::revocation::Revocation;
 use crate::registry::load::{Budget, Finding, Load, Step, Summary};
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
 use std::cell::{Cell, RefCell};
@@ -67,6 +68,10 @@ pub struct Worker {
     connections: RefCell<Lru<u64, Connection>>,
     /// What this worker last added to the summed memory gauges: (cached bytes, VM memory bytes).
     reported: Cell<(i64, i64)>,
+    /// Revocation checking, when configured.
+    pub(crate) revocation: Option<Revocation>,
+    /// The tick period last set.
+    tick_period: Cell<u64>,
 }
 
 /// What a worker remembers of a connection: its peer certificate by SHA-256 (the certificate itself is in the
@@ -83,6 +88,7 @@ impl Worker {
         // Workers may be configured in the same millisecond: a random hasher (WASI random_get) tells them apart.
         let owner = std::collections::hash_map::RandomState::new().hash_one(seed) | 1;
         let budget = memory::Budget { total: config.memory_budget_bytes };
+        let config_has_revocation = config.revocation.is_some();
         Worker {
             keys: Keys::new(shared_data_prefix),
             config,
@@ -97,6 +103,8 @@ impl Worker {
             certificates: RefCell::new(Certificates::new(CERTIFICATE_CACHE_ENTRIES, budget.certificates())),
             connections: RefCell::new(Lru::new(CONNECTION_CACHE_ENTRIES, budget.connections())),
             reported: Cell::new((0, 0)),
+            revocation: config_has_revocation.then(|| Revocation::new(shared_data_prefix, budget, seed)),
+            tick_period: Cell::new(TICK_MS),
         }
     }
 
@@ -105,7 +113,8 @@ impl Worker {
         let certificates = self.certificates.borrow().bytes();
         let connections = self.connections.borrow().bytes();
         let clients = self.clients.borrow().bytes();
-        certificates.saturating_add(connections).saturating_add(clients)
+        let revocation = self.revocation.as_ref().map_or(0, Revocation::cached_bytes);
+        certificates.saturating_add(connections).saturating_add(clients).saturating_add(revocation)
     }
 
     /// Adds this worker's change since its last report to the gauges summed over workers: the bytes its caches
@@ -128,14 +137,44 @@ impl Worker {
         self.budget.set(budget);
     }
 
-    /// A registry document is being loaded by this worker.
+    /// A registry document or a CRL is being loaded by this worker.
     pub fn is_loading(&self) -> bool {
-        self.loading.borrow().is_some()
+        self.loading.borrow().is_some() || self.revocation.as_ref().is_some_and(Revocation::is_loading)
     }
 
-    /// Every tick: one slice of a load in progress; otherwise start a registry refresh if one is due and no
-    /// other worker holds the lease.
+    /// The tick period this worker needs now: fast while it loads a registry document or a CRL.
+    fn apply_tick_period(&self, host: &dyn Host) {
+        let period = if self.is_loading() { LOAD_TICK_MS } else { TICK_MS };
+        if self.tick_period.replace(period) != period {
+            host.set_tick_period_ms(period);
+        }
+    }
+
+    /// Every tick: the registry's and the CRLs' refresh or load.
     pub fn on_tick(&self, host: &dyn Host) {
+        self.registry_tick(host);
+        if let (Some(r), Some(config)) = (&self.revocation, &self.config.revocation) {
+            r.on_tick(host, config);
+            self.apply_tick_period(host);
+        }
+    }
+
+    /// Whether `token` is this worker's CRL fetch.
+    pub fn is_crl_call(&self, token: u32) -> bool {
+        self.revocation.as_ref().is_some_and(|r| r.is_call(token))
+    }
+
+    /// A CRL fetch answered: a load starts over the next ticks.
+    pub fn on_crl_response(&self, host: &dyn Host, response: CallResponse) {
+        if let (Some(r), Some(config)) = (&self.revocation, &self.config.revocation) {
+            r.on_crl_response(host, config, response);
+            self.apply_tick_period(host);
+        }
+    }
+
+    /// One slice of a registry load in progress; otherwise start a registry refresh if one is due and no
+    /// other worker holds the lease.
+    fn registry_tick(&self, host: &dyn Host) {
         let Some(reg) = &self.config.registry else { return };
         let now = host.now_ms();
         let meta = self.read_meta(host);
@@ -222,7 +261,7 @@ impl Worker {
                     changed: false,
                     clearing: None,
                 });
-                host.set_tick_period_ms(LOAD_TICK_MS);
+                self.apply_tick_period(host);
             }
             Some(status) => self.registry_failed(host, format!("HTTP status {status}"), false),
         }
@@ -239,7 +278,7 @@ impl Worker {
                 meta.generation = meta.generation.wrapping_add(1);
                 self.write_meta(host, &meta);
             }
-            host.set_tick_period_ms(TICK_MS);
+            self.apply_tick_period(host);
             return;
         }
         if let Some((count, next)) = l.clearing {
@@ -254,14 +293,14 @@ impl Worker {
                 *self.loading.borrow_mut() = Some(l);
             } else {
                 self.release_lease(host);
-                host.set_tick_period_ms(TICK_MS);
+                self.apply_tick_period(host);
             }
             return;
         }
         match l.load.step() {
             Err(e) => {
                 self.registry_failed(host, e.to_string(), l.changed);
-                host.set_tick_period_ms(TICK_MS);
+                self.apply_tick_period(host);
             }
             Ok(Step::Parsed(findings)) => {
                 for finding in findings {
@@ -295,7 +334,7 @@ impl Worker {
                     l.changed = true;
                     if host.shared_set(&key, &value, None).is_err() {
                         self.registry_failed(host, "cannot write shared data".into(), true);
-                        host.set_tick_period_ms(TICK_MS);
+                        self.apply_tick_period(host);
                         return;
                     }
                 }
@@ -341,7 +380,7 @@ impl Worker {
             return;
         }
         self.release_lease(host);
-        host.set_tick_period_ms(TICK_MS);
+        self.apply_tick_period(host);
     }
 
     /// A refresh failed; `changed`: it had rewritten buckets already (caches must re-read them).
@@ -574,7 +613,12 @@ impl Worker {
 /// absent key is first created with `initial`. Once the key exists exactly one of several racing workers
 /// wins; only the very first claim of a key can let two through (both may create it), which costs one
 /// duplicate fetch, never a wrong answer.
-fn take(host: &dyn Host, key: &str, initial: &[u8], update: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>) -> bool {
+pub(crate) fn take(
+    host: &dyn Host,
+    key: &str,
+    initial: &[u8],
+    update: impl Fn(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> bool {
     let (mut value, mut cas) = host.shared_get(key);
     if cas.unwrap_or(0) == 0 {
         if host.shared_set(key, initial, None).is_err() {

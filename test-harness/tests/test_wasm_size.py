@@ -3,10 +3,15 @@ worker, so a regression in size fails here (the module as the other tests run it
 
 The limit is the size reached with the default build (561,235 bytes: opt-level "s", wasm-opt -Oz) plus room for
 features, not the 400 KiB the size issue asks for: RSA and ECDSA verification alone take ~150 KB of it. What it
-catches is a dependency or a serde derive coming back (each was 50-120 KB)."""
+catches is a dependency or a serde derive coming back (each was 50-120 KB).
+
+Revocation (CRLs and OCSP with x509-cert's and der's decoders, SHA-1 CertIDs) took it from 575,181 to 785,368
+bytes (+210 KB, measured with twiggy on the unstripped module: der's generic decoders +90 KB, the filter's own
+revocation code +59 KB, core and alloc +51 KB, hashbrown +12 KB, x509-cert +10 KB, data +11 KB, sha1 +3 KB).
+The limit moved from 576 KiB to 800 KiB with it."""
 from oauth_mtls_harness import envoy
 
-MAX_BYTES = 576 * 1024
+MAX_BYTES = 800 * 1024
 
 
 def custom_sections(module: bytes) -> list[str]:
@@ -30,7 +35,7 @@ def custom_sections(module: bytes) -> list[str]:
     return names
 
 
-def test_the_module_is_at_most_576_kib():
+def test_the_module_is_at_most_800_kib():
     size = envoy.require_wasm().stat().st_size
     assert size <= MAX_BYTES, f"the wasm module is {size} bytes, over {MAX_BYTES}: see what grew with twiggy"
 

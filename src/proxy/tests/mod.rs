@@ -18,6 +18,7 @@ mod jwks;
 mod memory;
 mod refresh;
 mod resources;
+mod revocation;
 mod token_requests;
 
 const DN: &str = "CN=dn-client,OU=Payments,O=Example Bank,C=GB";
