@@ -146,8 +146,11 @@ def test_every_shipped_config_carries_the_edge_settings(name):
         opts = hcm["common_http_protocol_options"]
         assert seconds(opts["idle_timeout"]) > 0
         assert opts["headers_with_underscores_action"] == "REJECT_REQUEST"
-        assert hcm["http2_protocol_options"] == {"max_concurrent_streams": 100, "initial_stream_window_size": 65536,
-                                                 "initial_connection_window_size": 1048576}
+        h2 = hcm["http2_protocol_options"]
+        assert h2["max_concurrent_streams"] == 100 and h2["initial_connection_window_size"] == 1048576
+        # an HTTP/2 request body is buffered up to the stream window: it must hold what the filter holds
+        assert all(h2["initial_stream_window_size"] >= p.get("max_body_bytes", 65536) + BUFFER_HEADROOM
+                   for p in plugins)
         if hcm["forward_client_cert_details"] == "FORWARD_ONLY":
             # behind a front proxy: not the edge; the front proxy's XFF entry is the client's address
             assert hcm["use_remote_address"] is False and hcm["xff_num_trusted_hops"] == 0
