@@ -1,6 +1,9 @@
 //! The `oauth-mtls` command line: `check`, `lint` and `thumbprint`, on the filter's own pure core.
 
 pub(crate) mod explain;
+// Envoy bootstraps given to `lint` (a YAML parser: native builds only).
+#[cfg(not(target_arch = "wasm32"))]
+mod envoy;
 
 use crate::config::Config;
 use crate::{cert, cert::pem, oauth::registration, registry};
@@ -13,6 +16,8 @@ pub const USAGE: &str = "usage:
       the verdict the filter would give on a token request with this certificate, step by step
       (exit 0: authenticated, 1: not authenticated, 2: usage or input error)
   oauth-mtls lint CONFIG.json [--json]              validate a plugin configuration as the filter does
+  oauth-mtls lint ENVOY.yaml [--json]               the same for each oauth-mtls filter of an Envoy bootstrap,
+                                                    and warn about the deployment rules it misses (SECURITY.md)
   oauth-mtls lint --registry CLIENTS.json [--json]  validate a registry document as the filter does
   oauth-mtls thumbprint CERT.pem [--json]           the RFC 8705 x5t#S256 of a certificate
 ";
@@ -186,6 +191,10 @@ fn render(e: &Explanation, chain: &[String]) -> String {
 
 fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
     let bytes = read(file)?;
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(doc) = envoy::bootstrap(&bytes) {
+        return Ok(envoy::lint(file, &doc, json_out));
+    }
     let (status, text) = match Config::parse(&bytes) {
         Ok(c) => {
             let summary = format!(

@@ -30,6 +30,18 @@ def without_listener_buffer_limit(template: str) -> dict:
     return cfg
 
 
+def sized_for_the_largest_body(template: str) -> dict:
+    """The shipped configuration as a user raising max_body_bytes to its largest (1 MiB) must change it: each
+    connection manager's HTTP/2 stream window, which is also the most Envoy buffers of an HTTP/2 request body,
+    raised to max_body_bytes + 64 KiB like the listener's buffer limit (oauth-mtls lint warns otherwise)."""
+    cfg = copy.deepcopy(envoy_mod.load(template))
+    for listener in cfg["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                f["typed_config"]["http2_protocol_options"]["initial_stream_window_size"] = FILTER_MAX + 65536
+    return cfg
+
+
 def chunked_token_request(port: int, body: bytes, chunk: int = 16384) -> client.Response:
     """POST /token over HTTP/1.1, Transfer-Encoding: chunked (no content-length), `chunk` bytes per chunk. Sending
     stops quietly if Envoy answers and closes first; the response is read either way."""
@@ -75,8 +87,19 @@ def assert_filter_413(r: client.Response, upstream) -> None:
 
 @pytest.mark.parametrize("send", [chunked_token_request, h2_token_request], ids=["http1-chunked", "http2"])
 def test_a_body_over_the_largest_max_body_bytes_gets_the_filters_json_413_not_envoys(send, envoy_with, upstream):
-    e = envoy_with(shipped_plugin(max_body_bytes=FILTER_MAX), name="max-body-1mib")
+    e = envoy_with(shipped_plugin(max_body_bytes=FILTER_MAX), name="max-body-1mib",
+                   template=sized_for_the_largest_body("direct-mtls.yaml"))
     assert_filter_413(send(e.port, HOSTILE_BODY), upstream)
+
+
+def test_with_the_shipped_http2_stream_window_a_1_mib_max_body_bytes_gets_envoys_413_over_http2(envoy_with, upstream):
+    """Why the HTTP/2 stream window follows max_body_bytes: Envoy buffers an HTTP/2 request body only up to the
+    stream window (128 KiB shipped, for max_body_bytes 64 KiB), so with max_body_bytes raised alone Envoy answers
+    first, with its text/plain 413 (`oauth-mtls lint` warns about exactly this)."""
+    e = envoy_with(shipped_plugin(max_body_bytes=FILTER_MAX), name="max-body-1mib-shipped-window")
+    r = h2_token_request(e.port, HOSTILE_BODY)
+    assert r.status == 413 and (r.header("content-type") or "").startswith("text/plain"), r
+    assert upstream.find(r.test_id) == []
 
 
 @pytest.mark.parametrize("send", [chunked_token_request, h2_token_request], ids=["http1-chunked", "http2"])

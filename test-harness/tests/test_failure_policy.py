@@ -224,6 +224,8 @@ class H2:
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
                 st["done"] = True
+                if isinstance(ev, h2.events.StreamReset):
+                    st["reset"] = ev.error_code
         self.sock.sendall(self.conn.data_to_send())
 
     def request(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> client.Response:
