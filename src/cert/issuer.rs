@@ -132,6 +132,43 @@ impl IssuerKey {
         self.verifies(&leaf.signature_algorithm, leaf.tbs, leaf.signature)
     }
 
+    /// As [`IssuerKey::verifies`], over the digest of the message (`alg`'s hash of it, e.g. computed a slice at a
+    /// time for a large CRL).
+    pub fn verifies_prehashed(&self, alg: &str, digest: &[u8], signature: &[u8]) -> Result<bool, IssuerError> {
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::signature::hazmat::PrehashVerifier;
+        let verified = match (self.kind, alg) {
+            (KeyKind::Rsa, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13") => {
+                let Ok(key) = rsa::PublicKey::from_public_key_der(&self.spki) else { return Ok(false) };
+                let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else { return Ok(false) };
+                match alg {
+                    "1.2.840.113549.1.1.11" => {
+                        rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify_prehash(digest, &sig)
+                    }
+                    "1.2.840.113549.1.1.12" => {
+                        rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify_prehash(digest, &sig)
+                    }
+                    _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify_prehash(digest, &sig),
+                }
+                .is_ok()
+            }
+            (KeyKind::P256, "1.2.840.10045.4.3.2") => {
+                let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki) else { return Ok(false) };
+                let Ok(sig) = p256::ecdsa::Signature::from_der(signature) else { return Ok(false) };
+                key.verify_prehash(digest, &sig).is_ok()
+            }
+            (KeyKind::P384, "1.2.840.10045.4.3.3") => {
+                let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(&self.spki) else { return Ok(false) };
+                let Ok(sig) = p384::ecdsa::Signature::from_der(signature) else { return Ok(false) };
+                key.verify_prehash(digest, &sig).is_ok()
+            }
+            (_, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13")
+            | (_, "1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3") => false,
+            (_, other) => return Err(IssuerError::UnsupportedSignature(other.to_string())),
+        };
+        Ok(verified)
+    }
+
     /// Whether `signature`, made with the algorithm `alg` (an OID), verifies `message` under this key. A
     /// signature of a key type other than this key's is not this key's (`false`); an algorithm the filter
     /// cannot verify is an error. The same rules sign certificates, CRLs and OCSP responses (RFC 5280 §4.1.1.2,

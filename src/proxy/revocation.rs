@@ -12,7 +12,7 @@ use crate::proxy::host::{CallResponse, Host, Level, Metric};
 use crate::proxy::memory::{Budget, Weigh, ENTRY_OVERHEAD};
 use crate::proxy::worker::take;
 use crate::revocation::ca::Ca;
-use crate::revocation::crl::{self, CrlError, Opened};
+use crate::revocation::crl::{self, CrlError, Digest, Opened, Unverified};
 use crate::revocation::ocsp;
 use crate::revocation::store::{self, CrlEvidence, CrlMeta, Decision, Keys, OcspEntry, OcspView, StoredStatus};
 use crate::revocation::target::Target;
@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// CRL entries decoded per tick while a CRL loads (a few milliseconds of a worker's time).
-const CRL_ENTRIES_PER_SLICE: usize = 4000;
+const CRL_ENTRIES_PER_SLICE: usize = 500;
 /// CRL buckets written (or cleared) per tick.
 const CRL_BUCKETS_PER_SLICE: u32 = 64;
 /// A CRL's metadata is read again from shared data after this long (a new CRL applies within it).
@@ -61,12 +61,37 @@ pub struct OcspQuestion {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Bytes of a CRL's signed part hashed per tick (a few milliseconds).
+const CRL_HASH_BYTES_PER_SLICE: usize = 128 << 10;
+
 enum Phase {
-    Reading { offset: usize },
-    Writing { next: u32 },
-    Clearing { generation: u64, buckets: u32, next: u32 },
+    /// The signed bytes are hashed a slice per tick from `offset`, then the signature verified.
+    Hashing {
+        offset: usize,
+        digest: Box<Digest>,
+        unverified: Box<Unverified>,
+    },
+    Reading {
+        offset: usize,
+    },
+    Writing {
+        next: u32,
+    },
 }
+
+/// A replaced generation's buckets, emptied from `not_before_ms` on, when no worker can still be reading them (a
+/// worker re-reads the metadata at least every `META_MEMO_MS`).
+struct Clearing {
+    url: String,
+    generation: u64,
+    buckets: u32,
+    next: u32,
+    not_before_ms: u64,
+}
+
+/// What a cleared bucket holds: not a well-formed bucket, so that a reader that still names its generation
+/// reads the metadata again instead of taking "not listed" from it.
+const CLEARED: [u8; 1] = [0xff];
 
 /// A CRL being loaded by this worker.
 struct CrlLoad {
@@ -94,6 +119,7 @@ pub struct Revocation {
     call: Cell<Option<u32>>,
     call_url: RefCell<Option<(String, Option<String>)>>,
     loading: RefCell<Option<CrlLoad>>,
+    clearing: RefCell<Vec<Clearing>>,
     logged: RefCell<Vec<Vec<u8>>>,
     seed: Cell<u64>,
 }
@@ -112,6 +138,7 @@ impl Revocation {
             call: Cell::new(None),
             call_url: RefCell::new(None),
             loading: RefCell::new(None),
+            clearing: RefCell::new(Vec::new()),
             logged: RefCell::new(Vec::new()),
             seed: Cell::new(seed),
         }
@@ -170,7 +197,8 @@ impl Revocation {
     fn meta(&self, host: &dyn Host, url: &str) -> Rc<CrlMeta> {
         let now = host.now_ms();
         if let Some((read, meta)) = self.metas.borrow().get(url) {
-            if now.saturating_sub(*read) < META_MEMO_MS {
+            // A CRL not loaded yet is looked up again each time: its first load applies at once.
+            if meta.generation != 0 && now.saturating_sub(*read) < META_MEMO_MS {
                 return meta.clone();
             }
         }
@@ -230,7 +258,16 @@ impl Revocation {
             if meta.ca != ca_index {
                 continue;
             }
-            evidence.push(match self.listed(host, url, &meta, &target.serial) {
+            let mut listed = self.listed(host, url, &meta, &target.serial);
+            if listed.is_none() {
+                // Its generation may just have been replaced and cleared: read the metadata again, once.
+                self.metas.borrow_mut().remove(url);
+                let fresh = self.meta(host, url);
+                if fresh.generation != meta.generation && fresh.ca == ca_index {
+                    listed = self.listed(host, url, &fresh, &target.serial);
+                }
+            }
+            evidence.push(match listed {
                 Some(true) => CrlEvidence::Listed,
                 Some(false) => CrlEvidence::NotListed { stale: meta.stale(now, max_stale_ms) },
                 None => CrlEvidence::Unavailable("a CRL bucket in shared data is unreadable".to_string()),
@@ -385,6 +422,7 @@ impl Revocation {
     /// Every tick: a slice of the CRL load in progress, or a CRL fetch when one is due and this worker claims
     /// it. `true` while a load is in progress (the worker then ticks fast).
     pub fn on_tick(&self, host: &dyn Host, config: &RevocationConfig) -> bool {
+        self.clear_replaced(host);
         if self.loading.borrow().is_some() {
             self.slice(host, config);
             return self.loading.borrow().is_some();
@@ -427,6 +465,19 @@ impl Revocation {
             break;
         }
         false
+    }
+
+    /// Empties the buckets of replaced generations whose time has come, a slice per tick.
+    fn clear_replaced(&self, host: &dyn Host) {
+        let now = host.now_ms();
+        let mut clearing = self.clearing.borrow_mut();
+        let Some(c) = clearing.iter_mut().find(|c| c.not_before_ms <= now) else { return };
+        let end = c.next.saturating_add(CRL_BUCKETS_PER_SLICE).min(c.buckets);
+        for b in c.next..end {
+            let _ = host.shared_set(&self.keys.crl_bucket(&c.url, c.generation, b), &CLEARED, None);
+        }
+        c.next = end;
+        clearing.retain(|c| c.next < c.buckets);
     }
 
     fn crl_failed(&self, host: &dyn Host, url: &str, error: &str) {
@@ -483,13 +534,18 @@ impl Revocation {
                 return false;
             }
         };
-        let opened = match crl::open(&der, &config.issuers) {
+        let unverified = match crl::open_unverified(&der, &config.issuers) {
             Ok(o) => o,
             Err(e) => {
                 self.crl_failed(host, &url, &e.to_string());
                 return false;
             }
         };
+        let Some(digest) = Digest::of(&unverified.algorithm) else {
+            self.crl_failed(host, &url, &CrlError::UnsupportedSignature(unverified.algorithm.clone()).to_string());
+            return false;
+        };
+        let opened = unverified.opened.clone();
         let current = CrlMeta::decode(host.shared_get(&self.keys.crl_meta(&url)).0.as_deref());
         if current.generation != 0 && opened.this_update_ms < current.this_update_ms {
             self.crl_failed(host, &url, "its thisUpdate is older than the CRL already loaded (a replayed CRL?)");
@@ -510,7 +566,11 @@ impl Revocation {
         let generation = if seed == 0 || seed == current.generation { seed.wrapping_add(2) } else { seed };
         *self.loading.borrow_mut() = Some(CrlLoad {
             url,
-            phase: Phase::Reading { offset: opened.entries.start },
+            phase: Phase::Hashing {
+                offset: unverified.tbs.start,
+                digest: Box::new(digest),
+                unverified: Box::new(unverified),
+            },
             buckets: vec![Vec::new(); usize::try_from(buckets).unwrap_or(1)],
             der,
             opened,
@@ -527,7 +587,20 @@ impl Revocation {
         let Some(mut load) = self.loading.borrow_mut().take() else { return };
         load.slices = load.slices.saturating_add(1);
         let count = u32::try_from(load.buckets.len()).unwrap_or(1);
-        match load.phase {
+        let phase = std::mem::replace(&mut load.phase, Phase::Writing { next: 0 });
+        match phase {
+            Phase::Hashing { offset, mut digest, unverified } => {
+                let end = offset.saturating_add(CRL_HASH_BYTES_PER_SLICE).min(unverified.tbs.end);
+                digest.update(load.der.get(offset..end).unwrap_or_default());
+                if end < unverified.tbs.end {
+                    load.phase = Phase::Hashing { offset: end, digest, unverified };
+                } else {
+                    if let Err(e) = unverified.verify(&config.issuers, &digest.finish()) {
+                        return self.crl_failed(host, &load.url, &e.to_string());
+                    }
+                    load.phase = Phase::Reading { offset: load.opened.entries.start };
+                }
+            }
             Phase::Reading { offset } => {
                 let rest = load.der.get(offset..load.opened.entries.end).unwrap_or_default();
                 match crl::entries(rest, CRL_ENTRIES_PER_SLICE) {
@@ -558,25 +631,18 @@ impl Revocation {
                         return self.crl_failed(host, &load.url, "cannot write shared data");
                     }
                 }
-                load.phase = if end < count { Phase::Writing { next: end } } else { self.switch(host, config, &load) };
-            }
-            Phase::Clearing { generation, buckets, next } => {
-                let end = next.saturating_add(CRL_BUCKETS_PER_SLICE).min(buckets);
-                for b in next..end {
-                    let _ = host.shared_set(&self.keys.crl_bucket(&load.url, generation, b), &[], None);
+                if end >= count {
+                    return self.switch(host, config, &load);
                 }
-                if end >= buckets {
-                    return;
-                }
-                load.phase = Phase::Clearing { generation, buckets, next: end };
+                load.phase = Phase::Writing { next: end };
             }
         }
         *self.loading.borrow_mut() = Some(load);
     }
 
-    /// The buckets are written: the metadata switches every worker to the new CRL. Returns what is left:
-    /// clearing the previous generation's buckets.
-    fn switch(&self, host: &dyn Host, config: &RevocationConfig, load: &CrlLoad) -> Phase {
+    /// The buckets are written: the metadata switches every worker to the new CRL; the previous generation's
+    /// buckets are cleared later.
+    fn switch(&self, host: &dyn Host, config: &RevocationConfig, load: &CrlLoad) {
         let now = host.now_ms();
         let mut meta = CrlMeta::decode(host.shared_get(&self.keys.crl_meta(&load.url)).0.as_deref());
         let previous = (meta.generation, meta.buckets);
@@ -604,9 +670,14 @@ impl Revocation {
                 load.slices
             ),
         );
-        match previous {
-            (0, _) => Phase::Clearing { generation: 0, buckets: 0, next: 0 },
-            (generation, buckets) => Phase::Clearing { generation, buckets, next: 0 },
+        if previous.0 != 0 {
+            self.clearing.borrow_mut().push(Clearing {
+                url: load.url.clone(),
+                generation: previous.0,
+                buckets: previous.1,
+                next: 0,
+                not_before_ms: now.saturating_add(3 * META_MEMO_MS),
+            });
         }
     }
 }

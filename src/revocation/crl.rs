@@ -61,6 +61,67 @@ fn malformed(e: impl fmt::Display) -> CrlError {
     CrlError::Malformed(e.to_string())
 }
 
+/// The hash a signature algorithm signs, computed a slice at a time.
+#[derive(Clone)]
+pub enum Digest {
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Digest {
+    /// The hash of a signature algorithm the filter verifies (RSA PKCS#1 v1.5, ECDSA).
+    pub fn of(algorithm: &str) -> Option<Digest> {
+        use sha2::Digest as _;
+        match algorithm {
+            "1.2.840.113549.1.1.11" | "1.2.840.10045.4.3.2" => Some(Digest::Sha256(sha2::Sha256::new())),
+            "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => Some(Digest::Sha384(sha2::Sha384::new())),
+            "1.2.840.113549.1.1.13" => Some(Digest::Sha512(sha2::Sha512::new())),
+            _ => None,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Digest::Sha256(h) => h.update(bytes),
+            Digest::Sha384(h) => h.update(bytes),
+            Digest::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        use sha2::Digest as _;
+        match self {
+            Digest::Sha256(h) => h.finalize().to_vec(),
+            Digest::Sha384(h) => h.finalize().to_vec(),
+            Digest::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// A CRL whose structure, issuer and extensions checked out, before its signature is verified: the signed
+/// bytes are at `tbs` in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    pub opened: Opened,
+    pub tbs: std::ops::Range<usize>,
+    pub algorithm: String,
+    pub signature: Vec<u8>,
+}
+
+impl Unverified {
+    /// Whether the issuing CA's key verifies the signature over `digest` (the hash of the `tbs` bytes).
+    pub fn verify(&self, cas: &[Ca], digest: &[u8]) -> Result<(), CrlError> {
+        let ca = cas.get(self.opened.ca).ok_or_else(|| malformed("its issuer is no longer configured"))?;
+        match ca.key.verifies_prehashed(&self.algorithm, digest, &self.signature) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CrlError::BadSignature),
+            Err(e) => Err(CrlError::UnsupportedSignature(e.to_string())),
+        }
+    }
+}
+
 /// A CRL that checked out; its entries are at `entries` in the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
@@ -81,8 +142,19 @@ pub fn der_of(body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CrlError> {
     blocks.into_iter().next().map(std::borrow::Cow::Owned).ok_or_else(|| malformed("no PEM X509 CRL block"))
 }
 
-/// Opens and verifies the CRL `der` against the configured CAs.
+/// Opens and verifies the CRL `der` against the configured CAs, all at once.
 pub fn open(der: &[u8], cas: &[Ca]) -> Result<Opened, CrlError> {
+    let unverified = open_unverified(der, cas)?;
+    let mut digest = Digest::of(&unverified.algorithm)
+        .ok_or_else(|| CrlError::UnsupportedSignature(unverified.algorithm.clone()))?;
+    digest.update(der.get(unverified.tbs.clone()).unwrap_or_default());
+    unverified.verify(cas, &digest.finish())?;
+    Ok(unverified.opened)
+}
+
+/// Reads the CRL `der` against the configured CAs without verifying its signature (the caller hashes the signed
+/// bytes, at once or in slices, and calls [`Unverified::verify`]).
+pub fn open_unverified(der: &[u8], cas: &[Ca]) -> Result<Unverified, CrlError> {
     let mut outer = SliceReader::new(der).map_err(malformed)?;
     let (tbs, algorithm, signature) = outer
         .sequence(|r| {
@@ -123,18 +195,17 @@ pub fn open(der: &[u8], cas: &[Ca]) -> Result<Opened, CrlError> {
         .map_err(malformed)?;
     r.finish().map_err(malformed)?;
 
-    let Some((ca, issuing)) = Ca::find(cas, issuer) else {
+    let Some((ca, _)) = Ca::find(cas, issuer) else {
         return Err(CrlError::UnknownIssuer(super::name_text(issuer)));
     };
     // RFC 5280 §5.1.1.2: the signature field inside must name the outer algorithm.
     if inner_algorithm != algorithm {
         return Err(CrlError::BadSignature);
     }
-    let signature = signature.as_bytes().ok_or(CrlError::BadSignature)?;
-    match issuing.key.verifies(&algorithm.oid.to_string(), tbs, signature) {
-        Ok(true) => {}
-        Ok(false) => return Err(CrlError::BadSignature),
-        Err(e) => return Err(CrlError::UnsupportedSignature(e.to_string())),
+    let signature = signature.as_bytes().ok_or(CrlError::BadSignature)?.to_vec();
+    let algorithm = algorithm.oid.to_string();
+    if Digest::of(&algorithm).is_none() {
+        return Err(CrlError::UnsupportedSignature(algorithm));
     }
     for extension in extensions.iter().flatten() {
         match extension.extn_id.to_string().as_str() {
@@ -156,12 +227,18 @@ pub fn open(der: &[u8], cas: &[Ca]) -> Result<Opened, CrlError> {
             _ => {}
         }
     }
-    let start = (entries.as_ptr() as usize).saturating_sub(der.as_ptr() as usize);
-    Ok(Opened {
-        ca,
-        this_update_ms: super::time_ms(&this_update),
-        next_update_ms: next_update.as_ref().map(super::time_ms),
-        entries: start..start.saturating_add(entries.len()),
+    let offset = |part: &[u8]| (part.as_ptr() as usize).saturating_sub(der.as_ptr() as usize);
+    let (start, tbs_start) = (offset(entries), offset(tbs));
+    Ok(Unverified {
+        opened: Opened {
+            ca,
+            this_update_ms: super::time_ms(&this_update),
+            next_update_ms: next_update.as_ref().map(super::time_ms),
+            entries: start..start.saturating_add(entries.len()),
+        },
+        tbs: tbs_start..tbs_start.saturating_add(tbs.len()),
+        algorithm,
+        signature,
     })
 }
 

@@ -52,6 +52,9 @@ def _headers_dict(handler: BaseHTTPRequestHandler) -> dict[str, list[str]]:
 
 class _BaseHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY the body waits for Envoy's delayed ACK
+    # (~40 ms), which would swamp any latency a test compares.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
