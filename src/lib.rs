@@ -6,9 +6,10 @@
 //!    certificate (X.509, distinguished names, SANs, issuer pinning); [`forwarded`] finds the certificate
 //!    (the connection, or a trusted forwarder's XFCC or `Client-Cert`) and encodes what is forwarded to the
 //!    AS; [`oauth`] reads token requests and registrations and reaches the verdict (RFC 6749, 7591, 8705) and
-//!    the reply; [`registry`] loads the AS's registrations into shared data; [`config`] is the plugin
+//!    the reply; [`registry`] loads the AS's registrations into shared data; [`revocation`] reads CRLs and OCSP
+//!    answers (RFC 5280, 6960) and combines them into a certificate's status; [`config`] is the plugin
 //!    configuration.
-//! 2. **[`proxy`] holds the state machines**: a worker (registry refresh, caches within a memory budget) and a
+//! 2. **[`proxy`] holds the state machines**: a worker (registry and CRL refresh, caches within a memory budget) and a
 //!    request, over a small `host` trait that a readable fake implements for tests.
 //! 3. **A thin shell** (`proxy::shell`, wasm32 only) moves bytes between that trait and the proxy-wasm ABI.
 //!

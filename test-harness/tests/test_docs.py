@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 import re
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from oauth_mtls_harness import envoy as envoy_mod
+from oauth_mtls_harness import pki
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -46,12 +48,25 @@ SAMPLES = {
     "jwks_cluster": "jwks",
     "resources[].prefix": "/api/",
     "discovery.mtls_endpoint_aliases": {"token_endpoint": "https://mtls.example.com/token"},
+    "revocation": lambda: {"cluster": "pki", "issuers": [base64.b64encode(pki.der("ca1")).decode()], "ocsp": True},
+    "revocation.cluster": "pki",
+    "revocation.issuers": lambda: [base64.b64encode(pki.der("ca1")).decode()],
+    "revocation.ocsp_url": "http://ocsp.example.com/",
 }
 # Keys an object needs beside the one under test.
 REQUIRED = {
     "registry": {"cluster": "registry", "authority": "registry.local", "path": "/clients"},
     "resources": {"prefix": "/api/"},
+    "revocation": lambda: {"cluster": "pki", "issuers": [base64.b64encode(pki.der("ca1")).decode()],
+                           "crl_urls": ["http://pki.example.com/ca.crl"], "use_distribution_points": True},
 }
+# Keys a key needs beside it in its object (beyond REQUIRED).
+WITH = {"revocation.ocsp_url": {"ocsp": True}}
+
+
+def resolved(value):
+    """A sample or a required object, made now when it needs the test PKI."""
+    return value() if callable(value) else value
 
 
 # ------------------------------------------------------------------------------------------ configuration table
@@ -167,7 +182,8 @@ def config_with(key: str, value) -> dict:
     parent, notation, child = split_key(key)
     if notation is None:
         return {parent: value}
-    item = dict(REQUIRED.get(parent, {}))
+    item = dict(resolved(REQUIRED.get(parent, {})))
+    item.update(WITH.get(key, {}))
     item[child] = value
     return {parent: [item] if notation == "[]" else item}
 
@@ -176,7 +192,7 @@ def config_with(key: str, value) -> dict:
 def test_each_documented_key_with_its_documented_default_passes_lint(key, lint):
     default = DOCUMENTED[key][2]
     if key in SAMPLES:
-        value = SAMPLES[key]
+        value = resolved(SAMPLES[key])
     else:
         m = re.fullmatch(r"`(.+)`", default)
         assert m, f"{key}: the default {default!r} is not a JSON value in backticks; add a sample to SAMPLES"

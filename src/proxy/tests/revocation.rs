@@ -235,3 +235,28 @@ fn distribution_points_found_in_leaves_are_loaded_too() {
     request(&w, &fake, "revoked", &pem_of(pki::REVOKED));
     assert_eq!(reason(&fake), "the client certificate has been revoked");
 }
+
+#[test]
+fn a_crl_older_than_the_one_loaded_is_not_loaded_so_a_replayed_crl_cannot_undo_a_revocation() {
+    let (w, fake) = (
+        revocation_worker(&format!(
+            r#"{{"cluster": "pki", "issuers": ["CA"], "crl_urls": ["{CRL_URL}"], "refresh_seconds": 1}}"#
+        )),
+        fake_now(),
+    );
+    load_crl(&w, &fake, der_response(pki::CRL));
+    // A newer CRL is what was loaded last (its thisUpdate after this one's)...
+    let key = crate::revocation::store::Keys::new("test").crl_meta(CRL_URL);
+    let mut meta = crate::revocation::store::CrlMeta::decode(fake.shared_get(&key).0.as_deref());
+    meta.this_update_ms += 1000;
+    fake.shared_set(&key, &meta.encode(), None).unwrap();
+    // ...and the next fetch answers with the older one.
+    fake.advance_s(2);
+    load_crl(&w, &fake, der_response(pki::CRL));
+    assert_eq!(fake.counter("oauth_mtls.revocation.crl_failed"), 1);
+    assert!(
+        fake.logs.borrow().iter().any(|l| l.contains("older than the CRL already loaded")),
+        "{:?}",
+        fake.logs.borrow()
+    );
+}
