@@ -260,3 +260,20 @@ fn a_crl_older_than_the_one_loaded_is_not_loaded_so_a_replayed_crl_cannot_undo_a
         fake.logs.borrow()
     );
 }
+
+#[test]
+fn a_certificate_forwarded_in_xfcc_is_checked_like_one_presented_on_the_connection() {
+    let w = worker(&format!(
+        r#"{{"certificate_source": "xfcc", "trusted_forwarders": [{{"uri_san": "spiffe://example.org/front-proxy"}}],
+            "clients": [{{"client_id": "revoked", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "{}"}}],
+            "revocation": {{"cluster": "pki", "issuers": ["{}"], "crl_urls": ["{CRL_URL}"]}}}}"#,
+        dn_of(pki::REVOKED),
+        pki::CA
+    ));
+    let fake = fake_now();
+    load_crl(&w, &fake, der_response(pki::CRL));
+    let xfcc = xfcc_for(&pem_of(pki::REVOKED));
+    token_request(&fake, &[("x-forwarded-client-cert", &xfcc)]).peer(FORWARDER, true);
+    send(&mut RequestFilter::new(w.clone()), &fake, &[b"client_id=revoked"]);
+    assert_eq!(reason(&fake), "the client certificate has been revoked");
+}
