@@ -36,6 +36,22 @@ YAML_DOCUMENTS = sorted([REPO / "README.md", *DOCS.rglob("*.md")])
 
 BOGUS = "__not_a_key__"
 
+# A CA certificate (src/revocation/testdata.rs: a public certificate, no key) for `revocation.issuers`.
+REVOCATION_CA = (
+    "MIIDUTCCAjmgAwIBAgIUROdiUuoBZ8rTmvXG9+GSqtydcOowDQYJKoZIhvcNAQELBQAwNzEYMBYGA1UECgwPUmV2b2NhdGlvbiBU"
+    "ZXN0MRswGQYDVQQDDBJSZXZvY2F0aW9uIFRlc3QgQ0EwIBcNMjYxMjAxMDUwNDAxWhgPMjEyNjExMDcwNTA0MDFaMDcxGDAWBgNV"
+    "BAoMD1Jldm9jYXRpb24gVGVzdDEbMBkGA1UEAwwSUmV2b2NhdGlvbiBUZXN0IENBMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIB"
+    "CgKCAQEAxZUOFQysLH+/xw65LkuoG3Squ1v9T2CITKBa6nxjgyK37V8reIdcas7XqG7yAtJRR2GnyfqxKxGvSodhVPb6vs18OdeK"
+    "KZTwothKe0F6Q7DrqCIG2MUPnzC9coXvN++BqgvkH3LZhzCZT4gHeS1+EqM7GbAUsuKrg4nj08ZO7Qf/M70tIhqvq+Uz9AVJZMPQ"
+    "pEb+gH5aXmCkGMYzmyt+lY0sUXFG/916xAnFXfMBc3rWIS63TrRvB8n3gLmAZjx9mcX/OZK+e5IPi8JpKX+6LC2b2sORJXRWU78R"
+    "hNTptOCTqBQUWUajzTO9PbTus2SLW4x3D5z+feUohWnkD6L2vwIDAQABo1MwUTAdBgNVHQ4EFgQUU8aWtUfcISJaUjypFY2J2FUC"
+    "fIMwHwYDVR0jBBgwFoAUU8aWtUfcISJaUjypFY2J2FUCfIMwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOCAQEAqr+9"
+    "YDfoa40PxWDZYT4aF7QKZXcK6vVGPnbsrLs3dg7nAlzT0Qa5/yjbSNdyoknVvJJuHOT5pLH1pXq7aMyP97P4uN6v4W3nsukoX6RV"
+    "enFPbcdZNSibWjpz1KFo461ViBWPNb6WFwZFB2BK81TCqfNCcAfG34t2HONC13cpFxRqXoLcA19bS4MS2VH7NtW+q6nZoB1gUxaP"
+    "K0lFkWtWX3tqK6NaDS9xKqftrpzIm4hGQavUMD8ZXuRPPPhW2oUDkTqolq/yTceYovcFDpzj9JZk4KNjD3eiCzxEl2neRCUh2dhf"
+    "WePT9AZ0RitjSVrGz83FgQkTZhPQoclutDU3Tw=="
+)
+
 # Values for keys whose documented default is not itself a value (`required`, `none`, `—`).
 SAMPLES = {
     "trusted_forwarders[].uri_san": "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
@@ -46,11 +62,17 @@ SAMPLES = {
     "jwks_cluster": "jwks",
     "resources[].prefix": "/api/",
     "discovery.mtls_endpoint_aliases": {"token_endpoint": "https://mtls.example.com/token"},
+    "revocation.cluster": "pki",
+    "revocation.issuers": [REVOCATION_CA],
+    "revocation.ocsp_url": "http://ocsp.example.test/",
 }
 # Keys an object needs beside the one under test.
 REQUIRED = {
     "registry": {"cluster": "registry", "authority": "registry.local", "path": "/clients"},
     "resources": {"prefix": "/api/"},
+    # a cluster, a CA, and both sources, so that each key can be set alone (ocsp_url needs ocsp: true)
+    "revocation": {"cluster": "pki", "issuers": [REVOCATION_CA], "crl_urls": ["http://crl.example.test/ca.crl"],
+                   "ocsp": True},
 }
 
 
