@@ -698,6 +698,39 @@ impl Config {
                 ),
             ));
         }
+        if let Some(r) = &self.revocation {
+            if r.on_unavailable == OnUnavailable::Pass {
+                warnings.push((
+                    "revocation.on_unavailable",
+                    "pass: while no fresh status can be had (a CRL not loaded or expired, the OCSP responder down or \
+                     its answer refused), a revoked certificate authenticates; each such request is logged and \
+                     counted (oauth_mtls.revocation.unavailable_passed)"
+                        .to_string(),
+                ));
+            }
+            if r.ocsp && r.ocsp_url.is_none() {
+                warnings.push((
+                    "revocation.ocsp",
+                    format!(
+                        "true without ocsp_url: the OCSP responder named in each leaf's Authority Information Access \
+                         is called through the cluster `{}` (revocation.cluster), which must reach every responder \
+                         host the CAs name; a leaf that names none has no OCSP status",
+                        r.cluster
+                    ),
+                ));
+            }
+            if r.use_distribution_points {
+                warnings.push((
+                    "revocation.use_distribution_points",
+                    format!(
+                        "true: the CRLs named in leaves' CRL Distribution Points are fetched through the cluster \
+                         `{}` (revocation.cluster), which must reach every CRL host the CAs name; at most {MAX_CRLS} \
+                         CRL locations are loaded in all",
+                        r.cluster
+                    ),
+                ));
+            }
+        }
         warnings
     }
 

@@ -5,8 +5,12 @@ use crate::cert::{Leaf, Sans};
 use crate::config::UnknownClient;
 use crate::forwarded::source::Presented;
 use crate::oauth::jwks::{self, JwksUri};
-use crate::oauth::registration::{self, Client, KeySource, Method, SubjectRule};
-use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Verdict};
+use crate::oauth::registration::{self, Client, KeySource, Method, SubjectRule, TLS_CLIENT_AUTH};
+use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Rejection, Verdict};
+use crate::revocation::ca::Ca;
+use crate::revocation::store::{self, CrlEvidence, Decision, OcspView};
+use crate::revocation::target::Target;
+use crate::revocation::{crl, name_text, ocsp, OnUnavailable};
 use serde::Serialize;
 use serde_json::Value;
 use std::rc::Rc;
@@ -18,6 +22,13 @@ pub struct Step {
     pub detail: String,
     /// `None` for a step that only reports.
     pub ok: Option<bool>,
+    /// A step that lets the request through but that the filter logs as a warning.
+    #[serde(skip_serializing_if = "is_false")]
+    pub warning: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The leaf as the filter sees it.
@@ -49,18 +60,42 @@ impl Explanation {
 }
 
 fn step(steps: &mut Vec<Step>, name: &str, detail: String, ok: Option<bool>) {
-    steps.push(Step { step: name.to_string(), detail, ok });
+    steps.push(Step { step: name.to_string(), detail, ok, warning: false });
+}
+
+/// What `check --issuer` gives the revocation step: the CA as `revocation.issuers` would list it, files standing
+/// in for what the filter fetches, and the filter's settings.
+#[derive(Debug, Clone)]
+pub struct RevocationInput {
+    pub ca: Ca,
+    /// Each `--crl`: the file's name and bytes (DER or PEM), as if fetched from a CRL location just now.
+    pub crls: Vec<(String, Vec<u8>)>,
+    /// `--ocsp-response`: the file's name and the responder's answer (DER); `None`: OCSP is not consulted.
+    pub ocsp_response: Option<(String, Vec<u8>)>,
+    /// The time the CRLs and the answer are judged at.
+    pub now_ms: u64,
+    /// `revocation.ocsp_max_age_seconds`.
+    pub ocsp_max_age_seconds: u64,
+    /// `revocation.on_unavailable`.
+    pub on_unavailable: OnUnavailable,
 }
 
 /// Explains the verdict for `leaf_der` (validated by the proxy or not) against one registration.
-/// `jwks` stands in for the document at the client's `jwks_uri`, which this never fetches.
-pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Option<&Value>) -> Explanation {
+/// `jwks` stands in for the document at the client's `jwks_uri`, which this never fetches; `revocation`, when
+/// given, adds the revocation check the filter makes after authenticating a `tls_client_auth` client.
+pub fn check(
+    leaf_der: &[u8],
+    validated: bool,
+    metadata: &Value,
+    jwks_doc: Option<&Value>,
+    revocation: Option<&RevocationInput>,
+) -> Explanation {
     let mut steps = Vec::new();
     let leaf = match Leaf::from_der(leaf_der) {
         Ok(leaf) => leaf,
         Err(e) => {
             step(&mut steps, "certificate", format!("cannot be parsed: {e}"), Some(false));
-            return finish(None, steps, None, leaf_der, validated, None);
+            return finish(None, steps, None, leaf_der, validated, None, revocation);
         }
     };
     let summary = summarize(&leaf);
@@ -78,7 +113,7 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
         Err(e) => {
             let id = registration::client_id_of(metadata).unwrap_or("?");
             step(&mut steps, "registration", format!("client {id} is refused at load: {e}"), Some(false));
-            return finish(Some(summary), steps, None, leaf_der, validated, None);
+            return finish(Some(summary), steps, None, leaf_der, validated, None, revocation);
         }
     };
     step(
@@ -164,7 +199,7 @@ pub fn check(leaf_der: &[u8], validated: bool, metadata: &Value, jwks_doc: Optio
         ),
     }
     let uri_prints = jwks_doc.and_then(|d| jwks::x5c_thumbprints(d).ok());
-    finish(Some(summary), steps, Some(client), leaf_der, validated, uri_prints)
+    finish(Some(summary), steps, Some(client), leaf_der, validated, uri_prints, revocation)
 }
 
 fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
@@ -207,14 +242,16 @@ fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
     }
 }
 
-/// The final word is the filter's own `verdict::decide`, so the CLI can never disagree with the filter.
+/// The final word is the filter's own `verdict::decide`, so the CLI can never disagree with the filter; then,
+/// as in the filter, an authenticated `tls_client_auth` client's certificate is checked for revocation.
 fn finish(
     leaf: Option<LeafSummary>,
-    steps: Vec<Step>,
+    mut steps: Vec<Step>,
     client: Option<Client>,
     der: &[u8],
     validated: bool,
     jwks_prints: Option<Vec<jwks::Thumbprint>>,
+    revocation: Option<&RevocationInput>,
 ) -> Explanation {
     struct One(Option<Rc<Client>>, Option<Vec<jwks::Thumbprint>>);
     impl Directory for One {
@@ -240,12 +277,57 @@ fn finish(
             "the registration does not load, so the client is unknown to the filter",
         )),
     };
+    let mut passed_unchecked = false;
+    let verdict = match (verdict, revocation) {
+        (Verdict::Authenticated(a), Some(input)) if a.method == TLS_CLIENT_AUTH => {
+            match revocation_steps(&mut steps, der, input) {
+                Revocation::Good | Revocation::NotCovered => Verdict::Authenticated(a),
+                Revocation::Revoked => Verdict::Reject(Rejection::revoked()),
+                Revocation::NoStatus => Verdict::Reject(Rejection::revocation_unavailable()),
+                Revocation::NoStatusPassed => {
+                    passed_unchecked = true;
+                    Verdict::Authenticated(a)
+                }
+            }
+        }
+        (Verdict::Authenticated(a), Some(_)) => {
+            step(
+                &mut steps,
+                "revocation",
+                format!(
+                    "not checked: a {} client is pinned by its key (RFC 8705 §2.2), not by a CA that could revoke \
+                     it; the filter checks only tls_client_auth certificates",
+                    a.method
+                ),
+                None,
+            );
+            Verdict::Authenticated(a)
+        }
+        (other, Some(_)) => {
+            step(
+                &mut steps,
+                "revocation",
+                "not reached: the filter checks revocation only once a tls_client_auth client is authenticated"
+                    .to_string(),
+                None,
+            );
+            other
+        }
+        (other, None) => other,
+    };
     let (name, outcome) = match &verdict {
         Verdict::Authenticated(a) => (
             "authenticated",
             format!(
-                "x-mtls-client-id: {}, x-mtls-auth-method: {}, x-mtls-x5t-s256: {}",
-                a.client_id, a.method, a.x5t_s256
+                "x-mtls-client-id: {}, x-mtls-auth-method: {}, x-mtls-x5t-s256: {}{}",
+                a.client_id,
+                a.method,
+                a.x5t_s256,
+                if passed_unchecked {
+                    "; passed with a warning: no fresh revocation status (on_unavailable: pass)"
+                } else {
+                    ""
+                }
             ),
         ),
         Verdict::Pass(_) => ("passed", "passed to the AS without annotation".to_string()),
@@ -255,6 +337,180 @@ fn finish(
         Verdict::FetchJwks(u) => ("rejected", format!("the JWK Set at {} is needed: give it with --jwks", u.uri)),
     };
     Explanation { leaf, steps, verdict: name.to_string(), outcome }
+}
+
+/// What the revocation step found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revocation {
+    Good,
+    /// The leaf's issuer is not the CA given: the filter does not check it.
+    NotCovered,
+    Revoked,
+    /// No fresh status, refused (`on_unavailable: reject`).
+    NoStatus,
+    /// No fresh status, let through (`on_unavailable: pass`).
+    NoStatusPassed,
+}
+
+/// An instant as RFC 3339 UTC text.
+pub(crate) fn instant(ms: u64) -> String {
+    der::DateTime::from_unix_duration(std::time::Duration::from_millis(ms))
+        .map_or_else(|_| format!("{ms} ms after the epoch"), |t| t.to_string())
+}
+
+/// The filter's revocation check (`proxy::revocation::Revocation::check`) on the files given: each CRL is
+/// opened, verified and read whole as the worker loads one, the OCSP answer is verified as the worker stores
+/// one, and `store::combine` decides.
+fn revocation_steps(steps: &mut Vec<Step>, leaf_der: &[u8], input: &RevocationInput) -> Revocation {
+    let target = match Target::of(leaf_der) {
+        Ok(t) => t,
+        Err(e) => {
+            let why = format!("the client certificate: its issuer, serial or status locations cannot be read ({e})");
+            return no_status(steps, input, &why);
+        }
+    };
+    let cas = std::slice::from_ref(&input.ca);
+    if Ca::find(cas, &target.issuer_name).is_none() {
+        step(
+            steps,
+            "revocation",
+            format!(
+                "not checked: its issuer \"{}\" is not the CA given (\"{}\"), and the filter checks only \
+                 certificates of a CA listed in revocation.issuers",
+                name_text(&target.issuer_name),
+                input.ca.subject
+            ),
+            None,
+        );
+        return Revocation::NotCovered;
+    }
+    let serial = target.serial_hex();
+    let list = |urls: &[String]| if urls.is_empty() { "none".to_string() } else { urls.join(", ") };
+    step(
+        steps,
+        "revocation target",
+        format!(
+            "serial {serial} issued by \"{}\"; the leaf names OCSP responder(s): {}; CRL distribution point(s): {}",
+            input.ca.subject,
+            list(&target.ocsp_urls),
+            list(&target.crl_urls)
+        ),
+        None,
+    );
+    let mut evidence = Vec::new();
+    for (name, bytes) in &input.crls {
+        let (found, detail) = crl_evidence(name, bytes, cas, &target.serial, input.now_ms);
+        step(steps, "revocation CRL", format!("{name}: {detail}"), None);
+        evidence.push(found);
+    }
+    let view = input.ocsp_response.as_ref().map(|(name, bytes)| {
+        let (view, detail) = ocsp_view(bytes, input, &target.serial);
+        step(steps, "revocation OCSP", format!("{name}: {detail}"), None);
+        view
+    });
+    match store::combine(&evidence, view.as_ref()) {
+        Decision::Good => {
+            let by = if evidence.contains(&CrlEvidence::NotListed { stale: None }) {
+                "a valid CRL of the CA does not list it"
+            } else {
+                "the OCSP responder answers good"
+            };
+            step(steps, "revocation", format!("serial {serial} is not revoked: {by}"), Some(true));
+            Revocation::Good
+        }
+        Decision::Revoked(by) => {
+            step(steps, "revocation", format!("serial {serial} is revoked (by {by})"), Some(false));
+            Revocation::Revoked
+        }
+        Decision::NoStatus(why) => no_status(steps, input, &why),
+        // Only a stored record's absence or a call under way gives these: files are never either.
+        Decision::Ask | Decision::Wait => no_status(steps, input, "no OCSP answer was given"),
+    }
+}
+
+/// What one CRL file says of `serial`, as the filter would have it once loaded, and the step's detail.
+fn crl_evidence(name: &str, bytes: &[u8], cas: &[Ca], serial: &[u8], now_ms: u64) -> (CrlEvidence, String) {
+    let read = crl::der_of(bytes).and_then(|der| {
+        let opened = crl::open(&der, cas)?;
+        // The worker refuses an expired CRL and keeps its last good copy: here there is none.
+        if opened.next_update_ms.is_some_and(|n| n < now_ms) {
+            return Err(crl::CrlError::Unsupported("an expired CRL (its nextUpdate has passed)"));
+        }
+        let (serials, _) = crl::entries(der.get(opened.entries.clone()).unwrap_or_default(), usize::MAX)?;
+        Ok((opened, serials))
+    });
+    match read {
+        Ok((opened, serials)) => {
+            let listed = serials.iter().any(|s| s == serial);
+            let detail = format!(
+                "verified with the CA's key, thisUpdate {}, nextUpdate {}, {} serial(s) revoked: {} serial {}",
+                instant(opened.this_update_ms),
+                opened.next_update_ms.map_or_else(|| "none".to_string(), instant),
+                serials.len(),
+                if listed { "lists" } else { "does not list" },
+                crate::hex::encode(serial)
+            );
+            let evidence = if listed { CrlEvidence::Listed } else { CrlEvidence::NotListed { stale: None } };
+            (evidence, detail)
+        }
+        Err(e) => (CrlEvidence::Unavailable(format!("CRL {name}: {e}")), format!("not used: {e}")),
+    }
+}
+
+/// What the OCSP answer says, as the worker stores it (fresh until `thisUpdate` + `ocsp_max_age_seconds` or
+/// its `nextUpdate`, whichever is first), and the step's detail.
+fn ocsp_view(bytes: &[u8], input: &RevocationInput, serial: &[u8]) -> (OcspView, String) {
+    let max_age_ms = input.ocsp_max_age_seconds.saturating_mul(1000);
+    let now = input.now_ms;
+    match ocsp::verify(bytes, &input.ca, serial, now, max_age_ms) {
+        Ok(answer) => {
+            let until = answer.this_update_ms.saturating_add(max_age_ms);
+            let until = answer.next_update_ms.map_or(until, |n| n.min(until));
+            let detail = format!(
+                "{}, verified (signed by the CA or a responder it certified), thisUpdate {} ({} s old; \
+                 ocsp_max_age_seconds {}), nextUpdate {}",
+                answer.status.name(),
+                instant(answer.this_update_ms),
+                now.saturating_sub(answer.this_update_ms) / 1000,
+                input.ocsp_max_age_seconds,
+                answer.next_update_ms.map_or_else(|| "none".to_string(), instant)
+            );
+            if until > now {
+                (OcspView::Fresh(answer.status), detail)
+            } else {
+                let why = format!("the answer is no longer fresh (used until {})", instant(until));
+                (OcspView::Failed(why.clone()), format!("{detail}: {why}"))
+            }
+        }
+        Err(e) => (OcspView::Failed(e.to_string()), format!("no status: {e}")),
+    }
+}
+
+/// No fresh status: `on_unavailable` decides, as in the filter.
+fn no_status(steps: &mut Vec<Step>, input: &RevocationInput, why: &str) -> Revocation {
+    match input.on_unavailable {
+        OnUnavailable::Reject => {
+            step(
+                steps,
+                "revocation",
+                format!("no fresh status: {why}; on_unavailable: reject (the filter's default) refuses the request"),
+                Some(false),
+            );
+            Revocation::NoStatus
+        }
+        OnUnavailable::Pass => {
+            steps.push(Step {
+                step: "revocation".to_string(),
+                detail: format!(
+                    "no fresh status: {why}; on_unavailable: pass lets the client through authenticated (the \
+                     filter logs a warning and counts oauth_mtls.revocation.unavailable_passed)"
+                ),
+                ok: None,
+                warning: true,
+            });
+            Revocation::NoStatusPassed
+        }
+    }
 }
 
 fn summarize(leaf: &Leaf) -> LeafSummary {
@@ -286,6 +542,7 @@ mod tests {
             true,
             &tls("tls_client_auth_subject_dn", "cn=dn-client,ou=Payments,o=Example Bank,c=GB"),
             None,
+            None,
         );
         assert!(e.authenticated(), "{e:?}");
         let dn = e.steps.iter().find(|s| s.step == "subject DN").unwrap();
@@ -296,7 +553,7 @@ mod tests {
 
     #[test]
     fn every_san_of_the_kind_is_listed_with_its_result() {
-        let e = check(&der(LEAF), true, &tls("tls_client_auth_san_dns", "client.example.com"), None);
+        let e = check(&der(LEAF), true, &tls("tls_client_auth_san_dns", "client.example.com"), None, None);
         let dns: Vec<_> = e.steps.iter().filter(|s| s.step == "tls_client_auth_san_dns").collect();
         assert_eq!(dns.len(), 2);
         assert_eq!((dns[0].ok, dns[1].ok), (Some(false), Some(true)));
@@ -305,7 +562,7 @@ mod tests {
 
     #[test]
     fn an_unvalidated_chain_is_the_failing_step() {
-        let e = check(&der(LEAF), false, &tls("tls_client_auth_san_dns", "client.example.com"), None);
+        let e = check(&der(LEAF), false, &tls("tls_client_auth_san_dns", "client.example.com"), None, None);
         assert_eq!(e.steps.iter().find(|s| s.step == "chain validation").unwrap().ok, Some(false));
         assert_eq!(e.verdict, "rejected");
         assert!(e.outcome.contains("401 invalid_client"));
@@ -316,23 +573,28 @@ mod tests {
         use base64::Engine;
         let reg = json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks": {"keys": [{"x5c": [base64::engine::general_purpose::STANDARD.encode(der(SELF_SIGNED_1))]}]}});
-        assert!(check(&der(SELF_SIGNED_1), false, &reg, None).authenticated());
-        assert!(!check(&der(SELF_SIGNED_2), false, &reg, None).authenticated());
+        assert!(check(&der(SELF_SIGNED_1), false, &reg, None, None).authenticated());
+        assert!(!check(&der(SELF_SIGNED_2), false, &reg, None, None).authenticated());
     }
 
     #[test]
     fn jwks_uri_clients_need_the_set_given() {
         use base64::Engine;
         let reg = json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"});
-        assert!(!check(&der(SELF_SIGNED_1), false, &reg, None).authenticated());
+        assert!(!check(&der(SELF_SIGNED_1), false, &reg, None, None).authenticated());
         let set = json!({"keys": [{"x5c": [base64::engine::general_purpose::STANDARD.encode(der(SELF_SIGNED_1))]}]});
-        assert!(check(&der(SELF_SIGNED_1), false, &reg, Some(&set)).authenticated());
+        assert!(check(&der(SELF_SIGNED_1), false, &reg, Some(&set), None).authenticated());
     }
 
     #[test]
     fn a_registration_that_does_not_load_is_explained() {
-        let e =
-            check(&der(LEAF), true, &json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}), None);
+        let e = check(
+            &der(LEAF),
+            true,
+            &json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}),
+            None,
+            None,
+        );
         assert_eq!(e.verdict, "rejected");
         assert!(e.steps.iter().any(|s| s.step == "registration" && s.detail.contains("exactly one")));
     }

@@ -6,15 +6,23 @@ pub(crate) mod explain;
 mod envoy;
 
 use crate::config::Config;
+use crate::revocation::{ca::Ca, OnUnavailable};
 use crate::{cert, cert::pem, oauth::registration, registry};
-use explain::Explanation;
+use explain::{Explanation, RevocationInput};
 use serde_json::{json, Value};
 
 pub const USAGE: &str = "usage:
   oauth-mtls check --cert CLIENT.pem [--chain CHAIN.pem] --client REGISTRATION.json [--client-id ID]
                    [--jwks JWKS.json] [--not-validated] [--json]
+                   [--issuer CA.pem [--crl CRL]... [--ocsp-response RESPONSE.der] [--now TIME]
+                    [--ocsp-max-age SECONDS] [--on-unavailable reject|pass]]
       the verdict the filter would give on a token request with this certificate, step by step
-      (exit 0: authenticated, 1: not authenticated, 2: usage or input error)
+      (exit 0: authenticated, 1: not authenticated, 2: usage or input error).
+      With --issuer (the CA as revocation.issuers lists it, PEM or DER), a tls_client_auth certificate of that
+      CA is then checked for revocation as the filter does: each --crl (DER or PEM) as if just fetched, the
+      --ocsp-response as the responder's answer (none: OCSP not consulted), judged at --now (RFC 3339 or Unix
+      seconds; default: the clock), ocsp_max_age_seconds --ocsp-max-age (default 3600), and with no fresh
+      status --on-unavailable decides (default reject, as the filter)
   oauth-mtls lint CONFIG.json [--json]              validate a plugin configuration as the filter does
   oauth-mtls lint ENVOY.yaml [--json]               the same for each oauth-mtls filter of an Envoy bootstrap,
                                                     and warn about the deployment rules it misses (SECURITY.md)
@@ -55,6 +63,14 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
             "--client-id" => value("--client-id").map(|v| flags.client_id = Some(v)),
             "--jwks" => value("--jwks").map(|v| flags.jwks = Some(v)),
             "--registry" => value("--registry").map(|v| flags.registry = Some(v)),
+            "--issuer" => value("--issuer").map(|v| flags.issuer = Some(v)),
+            "--crl" => value("--crl").map(|v| flags.crls.push(v)),
+            "--ocsp-response" => value("--ocsp-response").map(|v| flags.ocsp_response = Some(v)),
+            "--now" => value("--now").and_then(|v| instant_ms(&v)).map(|ms| flags.now_ms = Some(ms)),
+            "--ocsp-max-age" => value("--ocsp-max-age").and_then(|v| max_age(&v)).map(|s| flags.ocsp_max_age = Some(s)),
+            "--on-unavailable" => {
+                value("--on-unavailable").and_then(|v| on_unavailable(&v)).map(|o| flags.on_unavailable = Some(o))
+            }
             "-h" | "--help" => return Output { status: 0, text: USAGE.to_string() },
             other if other.starts_with("--") => Err(format!("unknown option {other}")),
             other => {
@@ -90,6 +106,135 @@ struct Flags {
     client_id: Option<String>,
     jwks: Option<String>,
     registry: Option<String>,
+    issuer: Option<String>,
+    crls: Vec<String>,
+    ocsp_response: Option<String>,
+    now_ms: Option<u64>,
+    ocsp_max_age: Option<u64>,
+    on_unavailable: Option<OnUnavailable>,
+}
+
+/// `--now`: Unix seconds, or an RFC 3339 date-time (`2026-12-01T05:04:03Z`, `...05:04:03.5+01:00`); in ms.
+fn instant_ms(text: &str) -> Result<u64, String> {
+    let bad = || format!("--now {text:?}: neither Unix seconds nor an RFC 3339 time such as 2026-12-01T05:04:03Z");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<u64>().ok().and_then(|s| s.checked_mul(1000)).ok_or_else(bad);
+    }
+    let digits = |at: std::ops::Range<usize>| {
+        text.get(at).filter(|d| d.bytes().all(|b| b.is_ascii_digit())).and_then(|d| d.parse::<u16>().ok())
+    };
+    let at = |i: usize, allowed: &[u8]| text.as_bytes().get(i).is_some_and(|b| allowed.contains(b));
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":") && at(16, b":")) {
+        return Err(bad());
+    }
+    let field = |at: std::ops::Range<usize>| digits(at).ok_or_else(bad);
+    let (year, month, day) = (field(0..4)?, field(5..7)?, field(8..10)?);
+    let (hour, minute, second) = (field(11..13)?, field(14..16)?, field(17..19)?);
+    let mut rest = text.get(19..).unwrap_or_default();
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let count = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if count == 0 {
+            return Err(bad());
+        }
+        let first3 = format!("{:0<3}", fraction.get(..count.min(3)).unwrap_or_default());
+        millis = first3.parse::<u64>().map_err(|_| bad())?;
+        rest = fraction.get(count..).unwrap_or_default();
+    }
+    // The local time is UTC plus the offset.
+    let offset_minutes: i64 = match rest.as_bytes() {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let part = |r: std::ops::Range<usize>| {
+                rest.get(r).filter(|d| d.bytes().all(|b| b.is_ascii_digit())).and_then(|d| d.parse::<i64>().ok())
+            };
+            let (h, m) = (part(1..3).ok_or_else(bad)?, part(4..6).ok_or_else(bad)?);
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            if *sign == b'-' {
+                -(h * 60 + m)
+            } else {
+                h * 60 + m
+            }
+        }
+        _ => return Err(bad()),
+    };
+    let [month, day, hour, minute, second] =
+        [month, day, hour, minute, second].map(|v| u8::try_from(v).unwrap_or(u8::MAX));
+    let local = der::DateTime::new(year, month, day, hour, minute, second).map_err(|_| bad())?;
+    let local_ms = u64::try_from(local.unix_duration().as_millis()).map_err(|_| bad())?.saturating_add(millis);
+    let offset_ms = offset_minutes.saturating_mul(60_000);
+    let utc = i128::from(local_ms) - i128::from(offset_ms);
+    u64::try_from(utc).map_err(|_| bad())
+}
+
+/// `--on-unavailable`: the values of `revocation.on_unavailable`.
+fn on_unavailable(text: &str) -> Result<OnUnavailable, String> {
+    match text {
+        "reject" => Ok(OnUnavailable::Reject),
+        "pass" => Ok(OnUnavailable::Pass),
+        other => Err(format!("--on-unavailable takes reject or pass, not {other:?}")),
+    }
+}
+
+/// `--ocsp-max-age`: seconds, in the range `revocation.ocsp_max_age_seconds` accepts.
+fn max_age(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(s) if (1..=7 * 86400).contains(&s) => Ok(s),
+        _ => Err(format!("--ocsp-max-age takes seconds from 1 to 604800 (as ocsp_max_age_seconds), not {text:?}")),
+    }
+}
+
+/// The revocation step's input from `--issuer` and the options that go with it.
+fn revocation_input(
+    flags: &Flags,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<Option<RevocationInput>, String> {
+    let Some(issuer) = &flags.issuer else {
+        let stray = !flags.crls.is_empty()
+            || flags.ocsp_response.is_some()
+            || flags.now_ms.is_some()
+            || flags.ocsp_max_age.is_some()
+            || flags.on_unavailable.is_some();
+        if stray {
+            return Err("--crl, --ocsp-response, --now, --ocsp-max-age and --on-unavailable need --issuer".to_string());
+        }
+        return Ok(None);
+    };
+    if flags.crls.is_empty() && flags.ocsp_response.is_none() {
+        return Err(
+            "--issuer needs --crl or --ocsp-response: the filter refuses a revocation configuration that checks nothing"
+                .to_string(),
+        );
+    }
+    let der = certificates(issuer, read)?.into_iter().next().ok_or(format!("{issuer}: no certificate"))?;
+    let ca = Ca::from_der(&der).map_err(|e| format!("{issuer}: the CA certificate {e}"))?;
+    let mut crls = Vec::new();
+    for file in &flags.crls {
+        crls.push((file.clone(), read(file)?));
+    }
+    let ocsp_response = match &flags.ocsp_response {
+        Some(file) => Some((file.clone(), read(file)?)),
+        None => None,
+    };
+    let now_ms = match flags.now_ms {
+        Some(ms) => ms,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| format!("the clock: {e}"))?
+            .as_millis()
+            .try_into()
+            .map_err(|_| "the clock is out of range".to_string())?,
+    };
+    Ok(Some(RevocationInput {
+        ca,
+        crls,
+        ocsp_response,
+        now_ms,
+        ocsp_max_age_seconds: flags.ocsp_max_age.unwrap_or(3600),
+        on_unavailable: flags.on_unavailable.unwrap_or(OnUnavailable::Reject),
+    }))
 }
 
 /// A certificate file: PEM (the first certificate) or DER.
@@ -119,7 +264,8 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
         Some(f) => Some(json_file(f, read)?),
         None => None,
     };
-    let explanation = explain::check(&leaf, !flags.not_validated, &registration, jwks.as_ref());
+    let revocation = revocation_input(flags, read)?;
+    let explanation = explain::check(&leaf, !flags.not_validated, &registration, jwks.as_ref(), revocation.as_ref());
     let status = if explanation.authenticated() { 0 } else { 1 };
     let chain_subjects: Vec<String> = chain
         .iter()
@@ -178,10 +324,11 @@ fn render(e: &Explanation, chain: &[String]) -> String {
         ));
     }
     for s in &e.steps {
-        let mark = match s.ok {
-            Some(true) => "ok  ",
-            Some(false) => "FAIL",
-            None => "    ",
+        let mark = match (s.ok, s.warning) {
+            (_, true) => "WARN",
+            (Some(true), _) => "ok  ",
+            (Some(false), _) => "FAIL",
+            (None, _) => "    ",
         };
         out.push_str(&format!("{mark} {}: {}\n", s.step, s.detail));
     }
@@ -286,8 +433,26 @@ fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::revocation::testdata as rev;
     use crate::testdata::{der, LEAF, SELF_SIGNED_1};
     use std::collections::HashMap;
+
+    /// MADE_MS, when the testdata's OCSP answers were made, and an hour and two later.
+    const MADE: &str = "2026-12-01T05:04:03Z";
+    const MADE_PLUS_60_S: &str = "1796101503";
+    const MADE_PLUS_2_H: &str = "2026-12-01T07:04:03Z";
+
+    /// The revocation step's lines of a `check` in text form.
+    fn revocation_lines(out: &Output) -> Vec<&str> {
+        out.text.lines().filter(|l| l.get(5..).is_some_and(|rest| rest.starts_with("revocation"))).collect()
+    }
+
+    /// The key of a one-error lint result.
+    fn lint_error_key(out: &Output) -> String {
+        let v: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(v["ok"], false, "{v}");
+        v["errors"][0]["key"].as_str().unwrap().to_string()
+    }
 
     fn files() -> HashMap<&'static str, Vec<u8>> {
         let mut f = HashMap::new();
@@ -304,6 +469,59 @@ mod tests {
         );
         f.insert("good-config.json", br#"{"endpoints": ["/token"]}"#.to_vec());
         f.insert("big-body.json", br#"{"max_body_bytes": 1048576}"#.to_vec());
+        // Revocation (crate::revocation::testdata): the CA, its leaves 0x1001 (good) and 0x1002 (revoked), its CRL
+        // listing 0x1002, a CRL under its name signed by another key, and an OCSP answer "0x1001 good" made at
+        // MADE_MS (2026-12-01T05:04:03Z).
+        f.insert("rev-ca.pem", pem::encode(&rev::der(rev::CA)).into_bytes());
+        f.insert("rev-ca.der", rev::der(rev::CA));
+        f.insert("good.pem", pem::encode(&rev::der(rev::GOOD)).into_bytes());
+        f.insert("revoked.pem", pem::encode(&rev::der(rev::REVOKED)).into_bytes());
+        f.insert("ca.crl", rev::der(rev::CRL));
+        f.insert(
+            "ca-crl.pem",
+            format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", rev::CRL).into_bytes(),
+        );
+        f.insert("rogue.crl", rev::der(rev::ROGUE_CRL));
+        f.insert("ocsp-good.der", rev::der(rev::OCSP_GOOD));
+        f.insert("ocsp-revoked.der", rev::der(rev::OCSP_REVOKED));
+        f.insert("good.json", br#"{"client_id": "good", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "O=Revocation Test,CN=good"}"#.to_vec());
+        f.insert("revoked.json", br#"{"client_id": "revoked", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "O=Revocation Test,CN=revoked"}"#.to_vec());
+        f.insert("self-signed.pem", SELF_SIGNED_1.as_bytes().to_vec());
+        f.insert(
+            "self-signed.json",
+            serde_json::to_vec(&json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": {"keys": [{"x5c": [base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der(SELF_SIGNED_1))]}]}}))
+            .unwrap(),
+        );
+        let revocation = |fields: &str| format!(r#"{{"revocation": {{{fields}}}}}"#).into_bytes();
+        let ca = rev::CA;
+        f.insert(
+            "rev-no-cluster.json",
+            revocation(&format!(r#""issuers": ["{ca}"], "crl_urls": ["http://crl.example.test/ca.crl"]"#)),
+        );
+        f.insert("rev-bad-issuer.json", revocation(r#""cluster": "pki", "issuers": ["not base64!"], "ocsp": true"#));
+        f.insert(
+            "rev-https-crl.json",
+            revocation(&format!(
+                r#""cluster": "pki", "issuers": ["{ca}"], "crl_urls": ["https://crl.example.test/ca.crl"]"#
+            )),
+        );
+        f.insert("rev-ocsp-url-alone.json", revocation(&format!(r#""cluster": "pki", "issuers": ["{ca}"], "crl_urls": ["http://crl.example.test/ca.crl"], "ocsp_url": "http://ocsp.example.test/""#)));
+        f.insert("rev-nothing.json", revocation(&format!(r#""cluster": "pki", "issuers": ["{ca}"]"#)));
+        f.insert(
+            "rev-crl.json",
+            revocation(&format!(
+                r#""cluster": "pki", "issuers": ["{ca}"], "crl_urls": ["http://crl.example.test/ca.crl"]"#
+            )),
+        );
+        f.insert("rev-pass.json", revocation(&format!(r#""cluster": "pki", "issuers": ["{ca}"], "crl_urls": ["http://crl.example.test/ca.crl"], "on_unavailable": "pass""#)));
+        f.insert("rev-ocsp-aia.json", revocation(&format!(r#""cluster": "pki", "issuers": ["{ca}"], "ocsp": true"#)));
+        f.insert(
+            "rev-ocsp-url.json",
+            revocation(&format!(
+                r#""cluster": "pki", "issuers": ["{ca}"], "ocsp": true, "ocsp_url": "http://ocsp.example.test/""#
+            )),
+        );
         f.insert(
             "twice.json",
             br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"},
@@ -423,6 +641,300 @@ mod tests {
         );
         assert!(out.text.contains("error at `[2] (a)`"), "{}", out.text);
         assert!(out.text.contains("1 client(s) load, 2 refused"), "{}", out.text);
+    }
+
+    #[test]
+    fn without_issuer_check_says_nothing_about_revocation() {
+        let out = cli("check --cert good.pem --client good.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(!out.text.contains("revocation"), "{}", out.text);
+    }
+
+    #[test]
+    fn a_valid_crl_of_the_issuer_not_listing_the_certificate_lets_it_authenticate() {
+        let out =
+            cli(&format!("check --cert good.pem --client good.json --issuer rev-ca.pem --crl ca.crl --now {MADE}"));
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("revocation CRL: ca.crl: verified with the CA's key, thisUpdate 2026-12-01T05:04:03Z, nextUpdate 2126-11-07T05:04:03Z, 1 serial(s) revoked: does not list serial 1001"), "{}", out.text);
+        assert!(
+            out.text.contains("ok   revocation: serial 1001 is not revoked: a valid CRL of the CA does not list it"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("verdict: authenticated (x-mtls-client-id: good"), "{}", out.text);
+    }
+
+    #[test]
+    fn a_crl_and_the_issuer_are_read_as_pem_or_der() {
+        let pem =
+            cli(&format!("check --cert good.pem --client good.json --issuer rev-ca.der --crl ca-crl.pem --now {MADE}"));
+        let der =
+            cli(&format!("check --cert good.pem --client good.json --issuer rev-ca.pem --crl ca.crl --now {MADE}"));
+        assert_eq!(pem.status, 0, "{}", pem.text);
+        assert_eq!(revocation_lines(&pem).last(), revocation_lines(&der).last());
+    }
+
+    #[test]
+    fn a_certificate_the_crl_lists_is_rejected_as_revoked() {
+        let out = cli(&format!(
+            "check --cert revoked.pem --client revoked.json --issuer rev-ca.pem --crl ca.crl --now {MADE}"
+        ));
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("FAIL revocation: serial 1002 is revoked (by CRL)"), "{}", out.text);
+        assert!(
+            out.text.ends_with("verdict: rejected (401 invalid_client: the client certificate has been revoked)\n"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn a_fresh_ocsp_good_lets_the_certificate_authenticate() {
+        let out = cli(&format!(
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --ocsp-response ocsp-good.der --now {MADE_PLUS_60_S}"
+        ));
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("revocation OCSP: ocsp-good.der: good, verified"), "{}", out.text);
+        assert!(out.text.contains("(60 s old; ocsp_max_age_seconds 3600)"), "{}", out.text);
+        assert!(out.text.contains("ok   revocation: serial 1001 is not revoked: the OCSP responder answers good"));
+    }
+
+    #[test]
+    fn an_ocsp_revoked_rejects_the_certificate() {
+        let out = cli(&format!(
+            "check --cert revoked.pem --client revoked.json --issuer rev-ca.pem --ocsp-response ocsp-revoked.der --now {MADE_PLUS_60_S}"
+        ));
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("FAIL revocation: serial 1002 is revoked (by OCSP)"), "{}", out.text);
+    }
+
+    #[test]
+    fn an_ocsp_good_older_than_ocsp_max_age_is_no_status_and_on_unavailable_reject_refuses() {
+        // RFC 5019 §2.1.2 replay: a two-hour-old good answer is no status under ocsp_max_age_seconds 3600.
+        let out = cli(&format!(
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --ocsp-response ocsp-good.der --now {MADE_PLUS_2_H}"
+        ));
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(
+            out.text.contains("ocsp-good.der: no status: its thisUpdate is 7200 s old, more than ocsp_max_age_seconds"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("FAIL revocation: no fresh status: OCSP: its thisUpdate is 7200 s old"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("on_unavailable: reject (the filter's default) refuses the request"), "{}", out.text);
+        assert!(out.text.ends_with("verdict: rejected (401 invalid_client: the revocation status of the client certificate could not be established)\n"), "{}", out.text);
+        let explicit = cli(&format!(
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --ocsp-response ocsp-good.der --now {MADE_PLUS_2_H} --on-unavailable reject"
+        ));
+        assert_eq!(explicit, out);
+    }
+
+    #[test]
+    fn with_no_fresh_status_on_unavailable_pass_lets_the_client_through_with_a_warning() {
+        let args = format!(
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --ocsp-response ocsp-good.der --now {MADE_PLUS_2_H} --on-unavailable pass"
+        );
+        let out = cli(&args);
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(
+            out.text.contains("WARN revocation: no fresh status: OCSP: its thisUpdate is 7200 s old"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("verdict: authenticated (x-mtls-client-id: good"), "{}", out.text);
+        assert!(
+            out.text.contains("; passed with a warning: no fresh revocation status (on_unavailable: pass))"),
+            "{}",
+            out.text
+        );
+        let v: Value = serde_json::from_str(&cli(&format!("{args} --json")).text).unwrap();
+        let last = v["steps"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!((&last["step"], &last["ok"], &last["warning"]), (&json!("revocation"), &Value::Null, &json!(true)));
+        assert_eq!(v["verdict"], "authenticated");
+    }
+
+    #[test]
+    fn ocsp_max_age_sets_how_old_an_answer_may_be() {
+        let out = cli(&format!(
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --ocsp-response ocsp-good.der --now {MADE_PLUS_2_H} --ocsp-max-age 10800"
+        ));
+        assert_eq!(out.status, 0, "{}", out.text);
+    }
+
+    #[test]
+    fn a_crl_under_the_issuers_name_signed_by_another_key_gives_no_status() {
+        let out =
+            cli(&format!("check --cert good.pem --client good.json --issuer rev-ca.pem --crl rogue.crl --now {MADE}"));
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(
+            out.text
+                .contains("revocation CRL: rogue.crl: not used: its signature does not verify with its issuer's key"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("FAIL revocation: no fresh status: CRL rogue.crl: its signature does not verify"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn an_expired_crl_gives_no_status() {
+        let out =
+            cli("check --cert good.pem --client good.json --issuer rev-ca.pem --crl ca.crl --now 2126-11-08T00:00:00Z");
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("not used: an expired CRL (its nextUpdate has passed)"), "{}", out.text);
+        // Not even the revoked certificate is called revoked by it.
+        let revoked = cli("check --cert revoked.pem --client revoked.json --issuer rev-ca.pem --crl ca.crl --now 2126-11-08T00:00:00Z");
+        assert!(revoked.text.contains("could not be established"), "{}", revoked.text);
+    }
+
+    #[test]
+    fn a_certificate_of_another_issuer_is_not_checked() {
+        let out = cli(&format!("check --cert leaf.pem --client dn.json --issuer rev-ca.pem --crl ca.crl --now {MADE}"));
+        assert_eq!(out.status, 0, "{}", out.text);
+        let lines = revocation_lines(&out);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("     revocation: not checked: its issuer \"CN=Unit Test CA,O=Unit Test,C=GB\""),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("is not the CA given (\"CN=Revocation Test CA,O=Revocation Test\")"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_self_signed_client_is_not_checked_for_revocation() {
+        let out = cli(&format!(
+            "check --cert self-signed.pem --client self-signed.json --issuer rev-ca.pem --crl ca.crl --now {MADE}"
+        ));
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(
+            out.text
+                .contains("     revocation: not checked: a self_signed_tls_client_auth client is pinned by its key"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn revocation_is_not_reached_when_the_client_is_not_authenticated() {
+        let out =
+            cli(&format!("check --cert good.pem --client revoked.json --issuer rev-ca.pem --crl ca.crl --now {MADE}"));
+        assert_eq!(out.status, 1);
+        assert_eq!(revocation_lines(&out), vec!["     revocation: not reached: the filter checks revocation only once a tls_client_auth client is authenticated"]);
+    }
+
+    #[test]
+    fn revocation_options_need_an_issuer_and_something_to_check() {
+        for args in [
+            "check --cert good.pem --client good.json --crl ca.crl",
+            "check --cert good.pem --client good.json --now 0",
+            "check --cert good.pem --client good.json --on-unavailable pass",
+            "check --cert good.pem --client good.json --issuer rev-ca.pem",
+            "check --cert good.pem --client good.json --issuer good.json --crl ca.crl",
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --crl missing.crl",
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --crl ca.crl --on-unavailable maybe",
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --crl ca.crl --ocsp-max-age 0",
+            "check --cert good.pem --client good.json --issuer rev-ca.pem --crl ca.crl --now yesterday",
+        ] {
+            assert_eq!(cli(args).status, 2, "{args}");
+        }
+    }
+
+    #[test]
+    fn now_is_unix_seconds_or_an_rfc_3339_date_time() {
+        assert_eq!(instant_ms("1796101443"), Ok(rev::MADE_MS));
+        assert_eq!(instant_ms("2026-12-01T05:04:03Z"), Ok(rev::MADE_MS));
+        assert_eq!(instant_ms("2026-12-01t05:04:03z"), Ok(rev::MADE_MS));
+        assert_eq!(instant_ms("2026-12-01 06:04:03.250+01:00"), Ok(rev::MADE_MS + 250));
+        assert_eq!(instant_ms("2026-11-30T23:34:03-05:30"), Ok(rev::MADE_MS));
+        assert_eq!(instant_ms("1970-01-01T00:00:00Z"), Ok(0));
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-12-01T05:04:03",
+            "2026-13-01T05:04:03Z",
+            "2026-12-01T05:04:03+1:00",
+            "2026-12-01T05:04:03.Z",
+            "1970-01-01T00:00:00+00:01",
+            "-5",
+        ] {
+            assert!(instant_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lint_names_a_revocation_object_without_its_cluster() {
+        assert_eq!(lint_error_key(&cli("lint rev-no-cluster.json --json")), "revocation");
+        assert!(cli("lint rev-no-cluster.json").text.contains("error at `revocation`: missing field `cluster`"));
+    }
+
+    #[test]
+    fn lint_names_an_issuer_that_is_not_base64() {
+        let out = cli("lint rev-bad-issuer.json");
+        assert_eq!(out.status, 1);
+        assert_eq!(
+            out.text,
+            "rev-bad-issuer.json: error at `revocation.issuers[0]`: the CA certificate is not standard base64\n"
+        );
+    }
+
+    #[test]
+    fn lint_refuses_a_crl_location_that_is_not_http() {
+        // RFC 5280 §4.2.1.13 and RFC 6960 fetch CRLs and OCSP over plain HTTP: what they return is signed.
+        assert_eq!(lint_error_key(&cli("lint rev-https-crl.json --json")), "revocation.crl_urls[0]");
+        assert!(cli("lint rev-https-crl.json").text.contains("must be an http:// URL with a host"));
+    }
+
+    #[test]
+    fn lint_refuses_an_ocsp_url_without_ocsp_true() {
+        assert_eq!(lint_error_key(&cli("lint rev-ocsp-url-alone.json --json")), "revocation.ocsp_url");
+        assert!(cli("lint rev-ocsp-url-alone.json").text.contains("is set but `ocsp` is not true"));
+    }
+
+    #[test]
+    fn lint_refuses_a_revocation_object_that_checks_nothing() {
+        assert_eq!(lint_error_key(&cli("lint rev-nothing.json --json")), "revocation");
+        assert!(cli("lint rev-nothing.json").text.contains("checks nothing"));
+    }
+
+    #[test]
+    fn lint_accepts_a_revocation_object_with_a_crl_and_no_warning() {
+        let out = cli("lint rev-crl.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(!out.text.contains("warning"), "{}", out.text);
+        assert!(!cli("lint rev-ocsp-url.json").text.contains("warning"));
+    }
+
+    #[test]
+    fn lint_warns_that_on_unavailable_pass_lets_a_revoked_certificate_through() {
+        let out = cli("lint rev-pass.json");
+        assert_eq!(out.status, 0, "a warning, not an error");
+        assert!(
+            out.text.contains("warning at `revocation.on_unavailable`: pass: while no fresh status can be had"),
+            "{}",
+            out.text
+        );
+        assert!(out.text.contains("a revoked certificate authenticates"), "{}", out.text);
+    }
+
+    #[test]
+    fn lint_notes_that_ocsp_without_ocsp_url_calls_each_leafs_responder_through_the_cluster() {
+        let out = cli("lint rev-ocsp-aia.json");
+        assert_eq!(out.status, 0);
+        assert!(out.text.contains("warning at `revocation.ocsp`: true without ocsp_url"), "{}", out.text);
+        assert!(
+            out.text.contains("the cluster `pki` (revocation.cluster), which must reach every responder host"),
+            "{}",
+            out.text
+        );
+        let v: Value = serde_json::from_str(&cli("lint rev-ocsp-aia.json --json").text).unwrap();
+        assert_eq!(v["warnings"][0]["key"], "revocation.ocsp");
     }
 
     #[test]

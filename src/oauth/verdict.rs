@@ -98,6 +98,19 @@ impl Rejection {
         Rejection { status: 401, error: "invalid_client", description: description.into(), reason, challenge: None }
     }
 
+    /// A CRL or the OCSP responder says the authenticated client's certificate is revoked.
+    pub fn revoked() -> Rejection {
+        Rejection::invalid_client(Reason::CertificateRevoked, "the client certificate has been revoked")
+    }
+
+    /// No fresh revocation status, and `revocation.on_unavailable` is `reject`.
+    pub fn revocation_unavailable() -> Rejection {
+        Rejection::invalid_client(
+            Reason::RevocationUnavailable,
+            "the revocation status of the client certificate could not be established",
+        )
+    }
+
     pub fn invalid_request(description: impl Into<String>) -> Rejection {
         Rejection {
             status: 400,

@@ -6,7 +6,7 @@ use crate::header;
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::registration::TLS_CLIENT_AUTH;
 use crate::oauth::request::{self, Classified};
-use crate::oauth::verdict::{self, Reason, Rejection, Verdict};
+use crate::oauth::verdict::{self, Rejection, Verdict};
 use crate::oauth::{binding, discovery, response};
 use crate::proxy::headers::Headers;
 use crate::proxy::host::{Action, CallResponse, Level, Metric, Stream};
@@ -417,10 +417,7 @@ impl RequestFilter {
                         response::for_log(&a.client_id)
                     ),
                 );
-                self.reject(
-                    s,
-                    &Rejection::invalid_client(Reason::CertificateRevoked, "the client certificate has been revoked"),
-                );
+                self.reject(s, &Rejection::revoked());
                 Outcome::Replied
             }
             Check::NoStatus(why) => self.unavailable(s, &a, &why),
@@ -487,13 +484,7 @@ impl RequestFilter {
                 response::for_log(why)
             ),
         );
-        self.reject(
-            s,
-            &Rejection::invalid_client(
-                Reason::RevocationUnavailable,
-                "the revocation status of the client certificate could not be established",
-            ),
-        );
+        self.reject(s, &Rejection::revocation_unavailable());
         Outcome::Replied
     }
 
