@@ -132,8 +132,8 @@ impl IssuerKey {
         self.verifies(&leaf.signature_algorithm, leaf.tbs, leaf.signature)
     }
 
-    /// As [`IssuerKey::verifies`], over the digest of the message (`alg`'s hash of it, e.g. computed a slice at a
-    /// time for a large CRL).
+    /// As [`IssuerKey::verifies`], over the digest of the message (`alg`'s hash of it, see [`Digest`], e.g.
+    /// computed a slice at a time for a large CRL).
     pub fn verifies_prehashed(&self, alg: &str, digest: &[u8], signature: &[u8]) -> Result<bool, IssuerError> {
         use rsa::pkcs8::DecodePublicKey;
         use rsa::signature::hazmat::PrehashVerifier;
@@ -174,39 +174,49 @@ impl IssuerKey {
     /// cannot verify is an error. The same rules sign certificates, CRLs and OCSP responses (RFC 5280 §4.1.1.2,
     /// RFC 6960 §4.2.1).
     pub fn verifies(&self, alg: &str, message: &[u8], signature: &[u8]) -> Result<bool, IssuerError> {
-        use rsa::pkcs8::DecodePublicKey;
-        use rsa::signature::Verifier;
-        let verified = match (self.kind, alg) {
-            (KeyKind::Rsa, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13") => {
-                let Ok(key) = rsa::PublicKey::from_public_key_der(&self.spki) else { return Ok(false) };
-                let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else { return Ok(false) };
-                match alg {
-                    "1.2.840.113549.1.1.11" => {
-                        rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(message, &sig)
-                    }
-                    "1.2.840.113549.1.1.12" => {
-                        rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(message, &sig)
-                    }
-                    _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(message, &sig),
-                }
-                .is_ok()
-            }
-            (KeyKind::P256, "1.2.840.10045.4.3.2") => {
-                let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki) else { return Ok(false) };
-                let Ok(sig) = p256::ecdsa::Signature::from_der(signature) else { return Ok(false) };
-                key.verify(message, &sig).is_ok()
-            }
-            (KeyKind::P384, "1.2.840.10045.4.3.3") => {
-                let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(&self.spki) else { return Ok(false) };
-                let Ok(sig) = p384::ecdsa::Signature::from_der(signature) else { return Ok(false) };
-                key.verify(message, &sig).is_ok()
-            }
-            // A key of one type never verifies a signature of another: not signed by this key.
-            (_, "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13")
-            | (_, "1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3") => false,
-            (_, other) => return Err(IssuerError::UnsupportedSignature(other.to_string())),
-        };
-        Ok(verified)
+        let mut digest = Digest::of(alg).ok_or_else(|| IssuerError::UnsupportedSignature(alg.to_string()))?;
+        digest.update(message);
+        self.verifies_prehashed(alg, &digest.finish(), signature)
+    }
+}
+
+/// The hash a signature algorithm signs (RSA PKCS#1 v1.5 with SHA-2, ECDSA P-256/P-384), computed at once or a
+/// slice at a time.
+#[derive(Clone)]
+pub enum Digest {
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Digest {
+    /// The hash of a signature algorithm the filter verifies; `None` for any other.
+    pub fn of(algorithm: &str) -> Option<Digest> {
+        use sha2::Digest as _;
+        match algorithm {
+            "1.2.840.113549.1.1.11" | "1.2.840.10045.4.3.2" => Some(Digest::Sha256(sha2::Sha256::new())),
+            "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => Some(Digest::Sha384(sha2::Sha384::new())),
+            "1.2.840.113549.1.1.13" => Some(Digest::Sha512(sha2::Sha512::new())),
+            _ => None,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Digest::Sha256(h) => h.update(bytes),
+            Digest::Sha384(h) => h.update(bytes),
+            Digest::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        use sha2::Digest as _;
+        match self {
+            Digest::Sha256(h) => h.finalize().to_vec(),
+            Digest::Sha384(h) => h.finalize().to_vec(),
+            Digest::Sha512(h) => h.finalize().to_vec(),
+        }
     }
 }
 

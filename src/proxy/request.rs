@@ -424,21 +424,13 @@ impl RequestFilter {
             Check::Wait if self.waited => {
                 self.unavailable(s, &a, "the OCSP call for this certificate did not complete in time")
             }
-            Check::Wait => {
-                self.state = State::AwaitingStatus {
-                    deadline_ms: s.now_ms().saturating_add(config.timeout_ms).saturating_add(200),
-                };
-                Outcome::Waiting
-            }
+            Check::Wait => self.wait_for_another_call(s, config.timeout_ms),
             Check::Ask(question) => {
                 if !r.claim_ocsp(s, config, &question) {
                     if self.waited {
                         return self.unavailable(s, &a, "the OCSP call for this certificate did not complete in time");
                     }
-                    self.state = State::AwaitingStatus {
-                        deadline_ms: s.now_ms().saturating_add(config.timeout_ms).saturating_add(200),
-                    };
-                    return Outcome::Waiting;
+                    return self.wait_for_another_call(s, config.timeout_ms);
                 }
                 let extra = [(header::ACCEPT, "application/ocsp-response")];
                 match s.http_get(
@@ -459,6 +451,13 @@ impl RequestFilter {
                 }
             }
         }
+    }
+
+    /// Holds the request while another request's OCSP call about the same certificate is under way (at most
+    /// that call's timeout, and a little more).
+    fn wait_for_another_call(&mut self, s: &dyn Stream, timeout_ms: u64) -> Outcome {
+        self.state = State::AwaitingStatus { deadline_ms: s.now_ms().saturating_add(timeout_ms).saturating_add(200) };
+        Outcome::Waiting
     }
 
     /// No fresh revocation status: `on_unavailable` decides.

@@ -17,6 +17,7 @@ use x509_cert::ext::Extensions;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_cert::time::Time;
 
+pub use crate::cert::issuer::Digest;
 use crate::cert::pem;
 use crate::revocation::ca::Ca;
 
@@ -59,45 +60,6 @@ impl std::error::Error for CrlError {}
 
 fn malformed(e: impl fmt::Display) -> CrlError {
     CrlError::Malformed(e.to_string())
-}
-
-/// The hash a signature algorithm signs, computed a slice at a time.
-#[derive(Clone)]
-pub enum Digest {
-    Sha256(sha2::Sha256),
-    Sha384(sha2::Sha384),
-    Sha512(sha2::Sha512),
-}
-
-impl Digest {
-    /// The hash of a signature algorithm the filter verifies (RSA PKCS#1 v1.5, ECDSA).
-    pub fn of(algorithm: &str) -> Option<Digest> {
-        use sha2::Digest as _;
-        match algorithm {
-            "1.2.840.113549.1.1.11" | "1.2.840.10045.4.3.2" => Some(Digest::Sha256(sha2::Sha256::new())),
-            "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => Some(Digest::Sha384(sha2::Sha384::new())),
-            "1.2.840.113549.1.1.13" => Some(Digest::Sha512(sha2::Sha512::new())),
-            _ => None,
-        }
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        use sha2::Digest as _;
-        match self {
-            Digest::Sha256(h) => h.update(bytes),
-            Digest::Sha384(h) => h.update(bytes),
-            Digest::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    pub fn finish(self) -> Vec<u8> {
-        use sha2::Digest as _;
-        match self {
-            Digest::Sha256(h) => h.finalize().to_vec(),
-            Digest::Sha384(h) => h.finalize().to_vec(),
-            Digest::Sha512(h) => h.finalize().to_vec(),
-        }
-    }
 }
 
 /// A CRL whose structure, issuer and extensions checked out, before its signature is verified: the signed
