@@ -24,12 +24,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpStatusCode};
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
+};
 use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder};
 use envoy_types::pb::envoy::config::core::v3::Metadata;
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::Value;
-use oauth_mtls_filter::config::{ForwardFormat, UnknownClient};
+use oauth_mtls_filter::config::{ForwardFormat, UnknownClient, PRODUCED_HEADERS};
 use oauth_mtls_filter::forwarded::source::{PeerError, Presented, SourceError};
 use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri};
 use oauth_mtls_filter::oauth::registration::Client;
@@ -134,19 +136,23 @@ impl Authorization for Service {
         let v = verdict::decide(client_id.as_deref(), &presented, UnknownClient::Pass, &mut Registrations);
         let resp = match v {
             Verdict::Authenticated(a) => {
+                // Set, replacing any inbound copy (Envoy applies headers_to_remove after these, so they must
+                // not be removed as well: before, they were, and the upstream never saw them).
+                let set = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
                 let mut b = OkHttpResponseBuilder::new();
-                b.add_header("x-mtls-client-id", a.client_id, None, false);
-                b.add_header("x-mtls-auth-method", a.method, None, false);
-                b.add_header("x-mtls-x5t-s256", a.x5t_s256, None, false);
+                b.add_header("x-mtls-client-id", a.client_id, set, false);
+                b.add_header("x-mtls-auth-method", a.method, set, false);
+                b.add_header("x-mtls-x5t-s256", a.x5t_s256, set, false);
                 if let Presented::Certificate { certificate, .. } = &presented {
                     b.add_header(
                         "client-cert",
                         oauth_mtls_filter::forwarded::forward::encode(&certificate.der, ForwardFormat::Rfc9440),
-                        None,
+                        set,
                         false,
                     );
                 }
-                ok(b)
+                b.remove_header("client-cert-chain");
+                with_status_ok(b)
             }
             Verdict::Pass(_) => ok(OkHttpResponseBuilder::new()),
             Verdict::Reject(r) => denied(r.status, r.error, &r.description),
@@ -207,11 +213,15 @@ fn invalid_token(description: &str) -> CheckResponse {
     r
 }
 
+/// A request allowed without an annotation: like the filter, every inbound copy of its headers is removed.
 fn ok(mut b: OkHttpResponseBuilder) -> CheckResponse {
-    // Like the filter: the headers it produces never come from the client.
-    for h in ["x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256"] {
+    for h in PRODUCED_HEADERS {
         b.remove_header(h);
     }
+    with_status_ok(b)
+}
+
+fn with_status_ok(b: OkHttpResponseBuilder) -> CheckResponse {
     let mut r = CheckResponse::with_status(Status::ok(""));
     r.set_http_response(b);
     r
