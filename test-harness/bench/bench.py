@@ -125,8 +125,11 @@ API_PREFIX = "/api/"
 ISSUER = "https://as.bench.example"
 AUDIENCE = "https://api.bench.example/"
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
-# The upstream echoes the x-mtls-client-id it received in this response header (absent when it got none).
+# Asked with ECHO, the upstream says in UPSTREAM_SAW which x-mtls-client-id it received (absent: none).
+ECHO = "x-bench-echo"
 UPSTREAM_SAW = "x-upstream-saw-client-id"
+ANSWER = '{"access_token":"bench","token_type":"Bearer"}'
+
 
 VARIANTS = {
     "A": "no filter",
@@ -361,14 +364,16 @@ def upstream_config(port: int, admin: int) -> dict:
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
                              "HttpConnectionManager",
                     "stat_prefix": "upstream",
-                    "route_config": {"virtual_hosts": [{"name": "any", "domains": ["*"], "routes": [{
-                        "match": {"prefix": "/"},
-                        "direct_response": {"status": 200, "body": {"inline_string":
-                                            '{"access_token":"bench","token_type":"Bearer"}'}},
-                        # empty (so not added) when the request has no x-mtls-client-id
-                        "response_headers_to_add": [{"header": {"key": UPSTREAM_SAW,
-                                                                "value": "%REQ(x-mtls-client-id)%"}}],
-                    }]}]},
+                    "route_config": {"virtual_hosts": [{"name": "any", "domains": ["*"], "routes": [
+                        # Only for the sanity checks' requests: measured responses carry no extra header.
+                        {"match": {"prefix": "/", "headers": [{"name": ECHO, "present_match": True}]},
+                         "direct_response": {"status": 200, "body": {"inline_string": ANSWER}},
+                         # empty (so not added) when the request has no x-mtls-client-id
+                         "response_headers_to_add": [{"header": {"key": UPSTREAM_SAW,
+                                                                 "value": "%REQ(x-mtls-client-id)%"}}]},
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 200,
+                                                                       "body": {"inline_string": ANSWER}}},
+                    ]}]},
                     "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                 }}]}],
@@ -575,7 +580,7 @@ def measured_run(url, cert, work, duration, connections, rate, pids) -> dict:
 
 def sanity(variant: str, port: int, token: BoundToken | None) -> dict:
     """The variant does what it is measured for, checked on real requests before it is measured:
-    - token requests: its certificate gets 200, a wrong one 401 (C..F);
+    - token requests: its certificate gets 200, a wrong one 401, and the upstream got x-mtls-client-id (C..F);
     - API requests: 200, and an inbound x-mtls-client-id reaches the upstream without the filter (A-api, B-api)
       and never with it (G);
     - bound tokens: 200 with the token's certificate, 401 without a token (jwt_authn), and with another
@@ -586,10 +591,15 @@ def sanity(variant: str, port: int, token: BoundToken | None) -> dict:
     if kind == "token":
         for label, cert in (("right", CERT[variant]), ("wrong", WRONG_CERT.get(variant))):
             if cert is not None:
-                out[label] = work.send(port, cert).status
+                resp = work.send(port, cert, [(ECHO, "1")])
+                out[label] = resp.status
+                if label == "right" and variant in WRONG_CERT:
+                    out["upstream_saw"] = resp.getheader(UPSTREAM_SAW)
         want = {"right": 200, "wrong": 401} if variant in WRONG_CERT else {"right": 200}
+        if variant in WRONG_CERT:  # the authenticated request reached the upstream with its annotation
+            want["upstream_saw"] = F_MEASURED if variant == "F" else CLIENT_ID
     elif kind == "api":
-        resp = work.send(port, CERT[variant], [("x-mtls-client-id", "forged")])
+        resp = work.send(port, CERT[variant], [("x-mtls-client-id", "forged"), (ECHO, "1")])
         out = {"right": resp.status, "upstream_saw_forged": resp.getheader(UPSTREAM_SAW) == "forged"}
         want = {"right": 200, "upstream_saw_forged": variant != "G"}
     else:

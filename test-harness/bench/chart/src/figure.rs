@@ -616,7 +616,11 @@ mod tests {
         let titles: Vec<&str> = f.traffic.iter().map(|p| p.title.as_str()).collect();
         assert_eq!(
             titles,
-            ["Instructions per GET /api/ request", "Memory added per worker", "Cold start: LDS update to first request"]
+            [
+                "Instructions per GET /api/ request",
+                "Memory added per worker",
+                "Cold start: LDS update to first request"
+            ]
         );
         assert!(Figure::of(&results(ABC)).traffic.is_empty());
     }
