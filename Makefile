@@ -149,8 +149,10 @@ fuzz:
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see $(FUZZ_DIR)/artifacts/)"; exit 1; fi
 
-# Benchmark, not part of `make test`: variants A-F side by side, Envoy pinned to CPU 0, oha on CPU 1.
-# Results in build/bench/ (results.md, results.json, chart.png). Quick run: BENCH_ARGS="--duration 5 --reps 1"
+# Benchmark, not part of `make test`: token requests (variants A-F), API requests through the filter (G) and
+# bound-token checks (H) side by side, Envoy pinned to CPU 0, oha on CPU 1; then memory per worker and cold start
+# (LDS updates). Results in build/bench/ (results.md, results.json, chart.png). Quick run: BENCH_ARGS="--duration 5
+# --reps 1"; only some parts: BENCH_ARGS="--variants GH", "--memory", "--cold-start" (see bench.py's docstring).
 # chart.png is drawn by bench-chart (test-harness/bench/chart, plotters) with DejaVu Sans (fonts-dejavu-core).
 BENCH_ARGS ?=
 bench: build venv

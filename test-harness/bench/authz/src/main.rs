@@ -11,14 +11,27 @@
 //! One difference from the filter: ext_authz does not tell the service whether Envoy validated the chain
 //! (the attribute context has no such field), so the certificate counts as validated. A real deployment would
 //! need `require_client_certificate` + no `ACCEPT_UNTRUSTED`, or a header set by Envoy; it costs the same.
+//!
+//! Variant H-ext: a request under `/api/` (the bench's protected API) is the filter's `resources` check done
+//! here instead: `jwt_authn` runs before ext_authz and leaves the verified token's payload in dynamic metadata
+//! (`payload_in_metadata: jwt_payload`), which ext_authz sends along (`metadata_context_namespaces:
+//! [envoy.filters.http.jwt_authn]`); the payload's `cnf."x5t#S256"` must equal the thumbprint of the presented
+//! certificate, as the filter's `oauth::binding::check` decides (private to the filter's crate, so mirrored in
+//! `bound_to_presented`), else `401` with the filter's `WWW-Authenticate: Bearer error="invalid_token"`. The
+//! prefix is matched as a plain prefix (the filter reads a path more widely; the bench's path is plain).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use envoy_types::ext_authz::v3::pb::{Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpStatusCode};
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatusCode,
+};
 use envoy_types::ext_authz::v3::{CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder};
-use oauth_mtls_filter::config::{ForwardFormat, UnknownClient};
+use envoy_types::pb::envoy::config::core::v3::Metadata;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::Value;
+use oauth_mtls_filter::config::{ForwardFormat, UnknownClient, PRODUCED_HEADERS};
 use oauth_mtls_filter::forwarded::source::{PeerError, Presented, SourceError};
 use oauth_mtls_filter::oauth::jwks::{Freshness, JwksUri};
 use oauth_mtls_filter::oauth::registration::Client;
@@ -33,6 +46,12 @@ thread_local! {
     /// Client certificates decoded once, per thread.
     static CERTIFICATES: RefCell<Certificates> = RefCell::new(Certificates::new(1024, Budget { total: Budget::DEFAULT_BYTES as usize }.certificates()));
 }
+
+/// The bench's protected API (variant H-ext).
+const RESOURCE_PREFIX: &str = "/api/";
+/// Where `jwt_authn` leaves the verified payload (`payload_in_metadata`), as the filter's defaults say.
+const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
+const JWT_PAYLOAD: &str = "jwt_payload";
 
 struct Registrations;
 
@@ -85,6 +104,14 @@ impl Authorization for Service {
         let http = attrs.request.and_then(|r| r.http).unwrap_or_default();
         let cert_pem = attrs.source.map(|s| s.certificate).unwrap_or_default();
 
+        if http.path.starts_with(RESOURCE_PREFIX) {
+            let presented = if cert_pem.is_empty() { None } else { x5t_s256_of(&cert_pem) };
+            let resp = match bound_to_presented(attrs.metadata_context.as_ref(), presented.as_deref()) {
+                Ok(()) => ok(OkHttpResponseBuilder::new()),
+                Err(description) => invalid_token(description),
+            };
+            return Ok(Response::new(resp));
+        }
         let is_token = http.method == "POST" && http.path.split('?').next() == Some("/token");
         if !is_token {
             return Ok(Response::new(ok(OkHttpResponseBuilder::new())));
@@ -109,19 +136,23 @@ impl Authorization for Service {
         let v = verdict::decide(client_id.as_deref(), &presented, UnknownClient::Pass, &mut Registrations);
         let resp = match v {
             Verdict::Authenticated(a) => {
+                // Set, replacing any inbound copy (Envoy applies headers_to_remove after these, so they must
+                // not be removed as well: before, they were, and the upstream never saw them).
+                let set = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
                 let mut b = OkHttpResponseBuilder::new();
-                b.add_header("x-mtls-client-id", a.client_id, None, false);
-                b.add_header("x-mtls-auth-method", a.method, None, false);
-                b.add_header("x-mtls-x5t-s256", a.x5t_s256, None, false);
+                b.add_header("x-mtls-client-id", a.client_id, set, false);
+                b.add_header("x-mtls-auth-method", a.method, set, false);
+                b.add_header("x-mtls-x5t-s256", a.x5t_s256, set, false);
                 if let Presented::Certificate { certificate, .. } = &presented {
                     b.add_header(
                         "client-cert",
                         oauth_mtls_filter::forwarded::forward::encode(&certificate.der, ForwardFormat::Rfc9440),
-                        None,
+                        set,
                         false,
                     );
                 }
-                ok(b)
+                b.remove_header("client-cert-chain");
+                with_status_ok(b)
             }
             Verdict::Pass(_) => ok(OkHttpResponseBuilder::new()),
             Verdict::Reject(r) => denied(r.status, r.error, &r.description),
@@ -131,11 +162,66 @@ impl Authorization for Service {
     }
 }
 
+/// The `x5t#S256` of the presented certificate (Envoy's URL-encoded PEM), its leaf decoded once per thread.
+fn x5t_s256_of(cert_pem: &str) -> Option<String> {
+    let der = oauth_mtls_filter::cert::pem::decode_leaf(&percent_decode(cert_pem)).ok()?;
+    Some(CERTIFICATES.with(|c| c.borrow_mut().of_der(der)).x5t_s256())
+}
+
+/// A field of a protobuf `Struct` value, if the value is a struct.
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match &value.kind {
+        Some(Kind::StructValue(s)) => s.fields.get(name),
+        _ => None,
+    }
+}
+
+/// The filter's resource check (`oauth::binding::check` with `require_binding: true`): a verified payload
+/// whose `cnf."x5t#S256"` is the presented certificate's thumbprint, compared in constant time.
+fn bound_to_presented(metadata: Option<&Metadata>, presented: Option<&str>) -> Result<(), &'static str> {
+    let payload = metadata.and_then(|m| m.filter_metadata.get(JWT_AUTHN)).and_then(|s| s.fields.get(JWT_PAYLOAD));
+    let Some(payload) = payload else {
+        return Err("no verified access token: jwt_authn did not verify a token for this path");
+    };
+    let cnf = field(payload, "cnf").and_then(|c| field(c, "x5t#S256")).and_then(|v| match &v.kind {
+        Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    });
+    let Some(bound) = cnf else {
+        return Err("the access token is not certificate-bound (no cnf.x5t#S256)");
+    };
+    let Some(presented) = presented else {
+        return Err("no client certificate was presented, and the access token is certificate-bound");
+    };
+    let same = bound.len() == presented.len()
+        && bound.bytes().zip(presented.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+    if same {
+        Ok(())
+    } else {
+        Err("the access token is bound to another certificate")
+    }
+}
+
+/// RFC 6750 §3: the resource server's 401, as the filter answers it.
+fn invalid_token(description: &str) -> CheckResponse {
+    let mut b = DeniedHttpResponseBuilder::new();
+    b.set_http_status(HttpStatusCode::Unauthorized);
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
+    b.add_header("www-authenticate", challenge, None, false);
+    let mut r = CheckResponse::with_status(Status::unauthenticated(""));
+    r.set_http_response(b);
+    r
+}
+
+/// A request allowed without an annotation: like the filter, every inbound copy of its headers is removed.
 fn ok(mut b: OkHttpResponseBuilder) -> CheckResponse {
-    // Like the filter: the headers it produces never come from the client.
-    for h in ["x-mtls-client-id", "x-mtls-auth-method", "x-mtls-x5t-s256"] {
+    for h in PRODUCED_HEADERS {
         b.remove_header(h);
     }
+    with_status_ok(b)
+}
+
+fn with_status_ok(b: OkHttpResponseBuilder) -> CheckResponse {
     let mut r = CheckResponse::with_status(Status::ok(""));
     r.set_http_response(b);
     r

@@ -1,6 +1,6 @@
 //! What the chart says, decided from the results and independent of drawing: titles, bars and their labels.
 
-use crate::results::{Meta, Results, Variant};
+use crate::results::{Goal, Meta, Results, Variant};
 
 /// How a bar's note is emphasized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,8 +9,10 @@ pub enum Tone {
     Plain,
     /// B − A: what any proxy-wasm filter costs, the floor of the filter's cost.
     Floor,
-    /// C − A: what the filter costs, the number to make small.
+    /// C − A: what the filter costs, the number to make small; also a goal that was met.
     Cost,
+    /// A goal that was not met.
+    Missed,
 }
 
 /// One variant's bar in a panel.
@@ -47,20 +49,26 @@ pub struct Figure {
     pub rows: Vec<(String, String)>,
     pub cpu: Panel,
     pub latency: Panel,
+    /// The second row, when API requests, memory per worker or cold starts ran: one panel each, its bars
+    /// labelled by their `letter`.
+    pub traffic: Vec<Panel>,
     pub footnotes: Vec<String>,
 }
 
-pub const TITLE: &str =
-    "make bench: what RFC 8705 client authentication costs Envoy per POST /token (oauth-mtls-filter)";
+pub const TITLE: &str = "make bench: what RFC 8705 client authentication costs Envoy (oauth-mtls-filter)";
 
 impl Figure {
     pub fn of(results: &Results) -> Figure {
         Figure {
             title: TITLE.to_string(),
             machine: machine_line(&results.meta),
-            rows: results.variants.iter().map(|v| (v.letter.clone(), v.name.clone())).collect(),
+            rows: results.token_variants().map(|v| (v.letter.clone(), v.name.clone())).collect(),
             cpu: cpu_panel(results),
             latency: latency_panel(results),
+            traffic: [api_panel(results), memory_panel(results), cold_start_panel(results)]
+                .into_iter()
+                .flatten()
+                .collect(),
             footnotes: footnotes(results),
         }
     }
@@ -88,11 +96,11 @@ pub fn cpu_panel(results: &Results) -> Panel {
         subtitle.push("dashed: A");
     }
     Panel {
-        title: format!("Server CPU per request {}", at_rate(&results.meta)),
+        title: format!("Server CPU per POST /token {}", at_rate(&results.meta)),
         subtitle: subtitle.join(" · "),
         axis: "CPU µs per request (lower is better)".to_string(),
         reference: a,
-        bars: results.variants.iter().map(cpu_bar).collect(),
+        bars: results.token_variants().map(cpu_bar).collect(),
     }
 }
 
@@ -118,11 +126,11 @@ pub fn latency_panel(results: &Results) -> Panel {
     let a = results.variant("A").and_then(|a| a.p99_ms);
     let dashed = if a.is_some() { " · dashed: A" } else { "" };
     Panel {
-        title: format!("p99 latency {}", at_rate(&results.meta)),
+        title: format!("p99 latency of POST /token {}", at_rate(&results.meta)),
         subtitle: format!("oha, latency-corrected · black tick: p50{dashed}"),
         axis: "latency ms (lower is better)".to_string(),
         reference: a,
-        bars: results.variants.iter().map(latency_bar).collect(),
+        bars: results.token_variants().map(latency_bar).collect(),
     }
 }
 
@@ -142,6 +150,167 @@ fn latency_bar(v: &Variant) -> Bar {
         label: v.p99_ms.map(|p| format!("{} ms", ms(p))).unwrap_or_else(|| "no data".to_string()),
         note: note.map(|n| (n, Tone::Plain)),
         tick: v.p50_ms,
+    }
+}
+
+/// The API variants in the order they are read: the reference, the empty filter, the passthrough; then the
+/// bound-token ones.
+const API_VARIANTS: [&str; 6] = ["A-api", "B-api", "G", "H0", "H", "H-ext"];
+
+/// The verdict on a goal as a note's tail and tone: "goal ≤ 15k: met" (green) or "not met" (red).
+fn verdict(goal: Option<&Goal>, text: &str) -> (String, Tone) {
+    match goal.and_then(|g| g.met) {
+        Some(true) => (format!("goal {text}: met"), Tone::Cost),
+        Some(false) => (format!("goal {text}: not met"), Tone::Missed),
+        None => (String::new(), Tone::Plain),
+    }
+}
+
+fn goal<'a>(results: &'a Results, id: &str) -> Option<&'a Goal> {
+    results.goals.iter().find(|g| g.id == id)
+}
+
+/// Instructions per API request (G and H against their references), when any API variant ran.
+pub fn api_panel(results: &Results) -> Option<Panel> {
+    let ran: Vec<&Variant> = API_VARIANTS.iter().filter_map(|l| results.variant(l)).collect();
+    if ran.is_empty() {
+        return None;
+    }
+    let ins = |letter: &str| results.variant(letter).and_then(|v| v.instructions);
+    let diff = |a: &str, b: &str| ins(a).zip(ins(b)).map(|(a, b)| a - b);
+    let bars = ran
+        .iter()
+        .map(|v| {
+            let note = match v.letter.as_str() {
+                "B-api" => {
+                    diff("B-api", "A-api").map(|d| (format!("wasm floor B − A: {}", kilo(d, true)), Tone::Floor))
+                }
+                "G" => diff("G", "B-api").map(|d| {
+                    let (goal, tone) = verdict(goal(results, "G"), "≤ +15k");
+                    (joined(&format!("G − B: {}", kilo(d, true)), &goal), tone)
+                }),
+                "H0" => diff("H0", "A-api").map(|d| (format!("jwt_authn: {} vs A", kilo(d, true)), Tone::Plain)),
+                "H" => diff("H", "H0").map(|d| {
+                    let (goal, tone) = verdict(goal(results, "H"), "≤ +40k");
+                    (joined(&format!("H − H0: {}", kilo(d, true)), &goal), tone)
+                }),
+                "H-ext" => diff("H-ext", "H0").map(|d| {
+                    let (goal, tone) = verdict(goal(results, "H-ext"), "H ≤ ¼ of it");
+                    (joined(&format!("H-ext − H0: {}", kilo(d, true)), &goal), tone)
+                }),
+                _ => None,
+            };
+            Bar {
+                letter: v.letter.clone(),
+                value: v.instructions.map(|i| i / 1000.0),
+                label: v.instructions.map(|i| kilo(i, false)).unwrap_or_else(|| "no data".to_string()),
+                note,
+                tick: None,
+            }
+        })
+        .collect();
+    Some(Panel {
+        title: "Instructions per GET /api/ request".to_string(),
+        subtitle: "G: passthrough · H: bound-token check · callgrind, server side".to_string(),
+        axis: "thousand instructions per request".to_string(),
+        reference: None,
+        bars,
+    })
+}
+
+/// The memory each worker adds over Envoy without a filter, when the memory runs ran: heap allocated plus
+/// anonymous memory outside the heap (V8, linear memories, stacks), each the slope over --concurrency.
+pub fn memory_panel(results: &Results) -> Option<Panel> {
+    if results.memory.is_empty() {
+        return None;
+    }
+    let added = |setup: &str| results.memory.get(setup).and_then(|m| m.added_uses_kib_per_worker);
+    let bars: Vec<Bar> = ["B", "C", "F"]
+        .iter()
+        .filter(|s| results.memory.contains_key(**s))
+        .map(|setup| {
+            let value = added(setup).map(|k| k / 1024.0);
+            let note = match *setup {
+                "C" => added("B").zip(added("C")).filter(|(b, _)| *b > 0.0).map(|(b, c)| {
+                    let (goal, tone) = verdict(goal(results, "memory"), "≤ 1.5× B");
+                    (joined(&format!("{:.2}× B", c / b), &goal), tone)
+                }),
+                "F" => Some(("C with 100,000 registry clients".to_string(), Tone::Plain)),
+                _ => None,
+            };
+            Bar {
+                letter: (*setup).to_string(),
+                value: value.map(|v| v.max(0.0)),
+                label: value.map(|v| format!("{v:+.2} MiB")).unwrap_or_else(|| "no data".to_string()),
+                note,
+                tick: None,
+            }
+        })
+        .collect();
+    let a = results.memory.get("A").and_then(|m| m.uses_kib_per_worker);
+    Some(Panel {
+        title: "Memory added per worker".to_string(),
+        subtitle: match a {
+            Some(a) => format!("heap + outside it, over no filter's {:.2} MiB per worker", a / 1024.0),
+            None => "heap + outside it, over no filter's".to_string(),
+        },
+        axis: "MiB per worker".to_string(),
+        reference: None,
+        bars,
+    })
+}
+
+/// From a listener update (filesystem LDS) to the first request served by it, when the cold starts ran.
+pub fn cold_start_panel(results: &Results) -> Option<Panel> {
+    if results.cold_start.is_empty() {
+        return None;
+    }
+    let mut bars = Vec::new();
+    for kind in ["config", "module"] {
+        for variant in ["B", "C"] {
+            let Some(c) = results.cold_start.get(variant).and_then(|k| k.get(kind)) else { continue };
+            let vm =
+                (kind == "module").then_some(c.vm_start_ms).flatten().map(|v| format!("VM start {} ms/worker", ms(v)));
+            let note = if variant == "C" {
+                let (goal, tone) = verdict(goal(results, &format!("cold-{kind}")), "≤ 2× B");
+                Some((joined(&vm.unwrap_or_default(), &goal), tone))
+            } else {
+                vm.map(|v| (v, Tone::Plain))
+            };
+            bars.push(Bar {
+                letter: format!("{variant} {kind}"),
+                value: c.served_ms,
+                label: c.served_ms.map(|v| format!("{} ms", ms(v))).unwrap_or_else(|| "no data".to_string()),
+                note: note.filter(|(n, _)| !n.is_empty()),
+                tick: None,
+            });
+        }
+    }
+    Some(Panel {
+        title: "Cold start: LDS update to first request".to_string(),
+        subtitle: "config: new plugin configuration · module: new module, new VMs".to_string(),
+        axis: "ms (median)".to_string(),
+        reference: None,
+        bars,
+    })
+}
+
+fn joined(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a} · {b}"),
+    }
+}
+
+/// Instructions in thousands: 212,440 → "212k", 19,544 → "19.5k" (signed: "+19.5k").
+pub fn kilo(v: f64, signed: bool) -> String {
+    let k = v / 1000.0;
+    let s = if k.abs() >= 100.0 { format!("{k:.0}k") } else { format!("{k:.1}k") };
+    if signed && v >= 0.0 {
+        format!("+{s}")
+    } else {
+        s
     }
 }
 
@@ -375,10 +544,10 @@ mod tests {
     #[test]
     fn panel_titles_name_the_fixed_rate() {
         let r = results(ABC);
-        assert_eq!(cpu_panel(&r).title, "Server CPU per request at 2,000 req/s");
-        assert_eq!(latency_panel(&r).title, "p99 latency at 2,000 req/s");
+        assert_eq!(cpu_panel(&r).title, "Server CPU per POST /token at 2,000 req/s");
+        assert_eq!(latency_panel(&r).title, "p99 latency of POST /token at 2,000 req/s");
         let no_rate = results(r#"{"summary": {"variants": {"A": {}}}}"#);
-        assert_eq!(latency_panel(&no_rate).title, "p99 latency at the fixed rate");
+        assert_eq!(latency_panel(&no_rate).title, "p99 latency of POST /token at the fixed rate");
     }
 
     #[test]
@@ -417,6 +586,82 @@ mod tests {
         assert!(!footnotes(&results(ABC)).iter().any(|n| n.starts_with("E's")));
         let with_e = results(r#"{"summary": {"variants": {"E": {}}}}"#);
         assert!(footnotes(&with_e).iter().any(|n| n.starts_with("E's CPU")));
+    }
+
+    const TRAFFIC: &str = r#"{"summary": {
+        "variants": {
+            "A": {"name": "no filter", "cpu_us_fixed": 221.0},
+            "A-api": {"name": "no filter", "kind": "api", "ref": "A-api", "instructions_per_req": 172888},
+            "B-api": {"name": "empty proxy-wasm filter", "kind": "api", "instructions_per_req": 192872},
+            "G": {"name": "filter, passthrough", "kind": "api", "instructions_per_req": 212416},
+            "H0": {"name": "jwt_authn alone", "kind": "bound", "instructions_per_req": 683094},
+            "H": {"name": "jwt_authn + filter", "kind": "bound", "instructions_per_req": 786438}},
+        "memory": {"A": {"uses_kib_per_worker": 2048.0, "added_uses_kib_per_worker": 0.0},
+                   "B": {"added_uses_kib_per_worker": 1024.0}, "C": {"added_uses_kib_per_worker": 1280.0}},
+        "cold_start": {"B": {"config": {"served_ms": 40.0}, "module": {"served_ms": 60.0, "vm_start_ms": 1.5}},
+                       "C": {"config": {"served_ms": 50.0}, "module": {"served_ms": 90.0, "vm_start_ms": 2.25}}},
+        "goals": [{"id": "G", "met": false}, {"id": "H", "met": false}, {"id": "memory", "met": true},
+                  {"id": "cold-config", "met": true}, {"id": "cold-module", "met": true}]}}"#;
+
+    #[test]
+    fn the_top_panels_show_only_token_requests() {
+        let f = Figure::of(&results(TRAFFIC));
+        assert_eq!(f.rows, [("A".to_string(), "no filter".to_string())]);
+        assert_eq!(f.cpu.bars.len(), 1);
+    }
+
+    #[test]
+    fn api_requests_memory_and_cold_starts_are_a_second_row_of_three_panels() {
+        let f = Figure::of(&results(TRAFFIC));
+        let titles: Vec<&str> = f.traffic.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "Instructions per GET /api/ request",
+                "Memory added per worker",
+                "Cold start: LDS update to first request"
+            ]
+        );
+        assert!(Figure::of(&results(ABC)).traffic.is_empty());
+    }
+
+    #[test]
+    fn the_api_panel_says_g_minus_b_and_h_minus_h0_against_their_goals() {
+        let p = api_panel(&results(TRAFFIC)).unwrap();
+        let letters: Vec<&str> = p.bars.iter().map(|b| b.letter.as_str()).collect();
+        assert_eq!(letters, ["A-api", "B-api", "G", "H0", "H"]);
+        assert_eq!((p.bars[2].value, p.bars[2].label.as_str()), (Some(212.416), "212k"));
+        assert_eq!(note(&p.bars[1]), Some(("wasm floor B − A: +20.0k", Tone::Floor)));
+        assert_eq!(note(&p.bars[2]), Some(("G − B: +19.5k · goal ≤ +15k: not met", Tone::Missed)));
+        assert_eq!(note(&p.bars[3]), Some(("jwt_authn: +510k vs A", Tone::Plain)));
+        assert_eq!(note(&p.bars[4]), Some(("H − H0: +103k · goal ≤ +40k: not met", Tone::Missed)));
+    }
+
+    #[test]
+    fn the_memory_panel_shows_what_each_worker_adds_and_c_against_b() {
+        let p = memory_panel(&results(TRAFFIC)).unwrap();
+        let c = &p.bars[1];
+        assert_eq!((c.letter.as_str(), c.value, c.label.as_str()), ("C", Some(1.25), "+1.25 MiB"));
+        assert_eq!(note(c), Some(("1.25× B · goal ≤ 1.5× B: met", Tone::Cost)));
+        assert!(p.subtitle.starts_with("heap + outside it, over no filter's 2.00 MiB per worker"), "{}", p.subtitle);
+    }
+
+    #[test]
+    fn the_cold_start_panel_has_each_kind_of_update_for_b_and_c() {
+        let p = cold_start_panel(&results(TRAFFIC)).unwrap();
+        let letters: Vec<&str> = p.bars.iter().map(|b| b.letter.as_str()).collect();
+        assert_eq!(letters, ["B config", "C config", "B module", "C module"]);
+        assert_eq!(note(&p.bars[1]), Some(("goal ≤ 2× B: met", Tone::Cost)));
+        assert_eq!(note(&p.bars[2]), Some(("VM start 1.50 ms/worker", Tone::Plain)));
+        assert_eq!(note(&p.bars[3]), Some(("VM start 2.25 ms/worker · goal ≤ 2× B: met", Tone::Cost)));
+    }
+
+    #[test]
+    fn kilo_prints_thousands() {
+        assert_eq!(
+            (kilo(212_440.0, false), kilo(19_544.0, true), kilo(-600.0, true)),
+            ("212k".into(), "+19.5k".into(), "-0.6k".into())
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! `bench-chart <results.json> <chart.png>`: the chart of `make bench`, drawn with plotters.
 //!
-//! Two panels over the variants that ran (A..F, any subset): server CPU µs per request at the fixed rate,
-//! with the filter's cost C − A and the proxy-wasm floor B − A called out, and p99 latency at that rate (p50
-//! as a tick); A is the dashed reference of both. Text is drawn with a TrueType font read at run time:
+//! Two panels over the token-request variants that ran (A..F, any subset): server CPU µs per request at the
+//! fixed rate, with the filter's cost C − A and the proxy-wasm floor B − A called out, and p99 latency at that
+//! rate (p50 as a tick); A is the dashed reference of both. Under them, when they ran, a second row: instructions
+//! per API request (A-api, B-api, G; H0, H, H-ext) with G − B and H − H0 against their goals, the RSS each worker
+//! adds over Envoy without a filter (B, C, F), and the cold start from a listener update to its first request
+//! (B and C, a new configuration or a new module), each goal's verdict in its bar's note. Text is drawn with a TrueType font read at run time:
 //! `$BENCH_CHART_FONT`, else /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf (Debian's fonts-dejavu-core).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 

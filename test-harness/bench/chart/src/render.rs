@@ -11,9 +11,13 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::figure::{Bar, Figure, Panel, Tone};
 use crate::font::FAMILY;
 
-/// The PNG's size in pixels.
+/// The PNG's size in pixels (taller by TRAFFIC when the second row is drawn).
 pub const WIDTH: u32 = 1400;
 pub const HEIGHT: u32 = 760;
+/// The second row: API requests, memory per worker, cold start.
+pub const TRAFFIC: u32 = 330;
+/// The second row's label column (each bar's letter) in each of its panels.
+const TRAFFIC_LABELS: u32 = 84;
 
 /// Title and machine line.
 const HEADER: u32 = 76;
@@ -34,6 +38,7 @@ const MUTED: RGBColor = RGBColor(105, 105, 105);
 const GRID: RGBColor = RGBColor(228, 228, 228);
 const FLOOR: RGBColor = RGBColor(70, 100, 140);
 const COST: RGBColor = RGBColor(20, 110, 70);
+const MISSED: RGBColor = RGBColor(185, 40, 40);
 
 /// Why the PNG could not be drawn or written.
 #[derive(Debug)]
@@ -50,25 +55,41 @@ impl fmt::Display for DrawError {
 
 impl std::error::Error for DrawError {}
 
-/// Draws `figure` into a WIDTH×HEIGHT PNG at `path` (the font must be registered: `font::load`).
+/// The figure's height: HEIGHT for the token-request panels, TRAFFIC more for a second row (only that row, under
+/// the header and above the footnotes, when no token request was measured).
+pub fn height(figure: &Figure) -> u32 {
+    match (figure.cpu.bars.is_empty(), figure.traffic.is_empty()) {
+        (false, true) | (true, true) => HEIGHT,
+        (false, false) => HEIGHT + TRAFFIC,
+        (true, false) => HEADER + TRAFFIC + footer(figure),
+    }
+}
+
+/// The footnotes' height.
+fn footer(figure: &Figure) -> u32 {
+    14 + FOOTNOTE_LINE * u32::try_from(figure.footnotes.len()).unwrap_or(0)
+}
+
+/// Draws `figure` into a WIDTH×`height` PNG at `path` (the font must be registered: `font::load`).
 pub fn draw(figure: &Figure, path: &Path) -> Result<(), DrawError> {
     let fail = |message: String| DrawError { path: path.to_path_buf(), message };
     if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
         return Err(fail("the chart is a PNG: its file name must end in .png".to_string()));
     }
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let root = BitMapBackend::new(path, (WIDTH, height(figure))).into_drawing_area();
     paint(&root, figure).map_err(|e| fail(e.to_string()))?;
     root.present().map_err(|e| fail(e.to_string()))
 }
 
-/// A variant's bar colour: A the baseline, B the empty wasm filter, E the ext_authz alternative, the filter
-/// (C, D, F) in green.
+/// A variant's bar colour: the references (A, H0) grey, B the empty wasm filter, the ext_authz alternatives (E,
+/// H-ext) orange, the filter (C, D, F, G, H) green; "A-api", "C module" as their first letter.
 pub fn colour(letter: &str) -> RGBColor {
-    match letter {
-        "A" => RGBColor(160, 160, 160),
-        "B" => RGBColor(140, 165, 195),
-        "E" => RGBColor(225, 120, 60),
-        "C" | "D" | "F" => RGBColor(60, 160, 110),
+    let key = letter.split([' ', '-']).next().unwrap_or(letter);
+    match (key, letter) {
+        (_, "H-ext") | ("E", _) => RGBColor(225, 120, 60),
+        ("A", _) | ("H0", _) => RGBColor(160, 160, 160),
+        ("B", _) => RGBColor(140, 165, 195),
+        ("C" | "D" | "F" | "G" | "H", _) => RGBColor(60, 160, 110),
         _ => RGBColor(120, 120, 120),
     }
 }
@@ -92,26 +113,49 @@ fn paint<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) -> 
     root.draw_text(&figure.title, &left(bold(22.0)), (20, 22))?;
     root.draw_text(&figure.machine, &left(font(14.0).color(&MUTED)), (20, 52))?;
 
-    let footer = 14 + FOOTNOTE_LINE * u32::try_from(figure.footnotes.len()).unwrap_or(0);
+    let footer = footer(figure);
+    let total = height(figure);
     let (_, below_header) = root.split_vertically(HEADER);
-    let (body, _) = below_header.split_vertically(HEIGHT.saturating_sub(HEADER + footer));
-    let (cpu_area, latency_area) = body.split_horizontally(SPLIT);
+    let (body, _) = below_header.split_vertically(total.saturating_sub(HEADER + footer));
+    let top_shown = !figure.cpu.bars.is_empty() || figure.traffic.is_empty();
+    let top_height = match (top_shown, figure.traffic.is_empty()) {
+        (true, true) => total,
+        (true, false) => total.saturating_sub(TRAFFIC),
+        (false, _) => HEADER + footer,
+    };
+    let (top, bottom) = body.split_vertically(top_height.saturating_sub(HEADER + footer));
 
-    let rows = panel(root, &cpu_area, &figure.cpu, ROW_LABELS)?;
-    panel(root, &latency_area, &figure.latency, 24)?;
+    if top_shown {
+        let (cpu_area, latency_area) = top.split_horizontally(SPLIT);
+        let rows = panel(root, &cpu_area, &figure.cpu, ROW_LABELS)?;
+        panel(root, &latency_area, &figure.latency, 24)?;
 
-    let name_width = ROW_LABELS.saturating_sub(62);
-    for ((letter, name), y) in figure.rows.iter().zip(rows) {
-        root.draw_text(letter, &left(bold(24.0)), (22, y))?;
-        let style = left(font(15.0));
-        let lines = wrap(name, name_width, |s| root.estimate_text_size(s, &style).map_or(0, |(w, _)| w));
-        let count = i32::try_from(lines.len()).unwrap_or(1);
-        for (i, line) in (0..).zip(&lines) {
-            root.draw_text(line, &style, (52, y + 19 * i - 19 * (count - 1) / 2))?;
+        let name_width = ROW_LABELS.saturating_sub(62);
+        for ((letter, name), y) in figure.rows.iter().zip(rows) {
+            root.draw_text(letter, &left(bold(24.0)), (22, y))?;
+            let style = left(font(15.0));
+            let lines = wrap(name, name_width, |s| root.estimate_text_size(s, &style).map_or(0, |(w, _)| w));
+            let count = i32::try_from(lines.len()).unwrap_or(1);
+            for (i, line) in (0..).zip(&lines) {
+                root.draw_text(line, &style, (52, y + 19 * i - 19 * (count - 1) / 2))?;
+            }
         }
     }
 
-    let mut y = i32::try_from(HEIGHT.saturating_sub(footer) + 10).unwrap_or(0);
+    if !figure.traffic.is_empty() {
+        let (x0, y0) = bottom.get_base_pixel();
+        let rule = vec![(x0 + 20, y0 + 8), (x0 + WIDTH as i32 - 20, y0 + 8)];
+        root.draw(&PathElement::new(rule, GRID.stroke_width(2)))?;
+        for (area, p) in bottom.split_evenly((1, figure.traffic.len())).iter().zip(&figure.traffic) {
+            let centres = panel(root, area, p, TRAFFIC_LABELS)?;
+            let (ax, _) = area.get_base_pixel();
+            for (bar, y) in p.bars.iter().zip(centres) {
+                root.draw_text(&bar.letter, &left(bold(14.0)), (ax + 14, y))?;
+            }
+        }
+    }
+
+    let mut y = i32::try_from(total.saturating_sub(footer) + 10).unwrap_or(0);
     for note in &figure.footnotes {
         root.draw_text(note, &left(font(13.0).color(&MUTED)), (20, y + 8))?;
         y += FOOTNOTE_LINE as i32;
@@ -225,6 +269,7 @@ fn bar_styles(bar: &Bar) -> (TextStyle<'static>, TextStyle<'static>) {
     let note = match bar.note.as_ref().map(|(_, tone)| tone) {
         Some(Tone::Floor) => left(bold(13.0).color(&FLOOR)),
         Some(Tone::Cost) => left(bold(13.0).color(&COST)),
+        Some(Tone::Missed) => left(bold(13.0).color(&MISSED)),
         Some(Tone::Plain) | None => left(font(13.0).color(&MUTED)),
     };
     (label, note)

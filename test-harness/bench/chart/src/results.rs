@@ -6,11 +6,45 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// What the chart draws: the run's machine and settings, and one row per measured variant, in letter order.
+/// What the chart draws: the run's machine and settings, one row per measured variant in letter order, and,
+/// when they ran, the memory per worker, the cold starts and the goals with their verdicts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Results {
     pub meta: Meta,
     pub variants: Vec<Variant>,
+    /// By setup (A, B, C, F).
+    pub memory: BTreeMap<String, Memory>,
+    /// By variant (B, C), then by kind of update (`config`, `module`).
+    pub cold_start: BTreeMap<String, BTreeMap<String, Cold>>,
+    pub goals: Vec<Goal>,
+}
+
+/// One setup's memory per worker (`summary.memory.<setup>`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Memory {
+    pub name: Option<String>,
+    /// What a worker uses (heap allocated + anonymous memory outside the heap), and what that adds over A's.
+    pub uses_kib_per_worker: Option<f64>,
+    pub added_uses_kib_per_worker: Option<f64>,
+}
+
+/// One kind of listener update for one variant (`summary.cold_start.<variant>.<kind>`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Cold {
+    pub served_ms: Option<f64>,
+    pub vm_start_ms: Option<f64>,
+}
+
+/// A goal and whether the run met it (`summary.goals[]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Goal {
+    pub id: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: Option<bool>,
 }
 
 /// The `meta` object: the machine and the settings of the run.
@@ -33,6 +67,12 @@ pub struct Meta {
 pub struct Variant {
     pub letter: String,
     pub name: String,
+    /// What its requests are: `token` (also when absent), `api` or `bound`.
+    pub kind: String,
+    pub instructions: Option<f64>,
+    /// Instructions per request minus those of `reference`, the same requests without what this variant adds.
+    pub instructions_vs_ref: Option<f64>,
+    pub reference: Option<String>,
     /// Server CPU µs per request at the fixed rate.
     pub cpu_us: Option<f64>,
     /// Median over repetitions of (this variant's CPU µs − A's) in the same repetition.
@@ -65,12 +105,23 @@ struct File {
 struct Summary {
     #[serde(default)]
     variants: BTreeMap<String, Row>,
+    #[serde(default)]
+    memory: BTreeMap<String, Memory>,
+    #[serde(default)]
+    cold_start: BTreeMap<String, BTreeMap<String, Cold>>,
+    #[serde(default)]
+    goals: Vec<Goal>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Row {
     name: Option<String>,
+    kind: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    instructions_per_req: Option<f64>,
+    instructions_minus_ref: Option<f64>,
     cpu_us_fixed: Option<f64>,
     #[serde(rename = "cpu_minus_A_us")]
     cpu_minus_a_us: Option<f64>,
@@ -107,11 +158,11 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// Reads and parses the results.json at `path`.
+/// Reads and parses the results.json at `path` (a file with no variant but memory or cold starts is drawn too).
 pub fn read(path: &Path) -> Result<Results, ReadError> {
     let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io { path: path.to_path_buf(), source })?;
     let results = parse(&text).map_err(|source| ReadError::Json { path: path.to_path_buf(), source })?;
-    if results.variants.is_empty() {
+    if results.variants.is_empty() && results.memory.is_empty() && results.cold_start.is_empty() {
         return Err(ReadError::NoVariants { path: path.to_path_buf() });
     }
     Ok(results)
@@ -120,12 +171,15 @@ pub fn read(path: &Path) -> Result<Results, ReadError> {
 /// Parses the text of a results.json (the `runs` array and unknown fields are ignored).
 pub fn parse(text: &str) -> Result<Results, serde_json::Error> {
     let file: File = serde_json::from_str(text)?;
-    let variants = file
-        .summary
-        .variants
+    let Summary { variants, memory, cold_start, goals } = file.summary;
+    let variants = variants
         .into_iter()
         .map(|(letter, row)| Variant {
             name: row.name.unwrap_or_default(),
+            kind: row.kind.unwrap_or_else(|| "token".to_string()),
+            instructions: row.instructions_per_req,
+            instructions_vs_ref: row.instructions_minus_ref,
+            reference: row.reference,
             cpu_us: row.cpu_us_fixed,
             cpu_us_vs_a: row.cpu_minus_a_us,
             cpu_ratio_vs_a: row.cpu_ratio_a,
@@ -136,13 +190,18 @@ pub fn parse(text: &str) -> Result<Results, serde_json::Error> {
             letter,
         })
         .collect();
-    Ok(Results { meta: file.meta, variants })
+    Ok(Results { meta: file.meta, variants, memory, cold_start, goals })
 }
 
 impl Results {
     /// The variant with this letter, if it ran.
     pub fn variant(&self, letter: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| v.letter == letter)
+    }
+
+    /// The variants measured on token requests (the top panels).
+    pub fn token_variants(&self) -> impl Iterator<Item = &Variant> {
+        self.variants.iter().filter(|v| v.kind == "token")
     }
 }
 
@@ -195,7 +254,10 @@ mod tests {
     #[test]
     fn absent_values_are_none_and_a_missing_name_is_empty() {
         let r = parse(r#"{"summary": {"variants": {"B": {}}}}"#).unwrap();
-        assert_eq!(r.variant("B").unwrap(), &Variant { letter: "B".into(), ..Variant::default() });
+        assert_eq!(
+            r.variant("B").unwrap(),
+            &Variant { letter: "B".into(), kind: "token".into(), ..Variant::default() }
+        );
     }
 
     #[test]
