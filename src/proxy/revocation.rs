@@ -54,6 +54,8 @@ pub enum Check {
 /// One OCSP call to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcspQuestion {
+    /// The certificate's SHA-256 (this worker remembers answers by it).
+    pub certificate: [u8; 32],
     pub ca: usize,
     pub serial: Vec<u8>,
     pub responder: JwksUri,
@@ -110,12 +112,12 @@ struct CrlLoad {
 pub struct Revocation {
     keys: Keys,
     targets: RefCell<Lru<[u8; 32], Option<Rc<Target>>>>,
-    /// `{url}/{generation}/{serial}` → listed.
-    lookups: RefCell<Lru<String, bool>>,
+    /// (CRL generation, certificate SHA-256) → listed (generations are random per load: unique across CRLs).
+    lookups: RefCell<Lru<(u64, [u8; 32]), bool>>,
     /// CRL metadata by URL and when it was read.
     metas: RefCell<HashMap<String, (u64, Rc<CrlMeta>)>>,
-    /// Fresh OCSP answers this worker has seen, by shared-data key: (status, until).
-    answers: RefCell<Lru<String, (Status, u64)>>,
+    /// Fresh OCSP answers this worker has seen, by certificate SHA-256: (status, until).
+    answers: RefCell<Lru<[u8; 32], (Status, u64)>>,
     call: Cell<Option<u32>>,
     call_url: RefCell<Option<(String, Option<String>)>>,
     loading: RefCell<Option<CrlLoad>>,
@@ -194,8 +196,7 @@ impl Revocation {
         }
     }
 
-    fn meta(&self, host: &dyn Host, url: &str) -> Rc<CrlMeta> {
-        let now = host.now_ms();
+    fn meta(&self, host: &dyn Host, url: &str, now: u64) -> Rc<CrlMeta> {
         if let Some((read, meta)) = self.metas.borrow().get(url) {
             // A CRL not loaded yet is looked up again each time: its first load applies at once.
             if meta.generation != 0 && now.saturating_sub(*read) < META_MEMO_MS {
@@ -247,7 +248,7 @@ impl Revocation {
         let mut evidence = Vec::new();
         let mut pending = Vec::new();
         for url in &urls {
-            let meta = self.meta(host, url);
+            let meta = self.meta(host, url, now);
             if meta.generation == 0 {
                 // Not loaded yet: whose CRL it is is not known. It matters if it is the leaf's own.
                 if target.crl_urls.contains(url) || !config.use_distribution_points {
@@ -258,13 +259,13 @@ impl Revocation {
             if meta.ca != ca_index {
                 continue;
             }
-            let mut listed = self.listed(host, url, &meta, &target.serial);
+            let mut listed = self.listed(host, url, &meta, &target.serial, certificate.sha256);
             if listed.is_none() {
                 // Its generation may just have been replaced and cleared: read the metadata again, once.
                 self.metas.borrow_mut().remove(url);
-                let fresh = self.meta(host, url);
+                let fresh = self.meta(host, url, now);
                 if fresh.generation != meta.generation && fresh.ca == ca_index {
-                    listed = self.listed(host, url, &fresh, &target.serial);
+                    listed = self.listed(host, url, &fresh, &target.serial, certificate.sha256);
                 }
             }
             evidence.push(match listed {
@@ -282,7 +283,7 @@ impl Revocation {
         let view = match &responder {
             None => None,
             Some(None) => Some(OcspView::Failed("the certificate names no OCSP responder".to_string())),
-            Some(Some(_)) => Some(self.ocsp_view(host, config, ca_index, &target.serial)),
+            Some(Some(_)) => Some(self.ocsp_view(host, config, (ca_index, &target.serial, certificate.sha256), now)),
         };
         match store::combine(&evidence, view.as_ref()) {
             Decision::Good => Check::Good,
@@ -295,6 +296,7 @@ impl Revocation {
                 };
                 match ocsp::request(ca, &target.serial) {
                     Ok(der) => Check::Ask(OcspQuestion {
+                        certificate: certificate.sha256,
                         ca: ca_index,
                         serial: target.serial.clone(),
                         path: ocsp::get_path(&responder.path, &der),
@@ -322,33 +324,36 @@ impl Revocation {
         }
     }
 
-    /// Whether the CRL at `url` lists `serial`; `None` if its bucket cannot be read.
-    fn listed(&self, host: &dyn Host, url: &str, meta: &CrlMeta, serial: &[u8]) -> Option<bool> {
-        let key = format!("{url}/{}/{}", meta.generation, crate::hex::encode(serial));
+    /// Whether the CRL at `url` lists `serial` (of the certificate `sha256`); `None` if its bucket cannot be read.
+    fn listed(&self, host: &dyn Host, url: &str, meta: &CrlMeta, serial: &[u8], sha256: [u8; 32]) -> Option<bool> {
+        let key = (meta.generation, sha256);
         if let Some(listed) = self.lookups.borrow_mut().get_mut(&key) {
             return Some(*listed);
         }
         let bucket = store::bucket_of(serial, meta.buckets);
         let bytes = host.shared_get(&self.keys.crl_bucket(url, meta.generation, bucket)).0?;
         let listed = store::bucket_lists(&bytes, serial)?;
-        let weight = key.weight().saturating_add(ENTRY_OVERHEAD);
-        self.lookups.borrow_mut().insert(key, listed, weight);
+        self.lookups.borrow_mut().insert(key, listed, ENTRY_OVERHEAD.saturating_add(48));
         Some(listed)
     }
 
-    fn ocsp_view(&self, host: &dyn Host, config: &RevocationConfig, ca: usize, serial: &[u8]) -> OcspView {
-        let key = self.keys.ocsp(ca, serial);
-        let now = host.now_ms();
-        if let Some((status, until)) = self.answers.borrow_mut().get_mut(&key) {
+    fn ocsp_view(
+        &self,
+        host: &dyn Host,
+        config: &RevocationConfig,
+        question: (usize, &[u8], [u8; 32]),
+        now: u64,
+    ) -> OcspView {
+        let (ca, serial, sha256) = question;
+        if let Some((status, until)) = self.answers.borrow_mut().get_mut(&sha256) {
             if *until > now {
                 return OcspView::Fresh(*status);
             }
         }
-        let entry = OcspEntry::decode(host.shared_get(&key).0.as_deref());
+        let entry = OcspEntry::decode(host.shared_get(&self.keys.ocsp(ca, serial)).0.as_deref());
         let view = entry.view(now, config.timeout_ms.saturating_add(100));
         if let (OcspView::Fresh(status), true) = (&view, entry.until_ms > now) {
-            let weight = key.weight().saturating_add(ENTRY_OVERHEAD);
-            self.answers.borrow_mut().insert(key, (*status, entry.until_ms), weight);
+            self.answers.borrow_mut().insert(sha256, (*status, entry.until_ms), ENTRY_OVERHEAD.saturating_add(48));
         }
         view
     }
@@ -396,8 +401,8 @@ impl Revocation {
                     &format!("revocation: OCSP says serial {serial} is {} until {until}", answer.status.name()),
                 );
                 if until > now {
-                    let weight = key.weight().saturating_add(ENTRY_OVERHEAD);
-                    self.answers.borrow_mut().insert(key.clone(), (answer.status, until), weight);
+                    let weight = ENTRY_OVERHEAD.saturating_add(48);
+                    self.answers.borrow_mut().insert(question.certificate, (answer.status, until), weight);
                 }
             }
             Err(e) => {
@@ -434,7 +439,7 @@ impl Revocation {
         let refresh_ms = config.refresh_seconds.saturating_mul(1000);
         for url in self.crl_urls(host, config) {
             let due = |meta: &CrlMeta| meta.attempted_ms == 0 || now >= meta.attempted_ms.saturating_add(refresh_ms);
-            if !due(&self.meta(host, &url)) {
+            if !due(&self.meta(host, &url, now)) {
                 continue;
             }
             let claimed = take(host, &self.keys.crl_meta(&url), &CrlMeta::default().encode(), |current| {
@@ -450,7 +455,7 @@ impl Revocation {
                 continue;
             }
             let Ok(parsed) = JwksUri::parse(&url) else { continue };
-            let etag = self.meta(host, &url).etag.clone();
+            let etag = self.meta(host, &url, now).etag.clone();
             let mut extra = vec![(header::ACCEPT, "application/pkix-crl")];
             if let Some(etag) = &etag {
                 extra.push((header::IF_NONE_MATCH, etag.as_str()));

@@ -67,6 +67,10 @@ _initialize), each worker's VM start ("Thread-Local Wasm created" to the end of 
 on_configure. The trace log also logs each host call, which slows on_configure a little (C's makes more calls than
 B's).
 
+Revocation (`--variants R`): R-crl and R-ocsp are C with `revocation`, the measured certificate's status warm:
+a CRL (openssl ca over the test CA, one other serial revoked) loaded once, or an OCSP answer (openssl ocsp, good
+for 7 days) asked once; both served by the run's registry server. What they add to C is the cost of a warm status.
+
 With no `--variants`, `--memory` or `--cold-start`, everything runs (`make bench`); with any of them, only what
 they name (`--instructions-only` alone: the instruction counts of every variant).
 
@@ -83,6 +87,7 @@ The numbers are only as good as the machine is quiet: on a shared machine they a
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import csv
 import datetime
@@ -101,12 +106,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 import yaml
 
 from oauth_mtls_harness import HARNESS, REPO, client, pki, servers
 from oauth_mtls_harness import envoy as envoy_mod
 from oauth_mtls_harness.checks import self_signed_client, tls_client
+from oauth_mtls_harness.revocation import OpensslCa
 
 HERE = HARNESS / "bench"
 
@@ -144,22 +151,30 @@ VARIANTS = {
     "H0": "jwt_authn alone",
     "H": "jwt_authn + filter resources check",
     "H-ext": "jwt_authn + ext_authz gRPC cnf check",
+    "R-crl": "filter, C + revocation by a warm CRL",
+    "R-ocsp": "filter, C + revocation by a warm OCSP answer",
 }
 # A letter of --variants and the variants it runs: G and H bring those they are measured against.
-GROUPS = {**{v: (v,) for v in "ABCDEF"}, "G": ("A-api", "B-api", "G"), "H": ("H0", "H", "H-ext")}
+GROUPS = {**{v: (v,) for v in "ABCDEF"}, "G": ("A-api", "B-api", "G"), "H": ("H0", "H", "H-ext"),
+          "R": ("R-crl", "R-ocsp")}
 # The requests each variant serves: token requests, API requests, API requests with a bound access token.
-KIND = {**dict.fromkeys("ABCDEF", "token"), **dict.fromkeys(("A-api", "B-api", "G"), "api"),
+KIND = {**dict.fromkeys(("A", "B", "C", "D", "E", "F", "R-crl", "R-ocsp"), "token"),
+        **dict.fromkeys(("A-api", "B-api", "G"), "api"),
         **dict.fromkeys(("H0", "H", "H-ext"), "bound")}
 KINDS = {"token": "POST /token (form body)", "api": f"GET {API_PATH}",
          "bound": f"GET {API_PATH} with a certificate-bound access token"}
 # Each kind's reference: the same requests through Envoy without what the others add.
 REF = {"token": "A", "api": "A-api", "bound": "H0"}
 # The configuration each variant starts from (G is C's filter on other requests, H-ext is E's ext_authz, ...).
-BASE = {**{v: v for v in "ABCDEF"}, "A-api": "A", "B-api": "B", "G": "C", "H0": "A", "H": "C", "H-ext": "E"}
+BASE = {**{v: v for v in "ABCDEF"}, "A-api": "A", "B-api": "B", "G": "C", "H0": "A", "H": "C", "H-ext": "E",
+        "R-crl": "R-crl", "R-ocsp": "R-ocsp"}
 # The certificate each variant's connections present, and one that must be refused (C..F, H, H-ext).
 CERT = dict.fromkeys(VARIANTS, "dn-client") | {"D": "self-signed-1"}
 WRONG_CERT = {"C": "other-client", "D": "self-signed-2", "E": "other-client", "F": "other-client",
-              "H": "other-client", "H-ext": "other-client"}
+              "H": "other-client", "H-ext": "other-client", "R-crl": "other-client", "R-ocsp": "other-client"}
+# Variants with `revocation` (their CRL and OCSP answer are served by the run's registry server).
+REVOCATION = ("R-crl", "R-ocsp")
+CRL_PATH = "/crl/bench.crl"
 # Variants with the ext_authz service (its CPU and instructions count as the server's).
 WITH_AUTHZ = ("E", "H-ext")
 
@@ -265,6 +280,15 @@ def plugin(variant: str) -> dict:
         return {**base, "clients": [registration_c()], "resources": [{"prefix": API_PREFIX}]}
     if variant == "D":
         return {**base, "clients": [registration_d()]}
+    if variant in REVOCATION:
+        ca = base64.b64encode(pki.der("ca1")).decode()
+        revocation = {"cluster": "registry", "issuers": [ca]}
+        if variant == "R-crl":  # loaded once, not again during the run
+            revocation |= {"crl_urls": [f"http://registry.bench{CRL_PATH}"], "refresh_seconds": 3600,
+                           "max_stale_seconds": 86400}
+        else:  # asked once, then the answer serves every request (7 days)
+            revocation |= {"ocsp": True, "ocsp_url": "http://registry.bench/ocsp", "ocsp_max_age_seconds": 604800}
+        return {**base, "clients": [registration_c()], "revocation": revocation}
     if variant == "F":
         return {**base, "registry": {"cluster": "registry", "authority": "registry.bench", "path": REGISTRY_PATH,
                                      "refresh_seconds": 1, "timeout_ms": 30000, "max_stale_seconds": 3600,
@@ -512,6 +536,26 @@ class Run:
         self.args, self.dir, self.upstream_port = args, run_dir, upstream_port
         self.registry, self.docs, self.token = registry, docs, token
 
+    def serve_revocation(self) -> None:
+        """The R variants' CRL (openssl ca over the test CA, one serial revoked) and OCSP answer (openssl ocsp
+        for dn-client, good for 7 days) on the registry server, at the paths their configurations name."""
+        if self.registry is None:
+            raise RuntimeError("the revocation variants need the run's registry server")
+        ca = OpensslCa("bench")
+        ca.revoke(ca.issue("bench-revoked")[0])
+        self.registry.set(CRL_PATH, ca.crl(hours=24 * 7), content_type="application/pkix-crl")
+        cert = str(pki.cert_path(CERT["R-ocsp"]))
+        serial = OpensslCa.serial_of(cert)
+        index = ca.dir / "bench-index.txt"
+        index.write_text(f"V\t301231000000Z\t\t{serial}\tunknown\t/CN={CERT['R-ocsp']}\n")
+        request, answer = ca.dir / "bench-ocsp-request.der", ca.dir / "bench-ocsp-answer.der"
+        request.write_bytes(ca.request_for(cert))
+        subprocess.run(["openssl", "ocsp", "-index", str(index), "-rsigner", str(ca.ca_cert), "-rkey",
+                        str(ca.ca_key), "-CA", str(ca.ca_cert), "-reqin", str(request), "-respout", str(answer),
+                        "-ndays", "7"], check=True, capture_output=True)
+        path = "/ocsp/" + urllib.parse.quote(base64.b64encode(request.read_bytes()).decode(), safe="")
+        self.registry.set(path, answer.read_bytes(), content_type="application/ocsp-response")
+
     def ports(self, port: int, admin: int) -> dict[int, int]:
         """The template's ports: the listener and admin given, the upstream, the registry (when there is one)."""
         return {8443: port, 9901: admin, 9080: self.upstream_port,
@@ -588,6 +632,9 @@ def sanity(variant: str, port: int, token: BoundToken | None) -> dict:
     work = Workload(variant, token)
     kind = KIND[variant]
     out: dict = {}
+    if variant in REVOCATION:  # the CRL loads (or the OCSP answer arrives) before the first 200
+        envoy_mod.poll(lambda: work.send(port, CERT[variant], [(ECHO, "1")]).status == 200, timeout=120,
+                       interval=0.5, what=f"{variant}: the revocation status of the measured certificate")
     if kind == "token":
         for label, cert in (("right", CERT[variant]), ("wrong", WRONG_CERT.get(variant))):
             if cert is not None:
@@ -1590,7 +1637,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="connections of the closed-loop runs")
     ap.add_argument("--refresh-duration", type=float, default=15.0, help="length of F's refresh run")
     ap.add_argument("--variants", default=None,
-                    help="letters of the variants to run, A-H (G: A-api, B-api and G; H: H0, H and H-ext); "
+                    help="letters of the variants to run, A-H and R (G: A-api, B-api and G; H: H0, H and "
+                         "H-ext; R: R-crl and R-ocsp); "
                          "default all, unless --memory or --cold-start is given")
     ap.add_argument("--instructions-requests", type=int, default=500,
                     help="n of the callgrind runs (n and 3n requests); 0 skips the instruction counts")
@@ -1607,7 +1655,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="output dir (default $OAUTH_MTLS_BUILD/bench)")
     args = ap.parse_args()
     everything = args.variants is None and not args.memory and not args.cold_start
-    letters = "ABCDEFGH" if args.variants is None and (everything or args.instructions_only) else (
+    letters = "ABCDEFGHR" if args.variants is None and (everything or args.instructions_only) else (
         args.variants or "")
     variants = order(v for letter in letters.upper() for v in GROUPS.get(letter, ()))
     do_memory = args.memory or (everything and not args.instructions_only)
@@ -1645,8 +1693,12 @@ def main() -> int:
         log(f"bench: generating two {F_CLIENTS:,}-client registry documents ...")
         docs = {1: registry_doc(1), 2: registry_doc(2)}
         registry = servers.DocumentServer()
+    if registry is None and any(v in REVOCATION for v in variants):
+        registry = servers.DocumentServer()
     token = BoundToken(run_dir) if any(KIND[v] == "bound" for v in variants) else None
     run = Run(args, run_dir, up_port, registry, docs, token)
+    if any(v in REVOCATION for v in variants):
+        run.serve_revocation()
     results = []
     instructions: dict[str, dict] = {}
     host_calls: dict[str, dict] = {}
