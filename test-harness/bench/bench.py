@@ -75,7 +75,7 @@ With no `--variants`, `--memory` or `--cold-start`, everything runs (`make bench
 they name (`--instructions-only` alone: the instruction counts of every variant).
 
 Outputs (under $OAUTH_MTLS_BUILD/bench, default build/bench): results.md (also printed; with the goals of
-issues 4 and 13, each met or not), results.json, chart.png, and per-run Envoy configs and logs under runs/. The
+issue 13, each met or not), results.json, chart.png, and per-run Envoy configs and logs under runs/. The
 chart is drawn from results.json by bench-chart (test-harness/bench/chart, Rust and plotters; `make bench` builds
 it) with the DejaVu Sans font (Debian's fonts-dejavu-core, or $BENCH_CHART_FONT): CPU µs per request per
 variant with the filter's cost C − A and the proxy-wasm floor B − A, p99 latency at the fixed rate, and, when

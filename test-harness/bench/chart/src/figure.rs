@@ -269,10 +269,10 @@ pub fn cold_start_panel(results: &Results) -> Option<Panel> {
     for kind in ["config", "module"] {
         for variant in ["B", "C"] {
             let Some(c) = results.cold_start.get(variant).and_then(|k| k.get(kind)) else { continue };
-            let vm =
-                (kind == "module").then_some(c.vm_start_ms).flatten().map(|v| format!("VM start {} ms/worker", ms(v)));
+            let vm = (kind == "module").then_some(c.vm_start_ms).flatten().map(|v| format!("VM {} ms/worker", ms(v)));
             let note = if variant == "C" {
                 let (goal, tone) = verdict(goal(results, &format!("cold-{kind}")), "≤ 2× B");
+                let goal = goal.replacen("goal ", "", 1);
                 Some((joined(&vm.unwrap_or_default(), &goal), tone))
             } else {
                 vm.map(|v| (v, Tone::Plain))
@@ -360,8 +360,14 @@ pub fn footnotes(results: &Results) -> Vec<String> {
                 .to_string(),
         );
     }
-    if results.variant("E").is_some() {
-        notes.push("E's CPU is Envoy's plus the bench-authz process's (both on the server's CPU).".to_string());
+    match (results.variant("E").is_some(), results.variant("H-ext").is_some()) {
+        (true, true) => notes.push(
+            "The CPU of E and H-ext is Envoy's plus the bench-authz process's (both on the server's CPU).".to_string(),
+        ),
+        (true, false) => {
+            notes.push("E's CPU is Envoy's plus the bench-authz process's (both on the server's CPU).".to_string())
+        }
+        _ => {}
     }
     if let Some(r) = results.variant("F").and_then(|f| f.refresh.as_ref()) {
         let during = match (r.p99_during_ms, r.p99_outside_ms) {
@@ -651,9 +657,9 @@ mod tests {
         let p = cold_start_panel(&results(TRAFFIC)).unwrap();
         let letters: Vec<&str> = p.bars.iter().map(|b| b.letter.as_str()).collect();
         assert_eq!(letters, ["B config", "C config", "B module", "C module"]);
-        assert_eq!(note(&p.bars[1]), Some(("goal ≤ 2× B: met", Tone::Cost)));
-        assert_eq!(note(&p.bars[2]), Some(("VM start 1.50 ms/worker", Tone::Plain)));
-        assert_eq!(note(&p.bars[3]), Some(("VM start 2.25 ms/worker · goal ≤ 2× B: met", Tone::Cost)));
+        assert_eq!(note(&p.bars[1]), Some(("≤ 2× B: met", Tone::Cost)));
+        assert_eq!(note(&p.bars[2]), Some(("VM 1.50 ms/worker", Tone::Plain)));
+        assert_eq!(note(&p.bars[3]), Some(("VM 2.25 ms/worker · ≤ 2× B: met", Tone::Cost)));
     }
 
     #[test]

@@ -230,14 +230,14 @@ fn panel<DB: DrawingBackend>(
 }
 
 /// The end of the x axis: every bar's label and note fit between the end of the bar and the panel's edge
-/// (`measure` gives a text's width in pixels), and the longest bar keeps at least 40 % of the width.
+/// (`measure` gives a text's width in pixels), and the longest bar keeps at least 30 % of the width.
 fn x_max(panel: &Panel, plot_width: f64, measure: impl Fn(&str, &TextStyle) -> f64) -> f64 {
     let mut x_max = panel.reference.filter(|a| a.is_finite() && *a > 0.0).unwrap_or(0.0);
     for bar in &panel.bars {
         let (label_style, note_style) = bar_styles(bar);
         let text = bar.note.as_ref().map_or(0.0, |(note, _)| measure(note, &note_style));
         let text = text.max(measure(&bar.label, &label_style)) + f64::from(LABEL_GAP) + LABEL_END;
-        let room = (plot_width - text).max(plot_width * 0.4);
+        let room = (plot_width - text).max(plot_width * 0.3);
         for v in [bar.value, bar.tick].into_iter().flatten().filter(|v| v.is_finite() && *v > 0.0) {
             x_max = x_max.max(v * plot_width / room);
         }
@@ -398,7 +398,7 @@ mod tests {
         let mut short = bar(250.0, "250 µs");
         short.note = Some(("a note of thirty characters...".into(), Tone::Cost));
         let x = x_max(&panel(vec![bar(300.0, "300 µs"), short], None), 400.0, width);
-        assert!((x - 250.0 * 400.0 / (400.0 - 314.0_f64).max(160.0)).abs() < 1e-9, "{x}");
+        assert!((x - 250.0 * 400.0 / (400.0 - 314.0_f64).max(120.0)).abs() < 1e-9, "{x}");
     }
 
     #[test]
