@@ -423,16 +423,10 @@ impl RequestFilter {
                 Outcome::Replied
             }
             Check::NoStatus(why) => self.unavailable(s, &a, &why),
-            Check::Wait if self.waited => {
-                self.unavailable(s, &a, "the OCSP call for this certificate did not complete in time")
-            }
-            Check::Wait => self.wait_for_another_call(s, config.timeout_ms),
+            Check::Wait => self.wait_for_another_call(s, &a, config.timeout_ms),
             Check::Ask(question) => {
                 if !r.claim_ocsp(s, config, &question) {
-                    if self.waited {
-                        return self.unavailable(s, &a, "the OCSP call for this certificate did not complete in time");
-                    }
-                    return self.wait_for_another_call(s, config.timeout_ms);
+                    return self.wait_for_another_call(s, &a, config.timeout_ms);
                 }
                 let extra = [(header::ACCEPT, "application/ocsp-response")];
                 match s.http_get(
@@ -456,8 +450,11 @@ impl RequestFilter {
     }
 
     /// Holds the request while another request's OCSP call about the same certificate is under way (at most
-    /// that call's timeout, and a little more).
-    fn wait_for_another_call(&mut self, s: &dyn Stream, timeout_ms: u64) -> Outcome {
+    /// that call's timeout, and a little more); once such a wait has run out, there is no status.
+    fn wait_for_another_call(&mut self, s: &dyn Stream, a: &verdict::Authenticated, timeout_ms: u64) -> Outcome {
+        if self.waited {
+            return self.unavailable(s, a, "the OCSP call for this certificate did not complete in time");
+        }
         self.state = State::AwaitingStatus { deadline_ms: s.now_ms().saturating_add(timeout_ms).saturating_add(200) };
         Outcome::Waiting
     }
