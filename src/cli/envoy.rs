@@ -205,7 +205,7 @@ fn summary(c: &Config) -> String {
     format!(
         "ok: {} inline clients, registry {}, certificate source {:?}, {} endpoint(s), {} resource(s), max_body_bytes {}",
         c.clients.len(),
-        if c.registry.is_some() { "on" } else { "off" },
+        if !c.registries.is_empty() { "on" } else { "off" },
         c.certificate_source,
         c.endpoints.len(),
         c.resources.len(),

@@ -347,7 +347,7 @@ fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>
             let summary = format!(
                 "{} inline clients, registry {}, certificate source {:?}, {} endpoint(s), {} resource(s)",
                 c.clients.len(),
-                if c.registry.is_some() { "on" } else { "off" },
+                if !c.registries.is_empty() { "on" } else { "off" },
                 c.certificate_source,
                 c.endpoints.len(),
                 c.resources.len()

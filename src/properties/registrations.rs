@@ -121,7 +121,7 @@ proptest! {
         let body = serde_json::to_vec(&json!({"clients": list})).unwrap();
         let whole = registry::parse_document(&body).unwrap();
         let budget = crate::registry::load::Budget { registrations, scan_bytes, write_bytes, write_buckets };
-        let mut load = crate::registry::load::Load::new(body, buckets, None, budget);
+        let mut load = crate::registry::load::Load::new(body, buckets, None, None, budget);
         let mut written = Vec::new();
         for _ in 0..10_000 {
             match load.step().unwrap() {
