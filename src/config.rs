@@ -8,7 +8,7 @@ use crate::oauth::registration::{self, Client, KeySource, Method};
 use crate::oauth::tenant::{self, Tenant};
 use crate::revocation::ca::Ca;
 pub use crate::revocation::OnUnavailable;
-use crate::{oauth::path, proxy::memory};
+use crate::{oauth::discovery, oauth::path, proxy::memory};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -86,6 +86,21 @@ pub struct PayloadMetadata {
 pub struct Discovery {
     pub mtls_endpoint_aliases: Option<Map<String, Value>>,
     pub max_bytes: usize,
+    /// The metadata documents amended: paths or `{tenant}` templates (default `discovery::PATHS`).
+    pub paths: Vec<String>,
+    routes: Endpoints,
+}
+
+impl Discovery {
+    /// Whether `path` is a metadata document to amend, and in which tenant (`Some(None)`: a literal path). A
+    /// path that reaches a template without naming one tenant is not amended.
+    pub fn document(&self, path: &str) -> Option<Option<Tenant>> {
+        match self.routes.find(path)? {
+            endpoint::Match::Literal => Some(None),
+            endpoint::Match::Tenant(t) => Some(Some(t)),
+            endpoint::Match::BadTenant(_) => None,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -142,6 +157,14 @@ pub const ENVOY_DEFAULT_BUFFER_LIMIT: usize = 1 << 20;
 /// What Envoy's buffer must hold beyond `max_body_bytes` for the filter to see a body over its limit first
 /// (a body arrives in chunks of up to 64 KiB).
 pub const BUFFER_HEADROOM: usize = 64 << 10;
+
+/// The strings of the array at `key`; an item that is not one is named (`endpoints[2]`).
+fn strings(items: &[Value], key: &str) -> Result<Vec<String>, ConfigError> {
+    let string = |(i, v): (usize, &Value)| {
+        v.as_str().map(str::to_string).ok_or_else(|| err(format!("{key}[{i}]"), "must be a string"))
+    };
+    items.iter().enumerate().map(string).collect()
+}
 
 /// The most registries a filter fetches (`registries`).
 pub const MAX_REGISTRIES: usize = 128;
@@ -540,13 +563,7 @@ impl Config {
     fn from_document(raw: &Object<'_>) -> Result<Config, ConfigError> {
         let endpoints = match raw.array("endpoints")? {
             None => vec!["/token".to_string()],
-            Some(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    e.as_str().map(str::to_string).ok_or_else(|| err(format!("endpoints[{i}]"), "must be a string"))
-                })
-                .collect::<Result<_, _>>()?,
+            Some(items) => strings(items, "endpoints")?,
         };
         if endpoints.is_empty() {
             return Err(err("endpoints", "must list at least one path"));
@@ -656,18 +673,35 @@ impl Config {
         if jwt_payload_metadata.namespace.is_empty() || jwt_payload_metadata.key.is_empty() {
             return Err(err("jwt_payload_metadata", "namespace and key must not be empty"));
         }
-        let discovery = match raw.object("discovery", &["mtls_endpoint_aliases", "max_bytes"])? {
+        let discovery = match raw.object("discovery", &["mtls_endpoint_aliases", "max_bytes", "paths"])? {
             None => None,
             Some(d) => {
+                let paths = match d.array("paths")? {
+                    None => discovery::PATHS.iter().map(|p| (*p).to_string()).collect(),
+                    Some(items) => strings(items, "discovery.paths")?,
+                };
+                if paths.is_empty() {
+                    return Err(err("discovery.paths", "must list at least one path"));
+                }
+                let routes =
+                    Endpoints::parse(&paths).map_err(|(i, e)| err(format!("discovery.paths[{i}]"), e.to_string()))?;
                 let aliases = d.typed("mtls_endpoint_aliases", "an object", Value::as_object)?;
-                if let Some(aliases) = aliases {
-                    if let Some((k, _)) = aliases.iter().find(|(_, v)| !v.is_string()) {
+                for (k, v) in aliases.into_iter().flatten() {
+                    let Some(text) = v.as_str() else {
                         return Err(err(format!("discovery.mtls_endpoint_aliases.{k}"), "must be a URL string"));
+                    };
+                    if text.contains(endpoint::TENANT) && routes.has_literals() {
+                        return Err(err(
+                            format!("discovery.mtls_endpoint_aliases.{k}"),
+                            "holds {tenant}, so every discovery.paths entry must be a {tenant} template",
+                        ));
                     }
                 }
                 Some(Discovery {
                     mtls_endpoint_aliases: aliases.cloned(),
                     max_bytes: in_range("discovery.max_bytes", d.u64("max_bytes")?, 65536, 1024, 1 << 20)? as usize,
+                    paths,
+                    routes,
                 })
             }
         };

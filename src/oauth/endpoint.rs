@@ -153,6 +153,11 @@ impl Endpoints {
         self.0.iter().any(|e| matches!(e, Endpoint::Template { .. }))
     }
 
+    /// Whether any entry is a literal path.
+    pub fn has_literals(&self) -> bool {
+        self.0.iter().any(|e| matches!(e, Endpoint::Literal(_)))
+    }
+
     /// What `path` (as received, query included) is to the endpoints; `None`: not an endpoint.
     pub fn find(&self, path: &str) -> Option<Match> {
         let key = literal_key(path);

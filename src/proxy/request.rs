@@ -148,11 +148,14 @@ impl RequestFilter {
             let presented = presented(s);
             return self.check_resource(s, require_binding, presented);
         }
-        if config.discovery.is_some() && method == b"GET" && discovery::is_metadata_path(&path_text) {
-            // The filter rewrites the JSON, so it must arrive uncompressed.
-            s.set_request_header(header::ACCEPT_ENCODING, None);
-            self.state = State::MetadataRequested;
-            return Action::Continue;
+        if let Some(d) = config.discovery.as_ref().filter(|_| method == b"GET") {
+            if let Some(tenant) = d.document(&path_text) {
+                // The filter rewrites the JSON, so it must arrive uncompressed.
+                s.set_request_header(header::ACCEPT_ENCODING, None);
+                self.tenant = tenant;
+                self.state = State::MetadataRequested;
+                return Action::Continue;
+            }
         }
         let classified = request::classify(config, method, path, &headers);
         match classified {
@@ -263,7 +266,7 @@ impl RequestFilter {
         }
         self.state = State::Passive;
         let body = s.response_body(body_size).unwrap_or_default();
-        match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref()) {
+        match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref(), self.tenant.as_ref()) {
             Ok(amended) => {
                 s.replace_response_body(body_size, &amended);
                 s.set_response_header(header::CONTENT_LENGTH, Some(amended.len().to_string().as_bytes()));

@@ -19,6 +19,7 @@ mod memory;
 mod refresh;
 mod resources;
 mod revocation;
+mod tenants;
 mod token_requests;
 
 const DN: &str = "CN=dn-client,OU=Payments,O=Example Bank,C=GB";
