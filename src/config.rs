@@ -6,6 +6,7 @@ use crate::oauth::endpoint::{self, Endpoints};
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::registration::{self, Client, KeySource, Method};
 use crate::oauth::tenant::{self, Tenant};
+use crate::preset::{Preset, PRESETS};
 use crate::revocation::ca::Ca;
 pub use crate::revocation::OnUnavailable;
 use crate::{oauth::discovery, oauth::path, proxy::memory};
@@ -130,6 +131,8 @@ pub struct Config {
     pub jwt_payload_metadata: PayloadMetadata,
     pub discovery: Option<Discovery>,
     pub revocation: Option<RevocationConfig>,
+    /// The server whose endpoints, discovery paths and certificate header filled what the document left out.
+    pub preset: Option<Preset>,
 }
 
 /// `revocation`: client certificates checked by CRL and OCSP (see `revocation`).
@@ -396,7 +399,7 @@ impl<'a> Object<'a> {
     }
 }
 
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 21] = [
     "endpoints",
     "max_body_bytes",
     "certificate_source",
@@ -407,6 +410,7 @@ const KEYS: [&str; 20] = [
     "clients",
     "registry",
     "registries",
+    "preset",
     "jwks_cluster",
     "jwks_min_refresh_seconds",
     "jwks_timeout_ms",
@@ -556,8 +560,14 @@ impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let text = std::str::from_utf8(bytes).map_err(|_| err("", "not UTF-8"))?;
         let text = if text.trim().is_empty() { "{}" } else { text };
-        let document: Value = serde_json::from_slice(text.as_bytes()).map_err(|e| err("", e.to_string()))?;
-        Config::from_document(&Object::new(String::new(), &document, &KEYS)?)
+        let mut document: Value = serde_json::from_slice(text.as_bytes()).map_err(|e| err("", e.to_string()))?;
+        let preset = Object::new(String::new(), &document, &KEYS)?.variant("preset", &PRESETS)?;
+        if let (Some(preset), Some(map)) = (preset, document.as_object_mut()) {
+            preset.apply(map);
+        }
+        let mut config = Config::from_document(&Object::new(String::new(), &document, &KEYS)?)?;
+        config.preset = preset;
+        Ok(config)
     }
 
     fn from_document(raw: &Object<'_>) -> Result<Config, ConfigError> {
@@ -719,6 +729,7 @@ impl Config {
 
         Ok(Config {
             revocation,
+            preset: None,
             resources,
             jwt_payload_metadata,
             discovery,

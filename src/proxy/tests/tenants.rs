@@ -1,6 +1,7 @@
 //! Multi-tenant servers: templated endpoints name a tenant, and a client is found in that tenant only.
 
 use super::*;
+use crate::oauth::endpoint::Match;
 use crate::oauth::tenant::Tenant;
 
 const WSO2: &str = "/t/{tenant}/oauth2/token";
@@ -342,7 +343,44 @@ fn each_tenants_metadata_names_its_own_mtls_endpoints() {
 
 #[test]
 fn aliases_naming_a_tenant_need_templated_discovery_paths() {
-    let e = Config::parse(br#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": "https://m/t/{tenant}/token"}}}"#)
-        .unwrap_err();
+    let e =
+        Config::parse(br#"{"discovery": {"mtls_endpoint_aliases": {"token_endpoint": "https://m/t/{tenant}/token"}}}"#)
+            .unwrap_err();
     assert_eq!(e.key, "discovery.mtls_endpoint_aliases.token_endpoint");
+}
+
+// ----------------------------------------------------------------------------------------- presets
+
+/// Every client-authenticating endpoint each server's discovery document lists (Keycloak 26 realm `realma`,
+/// WSO2 IS 7 tenant `acme.com` and the super tenant, node-oidc-provider 9 defaults) is enforced under its
+/// preset, in the right tenant.
+#[test]
+fn each_preset_covers_the_endpoints_its_server_lists() {
+    let keycloak = ["token", "token/introspect", "revoke", "ext/par/request", "auth/device", "ext/ciba/auth"];
+    let c = Config::parse(br#"{"preset": "keycloak"}"#).unwrap();
+    for e in keycloak {
+        let path = format!("/realms/realma/protocol/openid-connect/{e}");
+        assert_eq!(c.endpoint(&path), Some(Match::Tenant(Tenant::new("realma").unwrap())), "{path}");
+    }
+    let c = Config::parse(br#"{"preset": "wso2"}"#).unwrap();
+    for e in ["token", "introspect", "revoke", "par", "device_authorize", "ciba"] {
+        assert_eq!(c.endpoint(&format!("/oauth2/{e}")), Some(Match::Literal), "{e}");
+        let tenanted = format!("/t/acme.com/oauth2/{e}");
+        assert_eq!(c.endpoint(&tenanted), Some(Match::Tenant(Tenant::new("acme.com").unwrap())), "{tenanted}");
+    }
+    let c = Config::parse(br#"{"preset": "oidc-provider"}"#).unwrap();
+    for path in ["/token", "/token/introspection", "/token/revocation", "/request", "/device/auth", "/backchannel"] {
+        assert_eq!(c.endpoint(path), Some(Match::Literal), "{path}");
+    }
+}
+
+#[test]
+fn a_preset_fills_discovery_and_the_certificate_header_unless_set() {
+    let c = Config::parse(br#"{"preset": "keycloak", "discovery": {}}"#).unwrap();
+    assert_eq!(c.forward_certificate.header, "ssl-client-cert");
+    let d = c.discovery.unwrap();
+    assert_eq!(d.document("/realms/r/.well-known/openid-configuration"), Some(Some(Tenant::new("r").unwrap())));
+    let c = Config::parse(br#"{"preset": "keycloak", "forward_certificate": {"header": "client-cert"}}"#).unwrap();
+    assert_eq!(c.forward_certificate.header, "client-cert");
+    assert_eq!(Config::parse(br#"{"preset": "ping"}"#).unwrap_err().key, "preset");
 }
