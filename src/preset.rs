@@ -71,8 +71,8 @@ impl Preset {
             Preset::Keycloak => (
                 strings(KEYCLOAK_ENDPOINTS),
                 strings(KEYCLOAK_DISCOVERY),
-                // Keycloak's `nginx` certificate lookup provider reads a URL-encoded PEM.
-                json!({"header": "ssl-client-cert", "format": "pem-urlencoded"}),
+                // Keycloak's `rfc9440` certificate lookup provider (x509cert-lookup SPI) reads RFC 9440.
+                json!({"header": "client-cert", "format": "rfc9440"}),
             ),
             Preset::Wso2 => (
                 strings(
@@ -132,7 +132,7 @@ mod tests {
     fn a_preset_fills_what_the_configuration_leaves_out() {
         let v = applied(Preset::Keycloak, json!({}));
         assert_eq!(v["endpoints"].as_array().unwrap().len(), 6);
-        assert_eq!(v["forward_certificate"]["header"], "ssl-client-cert");
+        assert_eq!(v["forward_certificate"], json!({"header": "client-cert", "format": "rfc9440"}));
         assert_eq!(v.get("discovery"), None, "discovery stays off unless configured");
     }
 

@@ -172,7 +172,7 @@ impl Endpoints {
                     match template_match(got, before, after) {
                         Some(true) => return Some(tenant_of(path, before.len(), got.len())),
                         // Its tenant spans several segments: refused unless another entry matches exactly.
-                        Some(false) => bad = Some(Match::BadTenant(TenantError::PathCharacter('/'))),
+                        Some(false) => bad = Some(Match::BadTenant(TenantError::NotOneSegment)),
                         None => {}
                     }
                 }
@@ -193,7 +193,7 @@ impl Endpoints {
         let read: Vec<&str> = read.iter().map(String::as_str).collect();
         self.0.iter().find_map(|endpoint| match endpoint {
             Endpoint::Template { before, after } => {
-                template_match(&read, before, after).map(|_| Match::BadTenant(TenantError::Empty))
+                template_match(&read, before, after).map(|_| Match::BadTenant(TenantError::NotOneSegment))
             }
             Endpoint::Literal(_) => None,
         })
@@ -223,7 +223,7 @@ fn tenant_of(path: &str, before: usize, count: usize) -> Match {
     let raw: Vec<&str> = raw.split('/').collect();
     let one_for_one = raw.len() == count && raw.iter().all(|s| segments(&path::key(&format!("/{s}"))).len() == 1);
     if !one_for_one {
-        return Match::BadTenant(TenantError::PathCharacter('/'));
+        return Match::BadTenant(TenantError::NotOneSegment);
     }
     match raw.get(before).map(|s| Tenant::from_segment(s)) {
         Some(Ok(tenant)) => Match::Tenant(tenant),

@@ -24,6 +24,9 @@ pub enum TenantError {
     ControlCharacter,
     /// Its percent-encoding is not valid, or does not decode to UTF-8.
     BadEncoding,
+    /// In a path: the place of the tenant holds more than one segment (extra segments, an encoded `/`, dot
+    /// segments), or none.
+    NotOneSegment,
 }
 
 impl fmt::Display for TenantError {
@@ -34,6 +37,7 @@ impl fmt::Display for TenantError {
             TenantError::PathCharacter(c) => write!(f, "the tenant holds `{c}`"),
             TenantError::ControlCharacter => write!(f, "the tenant holds a control character"),
             TenantError::BadEncoding => write!(f, "the tenant's percent-encoding is not valid UTF-8"),
+            TenantError::NotOneSegment => write!(f, "the place of the tenant does not hold exactly one path segment"),
         }
     }
 }

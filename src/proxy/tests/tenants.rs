@@ -376,11 +376,12 @@ fn each_preset_covers_the_endpoints_its_server_lists() {
 
 #[test]
 fn a_preset_fills_discovery_and_the_certificate_header_unless_set() {
+    let c = Config::parse(br#"{"preset": "wso2", "discovery": {}}"#).unwrap();
+    assert_eq!(c.forward_certificate.header, "x-wso2-mtls-cert");
     let c = Config::parse(br#"{"preset": "keycloak", "discovery": {}}"#).unwrap();
-    assert_eq!(c.forward_certificate.header, "ssl-client-cert");
     let d = c.discovery.unwrap();
     assert_eq!(d.document("/realms/r/.well-known/openid-configuration"), Some(Some(Tenant::new("r").unwrap())));
-    let c = Config::parse(br#"{"preset": "keycloak", "forward_certificate": {"header": "client-cert"}}"#).unwrap();
+    let c = Config::parse(br#"{"preset": "wso2", "forward_certificate": {"header": "client-cert"}}"#).unwrap();
     assert_eq!(c.forward_certificate.header, "client-cert");
     assert_eq!(Config::parse(br#"{"preset": "ping"}"#).unwrap_err().key, "preset");
 }
