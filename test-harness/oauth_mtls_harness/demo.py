@@ -10,16 +10,23 @@ test-harness/as/server.mjs) on 127.0.0.1:9080 with its client registry on 127.0.
   4. a token request for demo-client with that other certificate                -> expected 401 invalid_client,
      and the AS never sees it
 printing the commands and results. Exits 0 only if every outcome is as expected.
+
+`--keep` (`make demo KEEP=1`): after the checks the stack keeps running in the background (this process,
+detached, holds the API and stops everything on SIGTERM); the curl commands to try and the command that stops it
+(`make demo-stop`) are printed. Its pid is in build/demo/demo.pid, its later output in build/demo/keep.log.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -39,6 +46,13 @@ CLIENTS = [{
 }]
 
 
+LOG_DIR = REPO / "build" / "demo"
+PID_FILE = LOG_DIR / "demo.pid"
+# Set by SIGTERM/SIGINT in a kept demo. A handler, not a blocked signal mask: the children (Envoy, the AS)
+# would inherit the mask and ignore the SIGTERM that stops them.
+STOP = threading.Event()
+
+
 def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
@@ -48,7 +62,10 @@ def short(value: str, n: int = 60) -> str:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens on it. SO_REUSEADDR as Envoy and the servers set it: the TIME_WAIT connections a demo run
+    just closed do not make it busy."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -80,6 +97,14 @@ def wait_ready(proc: subprocess.Popen, log: pathlib.Path, timeout: float = 60) -
     raise RuntimeError(f"Envoy not ready (or registry not loaded) after {timeout}s; see {log}")
 
 
+def rel(path: pathlib.Path) -> str:
+    """A path as seen from the repository root, where the printed commands run."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def show_node(result: dict) -> None:
     cmd = result["command"]
     # the x-test-id is harness bookkeeping; keep the command readable
@@ -94,7 +119,68 @@ def show_api_call(cert: str, path: str) -> None:
     print("$ " + " ".join(shlex.quote(p) if "$TOKEN" not in p else f'"{p}"' for p in parts))
 
 
+def try_it(port: int) -> None:
+    """The commands to try against the running stack; each works as printed, from the repository root."""
+    d = rel(pki.pki_dir())
+
+    def tls(cert: str) -> str:
+        return f"--cacert {d}/ca.pem --cert {d}/{cert}.pem --key {d}/{cert}.key"
+
+    extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+    token = (f"TOKEN=$(curl -sS {tls('dn-client')} -d grant_type=client_credentials -d client_id=demo-client "
+             f"https://localhost:{port}/token | {extract})")
+    print(f"""From the repository root ({REPO}):
+  # a certificate-bound token for demo-client (tls_client_auth with dn-client's certificate)
+  {token}
+  # the API with that token and the same certificate: 200
+  curl -sS {tls('dn-client')} -H "authorization: Bearer $TOKEN" https://localhost:{port}/api/accounts
+  # the same token with another valid certificate: 401 invalid_token
+  curl -sS -i {tls('other-client')} -H "authorization: Bearer $TOKEN" https://localhost:{port}/api/accounts
+  # demo-client's token request with other-client's certificate: 401 invalid_client, from the filter
+  curl -sS {tls('other-client')} -d grant_type=client_credentials -d client_id=demo-client https://localhost:{port}/token
+  # the filter's counters (authenticated, rejected, registry clients...)
+  curl -sS http://127.0.0.1:{PORTS['admin']}/stats | grep wasmcustom.oauth_mtls
+Stop it: make demo-stop   (or: kill $(cat {rel(PID_FILE)}); the file goes when everything has stopped)""")
+
+
+def detach() -> int | None:
+    """--keep: fork; the parent waits until the child has run the demo, then exits with its status (None in the
+    child). The child is a new session, so it outlives `make`; it is the process that keeps the stack."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as r:
+            status = r.read(1)
+        return status[0] if status else 1
+    os.close(read_end)
+    os.setsid()
+    os.environ["OAUTH_MTLS_DEMO_STATUS_FD"] = str(write_end)
+    return None
+
+
+def report_and_keep(ok: bool) -> None:
+    """In the kept child: tell the parent the result, move output to keep.log, and wait for SIGTERM/SIGINT."""
+    fd = int(os.environ.pop("OAUTH_MTLS_DEMO_STATUS_FD"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = os.open(LOG_DIR / "keep.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.write(fd, bytes([0 if ok else 1]))
+    os.close(fd)
+    while ok and not STOP.wait(1):
+        pass
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the stack running after the checks")
+    keep = parser.parse_args().keep
+    if keep and PID_FILE.is_file():
+        print(f"a kept demo may still run (pid {PID_FILE.read_text().strip()}): `make demo-stop` first",
+              file=sys.stderr)
+        return 2
     wasm = REPO / envoy_mod.SHIPPED_WASM
     if not wasm.is_file():
         print(f"missing {wasm}: run `make build` first", file=sys.stderr)
@@ -110,10 +196,21 @@ def main() -> int:
         return 2
 
     banner("test PKI")
-    print(pki.ensure_pki())
+    if not (pki.pki_dir() / "ca.pem").is_file():
+        print(f"making it in {rel(pki.pki_dir())} with openssl (CAs, client and server certificates, CRLs): "
+              "takes a few seconds...", flush=True)
+    started = time.monotonic()
+    print(f"{rel(pki.ensure_pki())} ({time.monotonic() - started:.1f} s)")
 
-    log_dir = REPO / "build" / "demo"
+    log_dir = LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
+    if keep:
+        status = detach()
+        if status is not None:
+            return status
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: STOP.set())
+        PID_FILE.write_text(f"{os.getpid()}\n")
     api = servers.EchoUpstream(PORTS["API"])
     oidc = servers.OidcProvider(ISSUER, PORTS["AS"], PORTS["AS registry"], CLIENTS, log_dir, name="demo-as")
     banner("authorization server (node-oidc-provider)")
@@ -181,12 +278,24 @@ def main() -> int:
     except Exception as e:  # any failure: report it and fail
         print(f"demo failed: {e}", file=sys.stderr)
         ok = False
+    logs = f"{rel(log_dir)}/ (envoy.log, envoy.out, as.log)"
+    try:
+        banner("result")
+        print(f"demo OK; logs: {logs}" if ok else f"demo FAILED; logs: {logs}")
+        if keep and ok:
+            banner("the stack keeps running")
+            print(f"Envoy https://localhost:{PORTS['listener']} (admin http://127.0.0.1:{PORTS['admin']}), "
+                  f"AS 127.0.0.1:{PORTS['AS']}, registry 127.0.0.1:{PORTS['AS registry']}, "
+                  f"API 127.0.0.1:{PORTS['API']}")
+            try_it(PORTS["listener"])
+        if keep:
+            report_and_keep(ok)
     finally:
         envoy_mod.stop_process(proc)
         oidc.stop()
         api.stop()
-    banner("result")
-    print("demo OK" if ok else f"demo FAILED (logs: {log_dir})")
+        if keep:
+            PID_FILE.unlink(missing_ok=True)
     return 0 if ok else 1
 
 

@@ -133,7 +133,7 @@ def problems(result: dict) -> list[str]:
 
 
 def test_istio_directory_has_the_documented_manifests():
-    assert {"gateway.yaml", "filter-at-gateway.yaml", "filter-in-as-sidecar.yaml",
+    assert {"gateway.yaml", "filter-at-gateway.yaml", "filter-in-as-sidecar.yaml", "as-only-from-gateway.yaml",
             "unsupported/wasmplugin.yaml"} <= set(FILES)
 
 
@@ -300,9 +300,30 @@ def test_sidecar_deployment_trusts_only_the_gateway_and_keeps_its_xfcc():
     (hcm,) = [p for p in d["spec"]["configPatches"] if p["applyTo"] == "NETWORK_FILTER"]
     assert hcm["match"]["context"] == "SIDECAR_INBOUND"
     assert hcm["patch"]["value"]["typed_config"]["forward_client_cert_details"] == "FORWARD_ONLY"
-    (pa,) = [x for _, x in by_kind("PeerAuthentication")]
+    (pa,) = [x for rel, x in by_kind("PeerAuthentication") if rel == "filter-in-as-sidecar.yaml"]
     assert pa["spec"]["mtls"]["mode"] == "STRICT"
     assert pa["spec"]["selector"]["matchLabels"] == d["spec"]["workloadSelector"]["labels"]
+
+
+def test_only_the_gateways_identity_reaches_the_authorization_server():
+    """Deployment rule 1 in the mesh (as-only-from-gateway.yaml): the AS workload (the one the sidecar
+    EnvoyFilter selects, and the registry cluster's host) takes only Istio mTLS, and an ALLOW policy with one
+    rule admits only the gateway's service account, whose SPIFFE ID the sidecar deployment trusts for XFCC."""
+    rel = "as-only-from-gateway.yaml"
+    (pa,) = [x for r, x in by_kind("PeerAuthentication") if r == rel]
+    (ap,) = [x for r, x in by_kind("AuthorizationPolicy") if r == rel]
+    (_, sidecar), = [x for x in by_kind("EnvoyFilter") if x[1]["metadata"]["name"] == "oauth-mtls-as-sidecar"]
+    as_labels = sidecar["spec"]["workloadSelector"]["labels"]
+    assert pa["spec"] == {"selector": {"matchLabels": as_labels}, "mtls": {"mode": "STRICT"}}
+    assert pa in [x for r, x in by_kind("PeerAuthentication") if r == "filter-in-as-sidecar.yaml"]
+    assert ap["metadata"]["namespace"] == pa["metadata"]["namespace"] == sidecar["metadata"]["namespace"]
+    assert ap["spec"]["selector"]["matchLabels"] == as_labels
+    assert ap["spec"]["action"] == "ALLOW"
+    (rule,) = ap["spec"]["rules"]
+    assert rule == {"from": [{"source": {"principals": [GATEWAY_SPIFFE.removeprefix("spiffe://")]}}]}
+    registry_hosts = {json.loads(ec["typed_config"]["config"]["configuration"]["value"])["registry"]["authority"]
+                      for _, d in by_kind("EnvoyFilter") for ec in wasm_extension_configs(d)}
+    assert registry_hosts == {f"oauth-as.{ap['metadata']['namespace']}.svc.cluster.local"}
 
 
 def test_gateway_asks_for_client_certificates_and_accepts_self_signed_ones_without_resumption():
