@@ -172,7 +172,8 @@ fn strings(items: &[Value], key: &str) -> Result<Vec<String>, ConfigError> {
 /// The most registries a filter fetches (`registries`).
 pub const MAX_REGISTRIES: usize = 128;
 
-const REGISTRY_KEYS: [&str; 9] = [
+/// The keys of `registries[]`; `registry` has all but the last (its items name their tenants).
+const REGISTRIES_KEYS: [&str; 9] = [
     "cluster",
     "authority",
     "path",
@@ -199,9 +200,6 @@ fn registry_config(r: &Object<'_>, index: Option<u8>) -> Result<RegistryConfig, 
     }
     let tenant = match r.string("tenant")? {
         None => None,
-        Some(_) if index.is_none() => {
-            return Err(err(r.key("tenant"), "applies to registries only (registry's items name their tenants)"))
-        }
         Some(t) => Some(Tenant::new(&t).map_err(|e| err(r.key("tenant"), e.to_string()))?),
     };
     let refresh_seconds = in_range(&r.key("refresh_seconds"), r.u64("refresh_seconds")?, 30, 1, 86400)?;
@@ -636,8 +634,8 @@ impl Config {
             clients.insert(scoped, client);
         }
 
-        let registry = raw.object("registry", &REGISTRY_KEYS)?;
-        let listed = raw.objects("registries", &REGISTRY_KEYS)?;
+        let registry = raw.object("registry", REGISTRIES_KEYS.get(..8).unwrap_or_default())?;
+        let listed = raw.objects("registries", &REGISTRIES_KEYS)?;
         if registry.is_some() && raw.get("registries").is_some() {
             return Err(err("registries", "cannot be used together with registry: list that registry in registries"));
         }

@@ -45,6 +45,12 @@ SAMPLES = {
     "registry.cluster": "registry",
     "registry.authority": "registry.local",
     "registry.path": "/clients",
+    "registries[].cluster": "registry",
+    "registries[].authority": "registry.local",
+    "registries[].path": "/clients",
+    "registries[].tenant": "acme",
+    "preset": "keycloak",
+    "registries": [{"cluster": "registry", "authority": "registry.local", "path": "/clients", "tenant": "acme"}],
     "jwks_cluster": "jwks",
     "resources[].prefix": "/api/",
     "discovery.mtls_endpoint_aliases": {"token_endpoint": "https://mtls.example.com/token"},
@@ -56,6 +62,7 @@ SAMPLES = {
 # Keys an object needs beside the one under test.
 REQUIRED = {
     "registry": {"cluster": "registry", "authority": "registry.local", "path": "/clients"},
+    "registries": {"cluster": "registry", "authority": "registry.local", "path": "/clients"},
     "resources": {"prefix": "/api/"},
     "revocation": lambda: {"cluster": "pki", "issuers": [base64.b64encode(pki.der("ca1")).decode()],
                            "crl_urls": ["http://pki.example.com/ca.crl"], "use_distribution_points": True},
