@@ -5,7 +5,14 @@
 //! names `oauth_mtls` / `oauth-mtls`) is found; its plugin configuration (the JSON under `configuration.value`) is
 //! validated exactly as `lint CONFIG.json` does, and its listener, filter chain, TLS context and HTTP connection
 //! manager are checked for the settings each rule needs, one warning per missing setting, naming the rule.
-//! Filters Envoy receives over xDS (LDS, ECDS) are not in the file and cannot be checked here.
+//! The plugin configuration's own warnings (`Config::warnings`) and advice on its inline registrations are
+//! reported too, and the clusters it names (`registry.cluster`, `revocation.cluster`, `jwks_cluster`) must be
+//! clusters of the bootstrap. Filters Envoy receives over xDS (LDS, ECDS) are not in the file and cannot be
+//! checked here.
+//!
+//! Any other Envoy YAML or JSON (a listener, an LDS or ECDS resource file, an Istio EnvoyFilter or WasmPlugin,
+//! several YAML documents) that holds the filter gets its plugin configurations linted, and is told that the
+//! deployment rules need a whole bootstrap.
 
 use super::Output;
 use crate::config::{CertificateSource, Config, BUFFER_HEADROOM, ENVOY_DEFAULT_BUFFER_LIMIT};
@@ -27,6 +34,8 @@ const RULE_FRONT_PROXY: &str = "SECURITY.md rule 7: behind a front proxy";
 const RULE_JWT_AUTHN: &str = "SECURITY.md rule 9: jwt_authn before the filter";
 const RULE_EDGE: &str = "SECURITY.md rule 10: edge settings";
 const RULE_CERTIFICATES: &str = "SECURITY.md: a client certificate to read";
+const RULE_PLUGIN: &str = "the plugin configuration";
+const RULE_CLUSTERS: &str = "the plugin's clusters";
 
 /// One missing setting: where (a path into the bootstrap), what is wrong, and the rule it protects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,19 +64,116 @@ pub(crate) fn bootstrap(bytes: &[u8]) -> Option<Value> {
     envoy_keys.iter().any(|k| top.contains_key(*k)).then_some(doc)
 }
 
+/// Every YAML document of `bytes` (one for JSON), or None when it is not YAML at all.
+fn documents(bytes: &[u8]) -> Option<Vec<Value>> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_slice(bytes).map(Value::deserialize).collect::<Result<Vec<_>, _>>().ok()
+}
+
+/// Each oauth-mtls filter (or Istio WasmPlugin) in `v`, with the path to it.
+fn find_filters<'a>(v: &'a Value, path: String, found: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(obj) => {
+            if is_oauth_mtls(v) || is_wasm_plugin(v) {
+                found.push((path, v));
+                return;
+            }
+            for (key, child) in obj {
+                let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                find_filters(child, at, found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                find_filters(child, format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An Istio WasmPlugin of this filter (its plugin configuration is `spec.pluginConfig`, an object).
+fn is_wasm_plugin(v: &Value) -> bool {
+    let named = |s: Option<&str>| s.is_some_and(|s| s.contains("oauth_mtls") || s.contains("oauth-mtls"));
+    str_at(v, &["kind"]) == Some("WasmPlugin")
+        && (named(str_at(v, &["spec", "url"])) || named(str_at(v, &["metadata", "name"])))
+}
+
+/// `lint FILE` on a document that is not a bootstrap: None when it is a plugin configuration (JSON without the
+/// filter in it) for `lint` to read as one; else the lint of each filter it holds, or what `lint` expects.
+pub(crate) fn lint_other_document(file: &str, bytes: &[u8], json_out: bool) -> Option<Result<Output, String>> {
+    let text = std::str::from_utf8(bytes).unwrap_or_default().trim_start();
+    let json_like = text.starts_with('{') || text.starts_with('[');
+    let docs = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => vec![v],
+        Err(_) if json_like => return None,
+        Err(_) => documents(bytes).unwrap_or_default(),
+    };
+    let mut found = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let path = if docs.len() > 1 { format!("document {i}") } else { String::new() };
+        find_filters(doc, path, &mut found);
+    }
+    if found.is_empty() {
+        if serde_json::from_slice::<Value>(bytes).is_ok() {
+            return None;
+        }
+        return Some(Err(format!(
+            "{file}: neither a plugin configuration (the JSON the filter receives) nor an Envoy configuration \
+             holding the oauth-mtls wasm filter; lint reads a plugin configuration (JSON), an Envoy bootstrap \
+             (YAML or JSON, with static_resources), or any Envoy YAML/JSON holding the filter (a listener, an \
+             LDS/ECDS resource, an Istio EnvoyFilter or WasmPlugin), whose plugin configuration is \
+             typed_config.config.configuration.value"
+        )));
+    }
+    let mut report = Report::default();
+    for (at, filter) in found {
+        let config = if is_wasm_plugin(filter) {
+            let value_at = format!("{at}.spec.pluginConfig");
+            let json = filter.pointer("/spec/pluginConfig").map(Value::to_string).unwrap_or_default();
+            plugin_value(json.as_bytes(), &value_at, false, &mut report)
+        } else {
+            plugin_config(filter, &at, false, &mut report)
+        };
+        if let Some(config) = config {
+            report.filters.push((at, summary(&config)));
+        }
+    }
+    Some(Ok(render(file, &report, json_out, false)))
+}
+
 /// `lint FILE` on an Envoy bootstrap: exit 1 when a filter's plugin configuration is invalid, else 0 (warnings
 /// do not fail it).
 pub(crate) fn lint(file: &str, doc: &Value, json_out: bool) -> Output {
-    let report = check(doc);
+    render(file, &check(doc), json_out, true)
+}
+
+/// The report on a bootstrap (`whole`) or on another document holding the filter.
+fn render(file: &str, report: &Report, json_out: bool, whole: bool) -> Output {
     let status = if report.errors.is_empty() { 0 } else { 1 };
     let text = if json_out {
         let warnings: Vec<Value> =
             report.warnings.iter().map(|w| json!({"key": w.at, "problem": w.problem, "rule": w.rule})).collect();
         let errors: Vec<Value> = report.errors.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
         let filters: Vec<Value> = report.filters.iter().map(|(at, s)| json!({"at": at, "summary": s})).collect();
-        let v = json!({"ok": report.errors.is_empty(), "envoy_bootstrap": true, "filters": filters,
+        let v = json!({"ok": report.errors.is_empty(), "envoy_bootstrap": whole, "filters": filters,
                        "warnings": warnings, "errors": errors});
         format!("{v}\n")
+    } else if !whole {
+        let mut t = format!(
+            "{file}: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted, the deployment \
+             rules (SECURITY.md) and the clusters it names need the whole bootstrap\n"
+        );
+        for w in &report.warnings {
+            t.push_str(&format!("{file}: warning at `{}`: {} ({})\n", w.at, w.problem, w.rule));
+        }
+        for (key, problem) in &report.errors {
+            t.push_str(&format!("{file}: error at `{key}`: {problem}\n"));
+        }
+        for (at, summary) in &report.filters {
+            t.push_str(&format!("{file}: `{at}`: {summary}\n"));
+        }
+        t
     } else {
         let mut t = format!("{file}: Envoy bootstrap with {} oauth-mtls filter(s)\n", report.filters.len());
         for w in &report.warnings {
@@ -154,7 +260,9 @@ pub(crate) fn check(doc: &Value) -> Report {
                     let hcm_at = format!("{place}.filters[{fi}]");
                     let filter_at =
                         format!("{hcm_at}.http_filters[{hi}] ({})", str_at(filter, &["name"]).unwrap_or(""));
-                    let Some(config) = plugin_config(filter, &filter_at, &mut report) else { continue };
+                    let Some(config) = plugin_config(filter, &filter_at, true, &mut report) else { continue };
+                    let value_at = format!("{filter_at}.typed_config.config.configuration.value");
+                    check_clusters(doc, &config, &value_at, &mut report);
                     let mut warn = |at: String, problem: String, rule: &'static str| {
                         report.warnings.push(Warning { at, problem, rule })
                     };
@@ -185,15 +293,31 @@ pub(crate) fn check(doc: &Value) -> Report {
 }
 
 /// The filter's plugin configuration, validated as `on_configure` does; its errors and warnings are reported.
-fn plugin_config(filter: &Value, filter_at: &str, report: &mut Report) -> Option<Config> {
+fn plugin_config(filter: &Value, filter_at: &str, whole: bool, report: &mut Report) -> Option<Config> {
     let value_at = format!("{filter_at}.typed_config.config.configuration.value");
     let value = at(filter, &["typed_config", "config", "configuration", "value"]).and_then(Value::as_str);
     let Some(value) = value else {
         report.errors.push((value_at, "no plugin configuration (a StringValue holding the JSON)".into()));
         return None;
     };
-    match Config::parse(value.as_bytes()) {
-        Ok(config) => Some(config),
+    plugin_value(value.as_bytes(), &value_at, whole, report)
+}
+
+/// A plugin configuration's JSON at `value_at`: its errors, its warnings and the advice on its registrations.
+/// In a whole bootstrap (`whole`) the buffers `max_body_bytes` needs are checked on the listener itself, so the
+/// configuration's own advice on them is left out.
+fn plugin_value(json: &[u8], value_at: &str, whole: bool, report: &mut Report) -> Option<Config> {
+    let raw: Option<Value> = serde_json::from_slice(json).ok();
+    for (key, advice) in raw.as_ref().map(super::inline_client_hints).unwrap_or_default() {
+        report.warnings.push(Warning { at: format!("{value_at}: {key}"), problem: advice, rule: RULE_PLUGIN });
+    }
+    match Config::parse(json) {
+        Ok(config) => {
+            for (key, advice) in config.warnings().into_iter().filter(|(k, _)| !(whole && *k == "max_body_bytes")) {
+                report.warnings.push(Warning { at: format!("{value_at}: {key}"), problem: advice, rule: RULE_PLUGIN });
+            }
+            Some(config)
+        }
         Err(e) => {
             report.errors.push((format!("{value_at}: {}", e.key), e.problem));
             None
@@ -202,15 +326,47 @@ fn plugin_config(filter: &Value, filter_at: &str, report: &mut Report) -> Option
 }
 
 fn summary(c: &Config) -> String {
-    format!(
-        "ok: {} inline clients, registry {}, certificate source {:?}, {} endpoint(s), {} resource(s), max_body_bytes {}",
-        c.clients.len(),
-        if c.registry.is_some() { "on" } else { "off" },
-        c.certificate_source,
-        c.endpoints.len(),
-        c.resources.len(),
-        c.max_body_bytes
-    )
+    format!("ok: {}", super::config_summary(c))
+}
+
+/// The clusters the plugin calls must be clusters of the bootstrap: a missing one is an error, unless clusters
+/// also come over CDS (then a warning: it must be one of those).
+fn check_clusters(doc: &Value, config: &Config, value_at: &str, report: &mut Report) {
+    let clusters = doc.get("static_resources").map(|s| list(s, "clusters")).unwrap_or(&[]);
+    let names: Vec<&str> = clusters.iter().filter_map(|c| str_at(c, &["name"])).collect();
+    let dynamic = at(doc, &["dynamic_resources", "cds_config"]).is_some()
+        || at(doc, &["dynamic_resources", "ads_config"]).is_some();
+    let named = [
+        ("registry.cluster", config.registry.as_ref().map(|r| r.cluster.as_str())),
+        ("revocation.cluster", config.revocation.as_ref().map(|r| r.cluster.as_str())),
+        ("jwks_cluster", config.jwks_cluster.as_deref()),
+    ];
+    for (key, cluster) in named {
+        let Some(cluster) = cluster else { continue };
+        if names.contains(&cluster) {
+            continue;
+        }
+        let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        let at = format!("{value_at}: {key}");
+        if dynamic {
+            report.warnings.push(Warning {
+                at,
+                problem: format!(
+                    "`{cluster}` is not a static cluster of this bootstrap (static clusters: {listed}); it must come \
+                     over CDS, or every call the filter makes through it fails"
+                ),
+                rule: RULE_CLUSTERS,
+            });
+        } else {
+            report.errors.push((
+                at,
+                format!(
+                    "`{cluster}` is not a cluster of this bootstrap (clusters: {listed}): every call the filter makes \
+                     through it fails"
+                ),
+            ));
+        }
+    }
 }
 
 type Warn<'a> = dyn FnMut(String, String, &'static str) + 'a;

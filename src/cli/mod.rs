@@ -1,34 +1,57 @@
 //! The `oauth-mtls` command line: `check`, `lint` and `thumbprint`, on the filter's own pure core.
 
+pub(crate) mod chain;
+pub(crate) mod dn_forms;
 pub(crate) mod explain;
+pub(crate) mod methods;
+#[cfg(test)]
+mod testdata;
 // Envoy bootstraps given to `lint` (a YAML parser: native builds only).
 #[cfg(not(target_arch = "wasm32"))]
 mod envoy;
 
-use crate::config::Config;
+use crate::config::{CertificateSource, Config, UnknownClient};
 use crate::revocation::{ca::Ca, OnUnavailable};
 use crate::{cert, cert::pem, oauth::registration, registry};
-use explain::{Explanation, RevocationInput};
+use explain::{ChainInput, Explanation, RevocationInput};
 use serde_json::{json, Value};
+
+/// The version `--version` prints: the crate's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub const USAGE: &str = "usage:
   oauth-mtls check --cert CLIENT.pem [--chain CHAIN.pem] --client REGISTRATION.json [--client-id ID]
-                   [--jwks JWKS.json] [--not-validated] [--json]
-                   [--issuer CA.pem [--crl CRL]... [--ocsp-response RESPONSE.der] [--now TIME]
+                   [--ca CA.pem]... [--now TIME] [--not-validated] [--unknown-client pass|reject]
+                   [--jwks JWKS.json] [--json]
+                   [--issuer CA.pem [--crl CRL]... [--ocsp-response RESPONSE.der]
                     [--ocsp-max-age SECONDS] [--on-unavailable reject|pass]]
       the verdict the filter would give on a token request with this certificate, step by step
       (exit 0: authenticated, 1: not authenticated, 2: usage or input error).
+      --cert holds the leaf, optionally followed by the intermediates the client sends (as does --chain).
+      With --ca (the PEM bundle of Envoy's trusted_ca), the chain is validated here as Envoy's default
+      validator does (signatures, issuer names, validity at --now, CA basicConstraints and keyUsage, path
+      length); without it, chain validation is NOT checked: it is assumed, and an authenticated verdict is
+      conditional on it. --not-validated replays a chain Envoy reported as not validated.
+      --unknown-client is the plugin's unknown_client (default pass, as the filter): it decides for a client
+      whose registration does not load.
       With --issuer (the CA as revocation.issuers lists it, PEM or DER), a tls_client_auth certificate of that
       CA is then checked for revocation as the filter does: each --crl (DER or PEM) as if just fetched, the
       --ocsp-response as the responder's answer (none: OCSP not consulted), judged at --now (RFC 3339 or Unix
       seconds; default: the clock), ocsp_max_age_seconds --ocsp-max-age (default 3600), and with no fresh
       status --on-unavailable decides (default reject, as the filter)
   oauth-mtls lint CONFIG.json [--json]              validate a plugin configuration as the filter does
-  oauth-mtls lint ENVOY.yaml [--json]               the same for each oauth-mtls filter of an Envoy bootstrap,
-                                                    and warn about the deployment rules it misses (SECURITY.md)
+  oauth-mtls lint ENVOY.yaml [--json]               the same for each oauth-mtls filter of an Envoy bootstrap
+                                                    (YAML or JSON), its warnings and its clusters, and warn
+                                                    about the deployment rules it misses (SECURITY.md); any
+                                                    other Envoy YAML/JSON holding the filter: its plugin
+                                                    configuration only
   oauth-mtls lint --registry CLIENTS.json [--json]  validate a registry document as the filter does
   oauth-mtls thumbprint CERT.pem [--json]           the RFC 8705 x5t#S256 of a certificate
+  oauth-mtls version | --version                    the version of oauth-mtls
 ";
+
+/// The one line printed after an input error, instead of the whole usage.
+const HELP_HINT: &str = "(oauth-mtls --help shows the usage)";
 
 /// The result of one command: exit status and what to print on stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +62,29 @@ pub struct Output {
 
 fn usage(problem: &str) -> Output {
     Output { status: 2, text: format!("oauth-mtls: {problem}\n{USAGE}") }
+}
+
+/// Why a command could not run: the command line is wrong (the usage is printed), or an input is missing,
+/// unreadable or not what was expected (the error and a one-line hint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    Usage(String),
+    Input(String),
+}
+
+impl From<String> for Failure {
+    fn from(problem: String) -> Failure {
+        Failure::Input(problem)
+    }
+}
+
+impl Failure {
+    fn output(self) -> Output {
+        match self {
+            Failure::Usage(problem) => usage(&problem),
+            Failure::Input(problem) => Output { status: 2, text: format!("oauth-mtls: {problem}\n{HELP_HINT}\n") },
+        }
+    }
 }
 
 /// Runs the command in `args` (without the program name); `read` reads a file.
@@ -57,6 +103,10 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
                 flags.not_validated = true;
                 Ok(())
             }
+            "--ca" => value("--ca").map(|v| flags.ca.push(v)),
+            "--unknown-client" => {
+                value("--unknown-client").and_then(|v| unknown_client(&v)).map(|u| flags.unknown_client = Some(u))
+            }
             "--cert" => value("--cert").map(|v| flags.cert = Some(v)),
             "--chain" => value("--chain").map(|v| flags.chain = Some(v)),
             "--client" => value("--client").map(|v| flags.client = Some(v)),
@@ -72,6 +122,7 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
                 value("--on-unavailable").and_then(|v| on_unavailable(&v)).map(|o| flags.on_unavailable = Some(o))
             }
             "-h" | "--help" => return Output { status: 0, text: USAGE.to_string() },
+            "-V" | "--version" => return version(),
             other if other.starts_with("--") => Err(format!("unknown option {other}")),
             other => {
                 positional.push(other.to_string());
@@ -82,24 +133,31 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
             return usage(&problem);
         }
     }
-    let result = match positional.split_first() {
+    let result: Result<Output, Failure> = match positional.split_first() {
         Some((cmd, rest)) if cmd == "check" && rest.is_empty() => check(&flags, read),
         Some((cmd, rest)) if cmd == "lint" => match (rest, &flags.registry) {
             ([], Some(file)) => lint_registry(file, flags.json, read),
             ([file], None) => lint_config(file, flags.json, read),
-            _ => Err("lint takes CONFIG.json, or --registry CLIENTS.json".to_string()),
+            _ => Err(Failure::Usage("lint takes CONFIG.json, or --registry CLIENTS.json".to_string())),
         },
         Some((cmd, [file])) if cmd == "thumbprint" => thumbprint(file, flags.json, read),
-        Some((cmd, _)) => Err(format!("unknown command or wrong arguments: {cmd}")),
-        None => Err("no command".to_string()),
+        Some((cmd, [])) if cmd == "version" => Ok(version()),
+        Some((cmd, _)) => Err(Failure::Usage(format!("unknown command or wrong arguments: {cmd}"))),
+        None => Err(Failure::Usage("no command".to_string())),
     };
-    result.unwrap_or_else(|problem| usage(&problem))
+    result.unwrap_or_else(Failure::output)
+}
+
+fn version() -> Output {
+    Output { status: 0, text: format!("oauth-mtls {VERSION}\n") }
 }
 
 #[derive(Default)]
 struct Flags {
     json: bool,
     not_validated: bool,
+    ca: Vec<String>,
+    unknown_client: Option<UnknownClient>,
     cert: Option<String>,
     chain: Option<String>,
     client: Option<String>,
@@ -178,6 +236,28 @@ fn on_unavailable(text: &str) -> Result<OnUnavailable, String> {
     }
 }
 
+/// `--unknown-client`: the values of `unknown_client`.
+fn unknown_client(text: &str) -> Result<UnknownClient, String> {
+    match text {
+        "pass" => Ok(UnknownClient::Pass),
+        "reject" => Ok(UnknownClient::Reject),
+        other => Err(format!("--unknown-client takes pass or reject, not {other:?}")),
+    }
+}
+
+/// `--now`, or the clock.
+fn now_ms(flags: &Flags) -> Result<u64, Failure> {
+    match flags.now_ms {
+        Some(ms) => Ok(ms),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| format!("the clock: {e}"))?
+            .as_millis()
+            .try_into()
+            .map_err(|_| Failure::Input("the clock is out of range".to_string())),
+    }
+}
+
 /// `--ocsp-max-age`: seconds, in the range `revocation.ocsp_max_age_seconds` accepts.
 fn max_age(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
@@ -190,23 +270,27 @@ fn max_age(text: &str) -> Result<u64, String> {
 fn revocation_input(
     flags: &Flags,
     read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
-) -> Result<Option<RevocationInput>, String> {
+) -> Result<Option<RevocationInput>, Failure> {
     let Some(issuer) = &flags.issuer else {
         let stray = !flags.crls.is_empty()
             || flags.ocsp_response.is_some()
-            || flags.now_ms.is_some()
+            || (flags.now_ms.is_some() && flags.ca.is_empty())
             || flags.ocsp_max_age.is_some()
             || flags.on_unavailable.is_some();
         if stray {
-            return Err("--crl, --ocsp-response, --now, --ocsp-max-age and --on-unavailable need --issuer".to_string());
+            return Err(Failure::Usage(
+                "--crl, --ocsp-response, --ocsp-max-age and --on-unavailable need --issuer, and --now needs --issuer \
+                 or --ca"
+                    .to_string(),
+            ));
         }
         return Ok(None);
     };
     if flags.crls.is_empty() && flags.ocsp_response.is_none() {
-        return Err(
+        return Err(Failure::Usage(
             "--issuer needs --crl or --ocsp-response: the filter refuses a revocation configuration that checks nothing"
                 .to_string(),
-        );
+        ));
     }
     let der = certificates(issuer, read)?.into_iter().next().ok_or(format!("{issuer}: no certificate"))?;
     let ca = Ca::from_der(&der).map_err(|e| format!("{issuer}: the CA certificate {e}"))?;
@@ -218,26 +302,17 @@ fn revocation_input(
         Some(file) => Some((file.clone(), read(file)?)),
         None => None,
     };
-    let now_ms = match flags.now_ms {
-        Some(ms) => ms,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| format!("the clock: {e}"))?
-            .as_millis()
-            .try_into()
-            .map_err(|_| "the clock is out of range".to_string())?,
-    };
     Ok(Some(RevocationInput {
         ca,
         crls,
         ocsp_response,
-        now_ms,
+        now_ms: now_ms(flags)?,
         ocsp_max_age_seconds: flags.ocsp_max_age.unwrap_or(3600),
         on_unavailable: flags.on_unavailable.unwrap_or(OnUnavailable::Reject),
     }))
 }
 
-/// A certificate file: PEM (the first certificate) or DER.
+/// A certificate file: PEM (every certificate, in order) or DER (one).
 fn certificates(file: &str, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Vec<Vec<u8>>, String> {
     let bytes = read(file)?;
     if bytes.first() == Some(&0x30) {
@@ -250,14 +325,19 @@ fn json_file(file: &str, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resu
     serde_json::from_slice(&read(file)?).map_err(|e| format!("{file}: not JSON: {e}"))
 }
 
-fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
-    let cert_file = flags.cert.as_deref().ok_or("check needs --cert")?;
-    let client_file = flags.client.as_deref().ok_or("check needs --client")?;
-    let leaf = certificates(cert_file, read)?.into_iter().next().ok_or(format!("{cert_file}: no certificate"))?;
-    let chain = match &flags.chain {
-        Some(f) => certificates(f, read)?,
-        None => Vec::new(),
-    };
+fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, Failure> {
+    let cert_file = flags.cert.as_deref().ok_or(Failure::Usage("check needs --cert".to_string()))?;
+    let client_file = flags.client.as_deref().ok_or(Failure::Usage("check needs --client".to_string()))?;
+    if flags.not_validated && !flags.ca.is_empty() {
+        return Err(Failure::Usage("--not-validated and --ca exclude each other".to_string()));
+    }
+    let mut certs = certificates(cert_file, read)?.into_iter();
+    let leaf = certs.next().ok_or(format!("{cert_file}: no certificate"))?;
+    // What the client sends after its leaf: the rest of --cert, then --chain.
+    let mut chain: Vec<Vec<u8>> = certs.collect();
+    if let Some(f) = &flags.chain {
+        chain.extend(certificates(f, read)?);
+    }
     let document = json_file(client_file, read)?;
     let registration = select(document, flags.client_id.as_deref())?;
     let jwks = match &flags.jwks {
@@ -265,7 +345,26 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
         None => None,
     };
     let revocation = revocation_input(flags, read)?;
-    let explanation = explain::check(&leaf, !flags.not_validated, &registration, jwks.as_ref(), revocation.as_ref());
+    let chain_input = if flags.not_validated {
+        ChainInput::NotValidated
+    } else if flags.ca.is_empty() {
+        ChainInput::Assumed
+    } else {
+        let mut anchors = Vec::new();
+        for file in &flags.ca {
+            anchors.extend(certificates(file, read)?);
+        }
+        ChainInput::Checked(chain::validate(&leaf, &chain, &anchors, now_ms(flags)?))
+    };
+    let input = explain::Input {
+        leaf_der: &leaf,
+        chain: chain_input,
+        metadata: &registration,
+        jwks: jwks.as_ref(),
+        revocation: revocation.as_ref(),
+        unknown_client: flags.unknown_client.unwrap_or(UnknownClient::Pass),
+    };
+    let explanation = explain::check(&input);
     let status = if explanation.authenticated() { 0 } else { 1 };
     let chain_subjects: Vec<String> = chain
         .iter()
@@ -284,7 +383,7 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
 }
 
 /// One registration from a file holding one, an array, or `{"clients": [...]}`.
-fn select(document: Value, client_id: Option<&str>) -> Result<Value, String> {
+fn select(document: Value, client_id: Option<&str>) -> Result<Value, Failure> {
     let list = match document {
         Value::Object(obj) if !obj.contains_key("clients") => return Ok(Value::Object(obj)),
         other => registry::items(other.to_string().as_bytes()).map_err(|e| e.to_string())?,
@@ -293,9 +392,9 @@ fn select(document: Value, client_id: Option<&str>) -> Result<Value, String> {
         Some(id) => list
             .into_iter()
             .find(|r| registration::client_id_of(r) == Some(id))
-            .ok_or(format!("no registration with client_id {id}")),
-        None if list.len() == 1 => list.into_iter().next().ok_or("empty".to_string()),
-        None => Err(format!("{} registrations: choose one with --client-id", list.len())),
+            .ok_or(Failure::Input(format!("no registration with client_id {id}"))),
+        None if list.len() == 1 => list.into_iter().next().ok_or(Failure::Input("empty".to_string())),
+        None => Err(Failure::Usage(format!("{} registrations: choose one with --client-id", list.len()))),
     }
 }
 
@@ -332,48 +431,118 @@ fn render(e: &Explanation, chain: &[String]) -> String {
         };
         out.push_str(&format!("{mark} {}: {}\n", s.step, s.detail));
     }
-    out.push_str(&format!("verdict: {} ({})\n", e.verdict, e.outcome));
+    match &e.condition {
+        Some(condition) => out.push_str(&format!("verdict: {} ({}), {condition}\n", e.verdict, e.outcome)),
+        None => out.push_str(&format!("verdict: {} ({})\n", e.verdict, e.outcome)),
+    }
     out
 }
 
-fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
+/// The plugin's `certificate_source` as the configuration spells it.
+fn certificate_source_name(source: CertificateSource) -> &'static str {
+    match source {
+        CertificateSource::Connection => "connection",
+        CertificateSource::Xfcc => "xfcc",
+        CertificateSource::ClientCert => "client-cert",
+    }
+}
+
+/// One line on a valid plugin configuration.
+pub(crate) fn config_summary(c: &Config) -> String {
+    format!(
+        "{} inline clients, registry {}, certificate_source {}, unknown_client {}, {} endpoint(s), {} resource(s), \
+         max_body_bytes {}",
+        c.clients.len(),
+        if c.registry.is_some() { "on" } else { "off" },
+        certificate_source_name(c.certificate_source),
+        match c.unknown_client {
+            UnknownClient::Pass => "pass",
+            UnknownClient::Reject => "reject",
+        },
+        c.endpoints.len(),
+        c.resources.len(),
+        c.max_body_bytes
+    )
+}
+
+/// `lint`'s advice on one registration that loads (or not) but is likely not what was meant: a DN copied in
+/// OpenSSL's order or form, a method name outside the IANA registry. Keys are relative to the registration.
+pub(crate) fn registration_hints(metadata: &Value) -> Vec<(String, String)> {
+    let mut hints = Vec::new();
+    let field = |name: &str| metadata.get(name).and_then(Value::as_str);
+    if let Some(hint) = field("tls_client_auth_subject_dn").and_then(dn_forms::lint_hint) {
+        hints.push(("tls_client_auth_subject_dn".to_string(), hint));
+    }
+    if let Some(hint) = field("token_endpoint_auth_method").and_then(methods::hint) {
+        hints.push(("token_endpoint_auth_method".to_string(), hint));
+    }
+    hints
+}
+
+/// The key of registration `index` of a list named `list` (`clients[1] (bad)`, or `[1] (bad)` for a registry).
+fn registration_key(list: &str, index: usize, metadata: &Value) -> String {
+    match registration::client_id_of(metadata) {
+        Some(id) => format!("{list}[{index}] ({})", crate::oauth::response::for_log(id)),
+        None => format!("{list}[{index}]"),
+    }
+}
+
+/// Every registration hint of a plugin configuration's inline `clients`, keyed from the document's root.
+pub(crate) fn inline_client_hints(config: &Value) -> Vec<(String, String)> {
+    let clients = config.get("clients").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut hints = Vec::new();
+    for (i, item) in clients.iter().enumerate() {
+        for (field, hint) in registration_hints(item) {
+            hints.push((format!("{}.{field}", registration_key("clients", i, item)), hint));
+        }
+    }
+    hints
+}
+
+fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, Failure> {
     let bytes = read(file)?;
+    let raw: Option<Value> = serde_json::from_slice(&bytes).ok();
     #[cfg(not(target_arch = "wasm32"))]
     if let Some(doc) = envoy::bootstrap(&bytes) {
         return Ok(envoy::lint(file, &doc, json_out));
     }
-    let (status, text) = match Config::parse(&bytes) {
-        Ok(c) => {
-            let summary = format!(
-                "{} inline clients, registry {}, certificate source {:?}, {} endpoint(s), {} resource(s)",
-                c.clients.len(),
-                if c.registry.is_some() { "on" } else { "off" },
-                c.certificate_source,
-                c.endpoints.len(),
-                c.resources.len()
-            );
-            let warnings = c.warnings();
-            if json_out {
-                let warnings: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
-                (0, format!("{}\n", json!({"ok": true, "summary": summary, "warnings": warnings})))
-            } else {
-                let mut text = String::new();
-                for (key, advice) in &warnings {
-                    text.push_str(&format!("{file}: warning at `{key}`: {advice}\n"));
-                }
-                text.push_str(&format!("{file}: ok: {summary}\n"));
-                (0, text)
-            }
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(out) = envoy::lint_other_document(file, &bytes, json_out) {
+        return out.map_err(Failure::Input);
+    }
+    let mut warnings: Vec<(String, String)> = Vec::new();
+    let parsed = Config::parse(&bytes);
+    if let Ok(c) = &parsed {
+        warnings.extend(c.warnings().into_iter().map(|(k, p)| (k.to_string(), p)));
+    }
+    warnings.extend(raw.as_ref().map(inline_client_hints).unwrap_or_default());
+    let json_warnings: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
+    let mut text = String::new();
+    for (key, advice) in &warnings {
+        text.push_str(&format!("{file}: warning at `{key}`: {advice}\n"));
+    }
+    let (status, text) = match parsed {
+        Ok(c) if json_out => {
+            (0, format!("{}\n", json!({"ok": true, "summary": config_summary(&c), "warnings": json_warnings})))
         }
-        Err(e) if json_out => {
-            (1, format!("{}\n", json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}]})))
-        }
-        Err(e) => (1, format!("{file}: error at `{}`: {}\n", e.key, e.problem)),
+        Ok(c) => (0, format!("{text}{file}: ok: {}\n", config_summary(&c))),
+        Err(e) if json_out => (
+            1,
+            format!(
+                "{}\n",
+                json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}], "warnings": json_warnings})
+            ),
+        ),
+        Err(e) => (1, format!("{text}{file}: error at `{}`: {}\n", e.key, e.problem)),
     };
     Ok(Output { status, text })
 }
 
-fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
+fn lint_registry(
+    file: &str,
+    json_out: bool,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<Output, Failure> {
     let items = match registry::items(&read(file)?) {
         Ok(items) => items,
         Err(e) if json_out => {
@@ -385,6 +554,7 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
         Err(e) => return Ok(Output { status: 1, text: format!("{file}: error: {e}\n") }),
     };
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for id in items.iter().filter_map(registration::client_id_of).filter(|id| !id.is_empty()) {
         *copies.entry(id).or_default() += 1;
@@ -392,10 +562,10 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     let mut loaded = 0;
     for (i, item) in items.iter().enumerate() {
         let id = registration::client_id_of(item);
-        let key = match id {
-            Some(id) => format!("[{i}] ({})", crate::oauth::response::for_log(id)),
-            None => format!("[{i}]"),
-        };
+        let key = registration_key("", i, item);
+        for (field, hint) in registration_hints(item) {
+            warnings.push((format!("{key}.{field}"), hint));
+        }
         match (id.and_then(|id| copies.get(id)).copied().unwrap_or(0), registration::check(item)) {
             (n, _) if n > 1 => {
                 errors.push((key, format!("client_id is listed {n} times; the filter loads no copy of it")))
@@ -407,9 +577,13 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     let status = if errors.is_empty() { 0 } else { 1 };
     let text = if json_out {
         let errs: Vec<Value> = errors.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
-        format!("{}\n", json!({"ok": errors.is_empty(), "loaded": loaded, "errors": errs}))
+        let warns: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
+        format!("{}\n", json!({"ok": errors.is_empty(), "loaded": loaded, "errors": errs, "warnings": warns}))
     } else {
         let mut t = String::new();
+        for (k, p) in &warnings {
+            t.push_str(&format!("{file}: warning at `{k}`: {p}\n"));
+        }
         for (k, p) in &errors {
             t.push_str(&format!("{file}: error at `{k}`: {p}\n"));
         }
@@ -419,7 +593,7 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     Ok(Output { status, text })
 }
 
-fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
+fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, Failure> {
     let der = certificates(file, read)?.into_iter().next().ok_or(format!("{file}: no certificate"))?;
     let x5t = cert::x5t_s256(&der);
     let text = if json_out {
