@@ -79,8 +79,7 @@ fn find_filters<'a>(v: &'a Value, path: String, found: &mut Vec<(String, &'a Val
                 return;
             }
             for (key, child) in obj {
-                let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                find_filters(child, at, found);
+                find_filters(child, join(&path, key), found);
             }
         }
         Value::Array(items) => {
@@ -129,7 +128,7 @@ pub(crate) fn lint_other_document(file: &str, bytes: &[u8], json_out: bool) -> O
     let mut report = Report::default();
     for (at, filter) in found {
         let config = if is_wasm_plugin(filter) {
-            let value_at = format!("{at}.spec.pluginConfig");
+            let value_at = join(&at, "spec.pluginConfig");
             let json = filter.pointer("/spec/pluginConfig").map(Value::to_string).unwrap_or_default();
             plugin_value(json.as_bytes(), &value_at, false, &mut report)
         } else {
@@ -193,6 +192,15 @@ fn render(file: &str, report: &Report, json_out: bool, whole: bool) -> Output {
         t
     };
     Output { status, text }
+}
+
+/// `key` under `path` (`path.key`, or `key` at the document's root).
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -294,7 +302,7 @@ pub(crate) fn check(doc: &Value) -> Report {
 
 /// The filter's plugin configuration, validated as `on_configure` does; its errors and warnings are reported.
 fn plugin_config(filter: &Value, filter_at: &str, whole: bool, report: &mut Report) -> Option<Config> {
-    let value_at = format!("{filter_at}.typed_config.config.configuration.value");
+    let value_at = join(filter_at, "typed_config.config.configuration.value");
     let value = at(filter, &["typed_config", "config", "configuration", "value"]).and_then(Value::as_str);
     let Some(value) = value else {
         report.errors.push((value_at, "no plugin configuration (a StringValue holding the JSON)".into()));
@@ -788,5 +796,68 @@ static_resources:
         let out = lint("front.yaml", &doc("static_resources: { listeners: [] }"), false);
         assert_eq!(out.status, 0);
         assert!(out.text.contains("no oauth-mtls wasm filter"), "{}", out.text);
+    }
+
+    #[test]
+    fn the_plugin_configurations_own_warnings_and_registration_advice_are_shown() {
+        let value = json!(format!(
+            r#"{{"clients": [{{"client_id": "svc", "token_endpoint_auth_method": "tls_clientauth"}}],
+            "revocation": {{"cluster": "as", "issuers": ["{}"], "crl_urls": ["http://crl.example.test/ca.crl"],
+                           "on_unavailable": "pass"}}}}"#,
+            crate::revocation::testdata::CA
+        ));
+        let report = with(&[(&format!("{WASM}/configuration/value"), value)]);
+        assert!(report.errors.is_empty(), "{report:#?}");
+        let at: Vec<&str> = report.warnings.iter().map(|w| w.at.rsplit(": ").next().unwrap_or("")).collect();
+        assert_eq!(at, ["clients[0] (svc).token_endpoint_auth_method", "revocation.on_unavailable"], "{report:#?}");
+        assert!(report.warnings.iter().all(|w| w.rule == RULE_PLUGIN));
+    }
+
+    #[test]
+    fn a_cluster_the_plugin_names_must_be_a_cluster_of_the_bootstrap() {
+        let registry = |cluster: &str| {
+            json!(format!(r#"{{"registry": {{"cluster": "{cluster}", "authority": "r", "path": "/clients"}}}}"#))
+        };
+        let report = with(&[(&format!("{WASM}/configuration/value"), registry("registry"))]);
+        assert_eq!(report.errors.len(), 1, "{report:#?}");
+        assert!(report.errors[0].0.ends_with("configuration.value: registry.cluster"), "{:?}", report.errors);
+        assert_eq!(
+            report.errors[0].1,
+            "`registry` is not a cluster of this bootstrap (clusters: as): every call the filter makes through it fails"
+        );
+        assert!(with(&[(&format!("{WASM}/configuration/value"), registry("as"))]).errors.is_empty());
+        // With CDS, a cluster may come from it: a warning.
+        let cds = with(&[
+            (&format!("{WASM}/configuration/value"), registry("registry")),
+            ("/dynamic_resources", json!({"cds_config": {"ads": {}}})),
+        ]);
+        assert!(cds.errors.is_empty(), "{cds:#?}");
+        assert_eq!(one_warning(&cds).rule, RULE_CLUSTERS);
+    }
+
+    #[test]
+    fn the_filter_is_found_and_linted_in_any_envoy_yaml_that_is_not_a_bootstrap() {
+        // The listener of GOOD, alone: its plugin configuration is linted, the deployment rules are not.
+        let bootstrap = doc(GOOD);
+        let listener = serde_yaml_ng::to_string(bootstrap.pointer("/static_resources/listeners/0").unwrap()).unwrap();
+        let out = lint_other_document("listener.yaml", listener.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.starts_with("listener.yaml: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted"), "{}", out.text);
+        assert!(out.text.contains("`filter_chains[0].filters[0].typed_config.http_filters[0]`: ok: 0 inline clients"), "{}", out.text);
+        // Several YAML documents (an Istio manifest), one with a broken plugin configuration.
+        let broken = listener.replace(r#"{"endpoints": ["/token"]}"#, r#"{"endpoints": "/token"}"#);
+        let manifest = format!("kind: Gateway\n---\n{broken}");
+        let out = lint_other_document("istio.yaml", manifest.as_bytes(), true).unwrap().unwrap();
+        assert_eq!(out.status, 1, "{}", out.text);
+        let v: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(v["envoy_bootstrap"], false);
+        assert!(v["errors"][0]["key"].as_str().unwrap().starts_with("document 1.filter_chains[0]"), "{v}");
+        // An Istio WasmPlugin's pluginConfig.
+        let wasm_plugin = "kind: WasmPlugin\nmetadata: { name: oauth-mtls }\nspec: { pluginConfig: { unknown_client: maybe } }\n";
+        let out = lint_other_document("wasmplugin.yaml", wasm_plugin.as_bytes(), false).unwrap().unwrap();
+        assert!(out.text.contains("error at `spec.pluginConfig: unknown_client`"), "{}", out.text);
+        // A plugin configuration in JSON is left to `lint` to read as one.
+        assert!(lint_other_document("plugin.json", br#"{"endpoints": ["/token"]}"#, false).is_none());
+        assert!(lint_other_document("plugin.json", br#"{"endpoints": ["/token"],}"#, false).is_none());
     }
 }

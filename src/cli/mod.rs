@@ -607,6 +607,7 @@ fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::testdata as chains;
     use crate::revocation::testdata as rev;
     use crate::testdata::{der, LEAF, SELF_SIGNED_1};
     use std::collections::HashMap;
@@ -696,6 +697,21 @@ mod tests {
                 r#""cluster": "pki", "issuers": ["{ca}"], "ocsp": true, "ocsp_url": "http://ocsp.example.test/""#
             )),
         );
+        // Chains (check --ca): the revocation CA and a CA under its name with another key; a root, an
+        // intermediate and its leaf.
+        f.insert("rogue-ca.pem", pem::encode(&rev::der(rev::ROGUE_CA)).into_bytes());
+        f.insert("root.pem", pem::encode(&rev::der(chains::ROOT)).into_bytes());
+        f.insert(
+            "leaf-and-intermediate.pem",
+            [pem::encode(&rev::der(chains::LEAF)), pem::encode(&rev::der(chains::INTERMEDIATE))].concat().into_bytes(),
+        );
+        f.insert("chain-leaf.json", br#"{"client_id": "chain", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=chain-leaf,O=Chain Test"}"#.to_vec());
+        f.insert("broken-registry.json", br#"[{"client_id": "good", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "O=Revocation Test,CN=good", "tls_client_auth_san_dns": "x.example"}]"#.to_vec());
+        f.insert("openssl-dn.json", br#"{"clients": [{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "C = DE, O = Acme Corp, CN = svc"}]}"#.to_vec());
+        f.insert("slash-dn.json", br#"[{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "/C=DE/O=Acme Corp/CN=svc"}]"#.to_vec());
+        f.insert("typo-method.json", br#"{"clients": [{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth ", "tls_client_auth_subject_dn": "CN=svc"}]}"#.to_vec());
+        f.insert("covering.json", br#"{"endpoints": ["/token", "/oauth/par"], "resources": [{"prefix": "/oauth/"}]}"#.to_vec());
+        f.insert("bad-yaml.yaml", b"name: envoy.filters.http.router\ntyped_config: {}\n".to_vec());
         f.insert(
             "twice.json",
             br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"},
@@ -1109,6 +1125,142 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&cli("lint rev-ocsp-aia.json --json").text).unwrap();
         assert_eq!(v["warnings"][0]["key"], "revocation.ocsp");
+    }
+
+    #[test]
+    fn with_ca_a_certificate_of_a_ca_with_the_same_name_and_another_key_is_refused() {
+        let out = cli(&format!("check --cert good.pem --client good.json --ca rogue-ca.pem --now {MADE}"));
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("FAIL chain validation: the chain does not validate against --ca: the sha256WithRSAEncryption signature of \"O=Revocation Test,CN=good\" does not verify with the key of \"CN=Revocation Test CA,O=Revocation Test\" (--ca)"), "{}", out.text);
+        assert!(!out.text.contains("ok   chain"), "{}", out.text);
+        assert!(out.text.ends_with("verdict: rejected (401 invalid_client: the client certificate chain was not validated against a trusted CA, which tls_client_auth requires)\n"), "{}", out.text);
+    }
+
+    #[test]
+    fn with_ca_a_genuine_chain_validates_and_the_verdict_is_unconditional() {
+        let out = cli(&format!("check --cert good.pem --client good.json --ca rev-ca.pem --now {MADE}"));
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("     chain: \"O=Revocation Test,CN=good\" signed by \"CN=Revocation Test CA,O=Revocation Test\" (--ca): sha256WithRSAEncryption signature verifies; valid 2026-12-01T05:04:03Z to 2126-11-07T05:04:03Z"), "{}", out.text);
+        assert!(out.text.contains("ok   chain validation: the chain validates against --ca"), "{}", out.text);
+        let verdict = out.text.lines().last().unwrap();
+        assert!(verdict.starts_with("verdict: authenticated (") && verdict.ends_with(')'), "{verdict}");
+        // --cert may hold the leaf followed by the intermediates the client sends.
+        let out = cli(&format!("check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now {MADE}"));
+        assert_eq!(out.status, 1, "the testdata chain starts 2026-12-01T08:02Z, after MADE: {}", out.text);
+        let out = cli("check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now 2026-12-02T00:00:00Z");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("ok   chain validation"), "{}", out.text);
+    }
+
+    #[test]
+    fn with_ca_an_expired_certificate_is_refused() {
+        let out = cli("check --cert good.pem --client good.json --ca rev-ca.pem --now 2127-01-01T00:00:00Z");
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("FAIL chain validation: the chain does not validate against --ca: \"O=Revocation Test,CN=good\": expired at 2127-01-01T00:00:00Z (valid 2026-12-01T05:04:03Z to 2126-11-07T05:04:03Z)"), "{}", out.text);
+    }
+
+    #[test]
+    fn without_ca_the_chain_is_said_not_checked_and_the_verdict_conditional() {
+        let out = cli("check --cert good.pem --client good.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("     chain validation: NOT checked: assumed validated by Envoy's validation context (trusted_ca), which tls_client_auth requires; give the CA bundle with --ca to check it here\n"), "{}", out.text);
+        assert!(!out.text.contains("ok   chain"), "{}", out.text);
+        assert!(out.text.lines().last().unwrap().ends_with("), only if Envoy's validation context validates the chain, which was NOT checked here (give the CA bundle with --ca)"), "{}", out.text);
+        let v: Value = serde_json::from_str(&cli("check --cert good.pem --client good.json --json").text).unwrap();
+        assert!(v["condition"].as_str().unwrap().starts_with("only if Envoy's validation context"), "{v}");
+        let checked: Value =
+            serde_json::from_str(&cli(&format!("check --cert good.pem --client good.json --ca rev-ca.pem --now {MADE} --json")).text).unwrap();
+        assert_eq!(checked.get("condition"), None, "{checked}");
+    }
+
+    #[test]
+    fn ca_and_not_validated_exclude_each_other_and_now_needs_ca_or_issuer() {
+        let out = cli("check --cert good.pem --client good.json --ca rev-ca.pem --not-validated");
+        assert_eq!(out.status, 2);
+        assert!(out.text.contains("--not-validated and --ca exclude each other"), "{}", out.text);
+        assert_eq!(cli(&format!("check --cert good.pem --client good.json --now {MADE}")).status, 2);
+    }
+
+    #[test]
+    fn a_registry_registration_that_does_not_load_is_an_unknown_client_decided_by_unknown_client() {
+        let pass = cli("check --cert good.pem --client broken-registry.json --client-id good");
+        assert_eq!(pass.status, 1, "not authenticated: {}", pass.text);
+        assert!(pass.text.contains("FAIL registration: client good is refused at load: tls_client_auth requires exactly one tls_client_auth_* value"), "{}", pass.text);
+        assert!(pass.text.contains("unknown_client: pass (the filter's default) decides"), "{}", pass.text);
+        assert!(pass.text.ends_with("verdict: passed (passed to the AS without annotation: an unknown client under unknown_client: pass)\n"), "{}", pass.text);
+        let explicit = cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client pass");
+        assert_eq!(explicit, pass);
+        let reject = cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client reject");
+        assert_eq!(reject.status, 1);
+        assert!(reject.text.ends_with("verdict: rejected (401 invalid_client: unknown client: no registration for this client_id)\n"), "{}", reject.text);
+        assert_eq!(cli("check --cert good.pem --client good.json --unknown-client maybe").status, 2);
+    }
+
+    #[test]
+    fn lint_names_a_dn_copied_from_openssl_and_the_rfc_4514_string_meant() {
+        let out = cli("lint openssl-dn.json");
+        assert_eq!(out.status, 0, "it loads: {}", out.text);
+        assert!(out.text.contains("warning at `clients[0] (svc).tls_client_auth_subject_dn`: \"C = DE, O = Acme Corp, CN = svc\" lists the RDNs most significant first"), "{}", out.text);
+        assert!(out.text.contains("use \"CN=svc,O=Acme Corp,C=DE\""), "{}", out.text);
+        let out = cli("lint --registry slash-dn.json");
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("warning at `[0] (svc).tls_client_auth_subject_dn`: \"/C=DE/O=Acme Corp/CN=svc\" is in OpenSSL's /C=../CN=.. form"), "{}", out.text);
+        assert!(out.text.contains("it is \"CN=svc,O=Acme Corp,C=DE\""), "{}", out.text);
+        assert!(out.text.contains("error at `[0] (svc)`: tls_client_auth_subject_dn is not an RFC 4514 DN"), "{}", out.text);
+    }
+
+    #[test]
+    fn lint_warns_on_a_method_name_outside_the_iana_registry() {
+        let out = cli("lint typo-method.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("warning at `clients[0] (svc).token_endpoint_auth_method`: \"tls_client_auth \" is not a method of IANA's OAuth Token Endpoint Authentication Methods registry"), "{}", out.text);
+        assert!(out.text.contains("the nearest mTLS method is tls_client_auth\n"), "{}", out.text);
+        let v: Value = serde_json::from_str(&cli("lint typo-method.json --json").text).unwrap();
+        assert_eq!(v["warnings"][0]["key"], "clients[0] (svc).token_endpoint_auth_method");
+    }
+
+    #[test]
+    fn lint_says_which_endpoint_a_resource_prefix_covers() {
+        let out = cli("lint covering.json");
+        assert_eq!(out.status, 1);
+        assert_eq!(
+            out.text,
+            "covering.json: error at `resources[0].prefix`: must not cover an endpoint (it covers /oauth/par)\n"
+        );
+    }
+
+    #[test]
+    fn lint_prints_the_users_terms_not_rust_debug_names() {
+        let out = cli("lint good-config.json");
+        assert!(out.text.contains("certificate_source connection, unknown_client pass"), "{}", out.text);
+        assert!(!out.text.contains("Connection"), "{}", out.text);
+    }
+
+    #[test]
+    fn lint_says_what_it_expects_of_a_yaml_that_holds_no_filter() {
+        let out = cli("lint bad-yaml.yaml");
+        assert_eq!(out.status, 2, "{}", out.text);
+        assert!(out.text.starts_with("oauth-mtls: bad-yaml.yaml: neither a plugin configuration (the JSON the filter receives) nor an Envoy configuration holding the oauth-mtls wasm filter"), "{}", out.text);
+        assert!(!out.text.contains("usage:"), "{}", out.text);
+    }
+
+    #[test]
+    fn version_prints_the_crate_version() {
+        let expected = Output { status: 0, text: format!("oauth-mtls {}\n", env!("CARGO_PKG_VERSION")) };
+        assert_eq!(cli("--version"), expected);
+        assert_eq!(cli("version"), expected);
+        assert_eq!(cli("-V"), expected);
+    }
+
+    #[test]
+    fn a_missing_file_prints_the_error_and_a_one_line_hint_not_the_usage() {
+        let out = cli("check --cert missing.pem --client good.json");
+        assert_eq!(
+            out,
+            Output { status: 2, text: "oauth-mtls: missing.pem: no such file\n(oauth-mtls --help shows the usage)\n".into() }
+        );
+        assert_eq!(cli("lint missing.json").text.lines().count(), 2);
+        assert!(cli("check --cert good.pem").text.contains("usage:"), "a usage error still shows the usage");
     }
 
     #[test]
