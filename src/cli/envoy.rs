@@ -842,8 +842,18 @@ static_resources:
         let listener = serde_yaml_ng::to_string(bootstrap.pointer("/static_resources/listeners/0").unwrap()).unwrap();
         let out = lint_other_document("listener.yaml", listener.as_bytes(), false).unwrap().unwrap();
         assert_eq!(out.status, 0, "{}", out.text);
-        assert!(out.text.starts_with("listener.yaml: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted"), "{}", out.text);
-        assert!(out.text.contains("`filter_chains[0].filters[0].typed_config.http_filters[0]`: ok: 0 inline clients"), "{}", out.text);
+        assert!(
+            out.text.starts_with(
+                "listener.yaml: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted"
+            ),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("`filter_chains[0].filters[0].typed_config.http_filters[0]`: ok: 0 inline clients"),
+            "{}",
+            out.text
+        );
         // Several YAML documents (an Istio manifest), one with a broken plugin configuration.
         let broken = listener.replace(r#"{"endpoints": ["/token"]}"#, r#"{"endpoints": "/token"}"#);
         let manifest = format!("kind: Gateway\n---\n{broken}");
@@ -853,7 +863,8 @@ static_resources:
         assert_eq!(v["envoy_bootstrap"], false);
         assert!(v["errors"][0]["key"].as_str().unwrap().starts_with("document 1.filter_chains[0]"), "{v}");
         // An Istio WasmPlugin's pluginConfig.
-        let wasm_plugin = "kind: WasmPlugin\nmetadata: { name: oauth-mtls }\nspec: { pluginConfig: { unknown_client: maybe } }\n";
+        let wasm_plugin =
+            "kind: WasmPlugin\nmetadata: { name: oauth-mtls }\nspec: { pluginConfig: { unknown_client: maybe } }\n";
         let out = lint_other_document("wasmplugin.yaml", wasm_plugin.as_bytes(), false).unwrap().unwrap();
         assert!(out.text.contains("error at `spec.pluginConfig: unknown_client`"), "{}", out.text);
         // A plugin configuration in JSON is left to `lint` to read as one.

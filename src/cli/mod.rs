@@ -710,7 +710,10 @@ mod tests {
         f.insert("openssl-dn.json", br#"{"clients": [{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "C = DE, O = Acme Corp, CN = svc"}]}"#.to_vec());
         f.insert("slash-dn.json", br#"[{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "/C=DE/O=Acme Corp/CN=svc"}]"#.to_vec());
         f.insert("typo-method.json", br#"{"clients": [{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth ", "tls_client_auth_subject_dn": "CN=svc"}]}"#.to_vec());
-        f.insert("covering.json", br#"{"endpoints": ["/token", "/oauth/par"], "resources": [{"prefix": "/oauth/"}]}"#.to_vec());
+        f.insert(
+            "covering.json",
+            br#"{"endpoints": ["/token", "/oauth/par"], "resources": [{"prefix": "/oauth/"}]}"#.to_vec(),
+        );
         f.insert("bad-yaml.yaml", b"name: envoy.filters.http.router\ntyped_config: {}\n".to_vec());
         f.insert(
             "twice.json",
@@ -1145,9 +1148,12 @@ mod tests {
         let verdict = out.text.lines().last().unwrap();
         assert!(verdict.starts_with("verdict: authenticated (") && verdict.ends_with(')'), "{verdict}");
         // --cert may hold the leaf followed by the intermediates the client sends.
-        let out = cli(&format!("check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now {MADE}"));
+        let out =
+            cli(&format!("check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now {MADE}"));
         assert_eq!(out.status, 1, "the testdata chain starts 2026-12-01T08:02Z, after MADE: {}", out.text);
-        let out = cli("check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now 2026-12-02T00:00:00Z");
+        let out = cli(
+            "check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now 2026-12-02T00:00:00Z",
+        );
         assert_eq!(out.status, 0, "{}", out.text);
         assert!(out.text.contains("ok   chain validation"), "{}", out.text);
     }
@@ -1168,8 +1174,10 @@ mod tests {
         assert!(out.text.lines().last().unwrap().ends_with("), only if Envoy's validation context validates the chain, which was NOT checked here (give the CA bundle with --ca)"), "{}", out.text);
         let v: Value = serde_json::from_str(&cli("check --cert good.pem --client good.json --json").text).unwrap();
         assert!(v["condition"].as_str().unwrap().starts_with("only if Envoy's validation context"), "{v}");
-        let checked: Value =
-            serde_json::from_str(&cli(&format!("check --cert good.pem --client good.json --ca rev-ca.pem --now {MADE} --json")).text).unwrap();
+        let checked: Value = serde_json::from_str(
+            &cli(&format!("check --cert good.pem --client good.json --ca rev-ca.pem --now {MADE} --json")).text,
+        )
+        .unwrap();
         assert_eq!(checked.get("condition"), None, "{checked}");
     }
 
@@ -1187,12 +1195,26 @@ mod tests {
         assert_eq!(pass.status, 1, "not authenticated: {}", pass.text);
         assert!(pass.text.contains("FAIL registration: client good is refused at load: tls_client_auth requires exactly one tls_client_auth_* value"), "{}", pass.text);
         assert!(pass.text.contains("unknown_client: pass (the filter's default) decides"), "{}", pass.text);
-        assert!(pass.text.ends_with("verdict: passed (passed to the AS without annotation: an unknown client under unknown_client: pass)\n"), "{}", pass.text);
-        let explicit = cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client pass");
+        assert!(
+            pass.text.ends_with(
+                "verdict: passed (passed to the AS without annotation: an unknown client under unknown_client: pass)\n"
+            ),
+            "{}",
+            pass.text
+        );
+        let explicit =
+            cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client pass");
         assert_eq!(explicit, pass);
-        let reject = cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client reject");
+        let reject =
+            cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client reject");
         assert_eq!(reject.status, 1);
-        assert!(reject.text.ends_with("verdict: rejected (401 invalid_client: unknown client: no registration for this client_id)\n"), "{}", reject.text);
+        assert!(
+            reject.text.ends_with(
+                "verdict: rejected (401 invalid_client: unknown client: no registration for this client_id)\n"
+            ),
+            "{}",
+            reject.text
+        );
         assert_eq!(cli("check --cert good.pem --client good.json --unknown-client maybe").status, 2);
     }
 
@@ -1206,7 +1228,11 @@ mod tests {
         assert_eq!(out.status, 1, "{}", out.text);
         assert!(out.text.contains("warning at `[0] (svc).tls_client_auth_subject_dn`: \"/C=DE/O=Acme Corp/CN=svc\" is in OpenSSL's /C=../CN=.. form"), "{}", out.text);
         assert!(out.text.contains("it is \"CN=svc,O=Acme Corp,C=DE\""), "{}", out.text);
-        assert!(out.text.contains("error at `[0] (svc)`: tls_client_auth_subject_dn is not an RFC 4514 DN"), "{}", out.text);
+        assert!(
+            out.text.contains("error at `[0] (svc)`: tls_client_auth_subject_dn is not an RFC 4514 DN"),
+            "{}",
+            out.text
+        );
     }
 
     #[test]
@@ -1257,7 +1283,10 @@ mod tests {
         let out = cli("check --cert missing.pem --client good.json");
         assert_eq!(
             out,
-            Output { status: 2, text: "oauth-mtls: missing.pem: no such file\n(oauth-mtls --help shows the usage)\n".into() }
+            Output {
+                status: 2,
+                text: "oauth-mtls: missing.pem: no such file\n(oauth-mtls --help shows the usage)\n".into()
+            }
         );
         assert_eq!(cli("lint missing.json").text.lines().count(), 2);
         assert!(cli("check --cert good.pem").text.contains("usage:"), "a usage error still shows the usage");

@@ -9,8 +9,12 @@ import subprocess
 import pytest
 
 from oauth_mtls_harness import REPO, client, pki
-from oauth_mtls_harness.checks import assert_authenticated, assert_invalid_client, assert_passed_without_annotation, \
-    tls_client
+from oauth_mtls_harness.checks import (
+    assert_authenticated,
+    assert_invalid_client,
+    assert_passed_without_annotation,
+    tls_client,
+)
 from oauth_mtls_harness.envoy import poll
 
 CLI = REPO / "target" / "release" / "oauth-mtls"
