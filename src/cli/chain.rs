@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn an_issuer_that_is_not_a_ca_does_not_issue() {
-        // LEAF names TEST_CA as its issuer; a certificate with that subject and cA false issues nothing.
+        // LEAF (basicConstraints cA false) judged as an issuer; TEST_CA (cA true) passes.
         assert_eq!(
             ca_rules(&Certificate::decode(&der(LEAF)).unwrap().0, 0),
             Err("is not a CA: its basicConstraints has cA false".to_string())

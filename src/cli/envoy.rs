@@ -158,23 +158,15 @@ fn render(file: &str, report: &Report, json_out: bool, whole: bool) -> Output {
         let v = json!({"ok": report.errors.is_empty(), "envoy_bootstrap": whole, "filters": filters,
                        "warnings": warnings, "errors": errors});
         format!("{v}\n")
-    } else if !whole {
-        let mut t = format!(
-            "{file}: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted, the deployment \
-             rules (SECURITY.md) and the clusters it names need the whole bootstrap\n"
-        );
-        for w in &report.warnings {
-            t.push_str(&format!("{file}: warning at `{}`: {} ({})\n", w.at, w.problem, w.rule));
-        }
-        for (key, problem) in &report.errors {
-            t.push_str(&format!("{file}: error at `{key}`: {problem}\n"));
-        }
-        for (at, summary) in &report.filters {
-            t.push_str(&format!("{file}: `{at}`: {summary}\n"));
-        }
-        t
     } else {
-        let mut t = format!("{file}: Envoy bootstrap with {} oauth-mtls filter(s)\n", report.filters.len());
+        let mut t = if whole {
+            format!("{file}: Envoy bootstrap with {} oauth-mtls filter(s)\n", report.filters.len())
+        } else {
+            format!(
+                "{file}: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted, the \
+                 deployment rules (SECURITY.md) and the clusters it names need the whole bootstrap\n"
+            )
+        };
         for w in &report.warnings {
             t.push_str(&format!("{file}: warning at `{}`: {} ({})\n", w.at, w.problem, w.rule));
         }
@@ -184,7 +176,7 @@ fn render(file: &str, report: &Report, json_out: bool, whole: bool) -> Output {
         for (at, summary) in &report.filters {
             t.push_str(&format!("{file}: `{at}`: {summary}\n"));
         }
-        if report.filters.is_empty() {
+        if whole && report.filters.is_empty() {
             t.push_str(&format!(
                 "{file}: no oauth-mtls wasm filter in static_resources (one delivered over LDS or ECDS is not checked)\n"
             ));

@@ -772,4 +772,30 @@ mod tests {
         assert!(method.detail.ends_with("the nearest mTLS method is tls_client_auth"), "{}", method.detail);
         assert_eq!(e.verdict, "passed");
     }
+
+    #[test]
+    fn a_chain_whose_signature_cannot_be_checked_is_not_ok_and_the_verdict_is_conditional() {
+        use crate::cli::testdata as chains;
+        use crate::revocation::testdata::der as der64;
+        let leaf = der64(chains::ED25519_LEAF);
+        let report = chain::validate(&leaf, &[], &[der64(chains::ED25519_CA)], 1_796_169_600_000);
+        let reg = tls("tls_client_auth_subject_dn", "CN=ed25519-leaf,O=Chain Test");
+        let input = Input {
+            leaf_der: &leaf,
+            chain: ChainInput::Checked(report),
+            metadata: &reg,
+            jwks: None,
+            revocation: None,
+            unknown_client: UnknownClient::Pass,
+        };
+        let e = check(&input);
+        let chain = e.steps.iter().find(|s| s.step == "chain validation").unwrap();
+        assert_eq!(chain.ok, None, "{chain:?}");
+        assert!(chain.detail.starts_with("cannot check: "), "{chain:?}");
+        assert!(e.authenticated());
+        assert_eq!(
+            e.condition.as_deref(),
+            Some("only if the signature this tool cannot check verifies (Envoy checks it)")
+        );
+    }
 }
