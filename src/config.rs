@@ -2,11 +2,14 @@
 
 use crate::cert::dn::Dn;
 use crate::header;
+use crate::oauth::endpoint::{self, Endpoints};
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::registration::{self, Client, KeySource, Method};
+use crate::oauth::tenant::{self, Tenant};
+use crate::preset::{Preset, PRESETS};
 use crate::revocation::ca::Ca;
 pub use crate::revocation::OnUnavailable;
-use crate::{oauth::path, proxy::memory};
+use crate::{oauth::discovery, oauth::path, proxy::memory};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -49,6 +52,10 @@ pub struct ForwardCertificate {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
+    /// Its place in `registries`; `None` for `registry` (its stats keep the names without an index).
+    pub index: Option<u8>,
+    /// The tenant of every registration it serves (`registries[].tenant`); `None`: the tenant each item names.
+    pub tenant: Option<Tenant>,
     pub cluster: String,
     pub authority: String,
     pub path: String,
@@ -80,14 +87,29 @@ pub struct PayloadMetadata {
 pub struct Discovery {
     pub mtls_endpoint_aliases: Option<Map<String, Value>>,
     pub max_bytes: usize,
+    /// The metadata documents amended: paths or `{tenant}` templates (default `discovery::PATHS`).
+    pub paths: Vec<String>,
+    routes: Endpoints,
+}
+
+impl Discovery {
+    /// Whether `path` is a metadata document to amend, and in which tenant (`Some(None)`: a literal path). A
+    /// path that reaches a template without naming one tenant is not amended.
+    pub fn document(&self, path: &str) -> Option<Option<Tenant>> {
+        match self.routes.find(path)? {
+            endpoint::Match::Literal => Some(None),
+            endpoint::Match::Tenant(t) => Some(Some(t)),
+            endpoint::Match::BadTenant(_) => None,
+        }
+    }
 }
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub endpoints: Vec<String>,
-    /// `endpoints` as compared with request paths (see `endpoint_key`), computed once.
-    endpoint_keys: Vec<String>,
+    /// `endpoints` ready for matching request paths (literal paths and `{tenant}` templates).
+    routes: Endpoints,
     pub max_body_bytes: usize,
     pub certificate_source: CertificateSource,
     pub trusted_forwarders: Vec<Forwarder>,
@@ -95,7 +117,8 @@ pub struct Config {
     pub forward_certificate: ForwardCertificate,
     pub unknown_client: UnknownClient,
     pub clients: HashMap<String, Client>,
-    pub registry: Option<RegistryConfig>,
+    /// `registry`, or every entry of `registries`, in order.
+    pub registries: Vec<RegistryConfig>,
     pub jwks_cluster: Option<String>,
     pub jwks_min_refresh_seconds: u64,
     pub jwks_timeout_ms: u64,
@@ -108,6 +131,8 @@ pub struct Config {
     pub jwt_payload_metadata: PayloadMetadata,
     pub discovery: Option<Discovery>,
     pub revocation: Option<RevocationConfig>,
+    /// The server whose endpoints, discovery paths and certificate header filled what the document left out.
+    pub preset: Option<Preset>,
 }
 
 /// `revocation`: client certificates checked by CRL and OCSP (see `revocation`).
@@ -135,6 +160,91 @@ pub const ENVOY_DEFAULT_BUFFER_LIMIT: usize = 1 << 20;
 /// What Envoy's buffer must hold beyond `max_body_bytes` for the filter to see a body over its limit first
 /// (a body arrives in chunks of up to 64 KiB).
 pub const BUFFER_HEADROOM: usize = 64 << 10;
+
+/// The strings of the array at `key`; an item that is not one is named (`endpoints[2]`).
+fn strings(items: &[Value], key: &str) -> Result<Vec<String>, ConfigError> {
+    let string = |(i, v): (usize, &Value)| {
+        v.as_str().map(str::to_string).ok_or_else(|| err(format!("{key}[{i}]"), "must be a string"))
+    };
+    items.iter().enumerate().map(string).collect()
+}
+
+/// The most registries a filter fetches (`registries`).
+pub const MAX_REGISTRIES: usize = 128;
+
+const REGISTRY_KEYS: [&str; 9] = [
+    "cluster",
+    "authority",
+    "path",
+    "refresh_seconds",
+    "timeout_ms",
+    "max_stale_seconds",
+    "buckets",
+    "max_bytes",
+    "tenant",
+];
+
+/// `registry`, or one object of `registries` at `index`; errors name the key (`registry.path`,
+/// `registries[3].tenant`).
+fn registry_config(r: &Object<'_>, index: Option<u8>) -> Result<RegistryConfig, ConfigError> {
+    let (cluster, authority, path) =
+        (r.required_string("cluster")?, r.required_string("authority")?, r.required_string("path")?);
+    for (k, v) in [("cluster", &cluster), ("authority", &authority)] {
+        if v.is_empty() {
+            return Err(err(r.key(k), "must not be empty"));
+        }
+    }
+    if !path.starts_with('/') {
+        return Err(err(r.key("path"), "must start with /"));
+    }
+    let tenant = match r.string("tenant")? {
+        None => None,
+        Some(_) if index.is_none() => {
+            return Err(err(r.key("tenant"), "applies to registries only (registry's items name their tenants)"))
+        }
+        Some(t) => Some(Tenant::new(&t).map_err(|e| err(r.key("tenant"), e.to_string()))?),
+    };
+    let refresh_seconds = in_range(&r.key("refresh_seconds"), r.u64("refresh_seconds")?, 30, 1, 86400)?;
+    Ok(RegistryConfig {
+        index,
+        tenant,
+        cluster,
+        authority,
+        path,
+        refresh_seconds,
+        timeout_ms: in_range(&r.key("timeout_ms"), r.u64("timeout_ms")?, 5000, 1, 60000)?,
+        max_stale_seconds: in_range(
+            &r.key("max_stale_seconds"),
+            r.u64("max_stale_seconds")?,
+            300,
+            refresh_seconds,
+            30 * 86400,
+        )?,
+        // About 100 registrations a bucket at 100,000 clients: a lookup after a change copies
+        // ~15 KB, and a bucket is small enough for one load slice.
+        buckets: in_range(&r.key("buckets"), r.u64("buckets")?, 1024, 1, 4096)? as u32,
+        // A loading worker holds the document and its encoded buckets at once: 64 MiB keeps a load far
+        // below V8's 1 GiB per VM beside the caches' budget.
+        max_bytes: in_range(&r.key("max_bytes"), r.u64("max_bytes")?, 16 << 20, 1024, MAX_REGISTRY_BYTES)? as usize,
+    })
+}
+
+impl RegistryConfig {
+    /// Whether both fetch the same document for the same tenant (two copies would make every client ambiguous).
+    fn same_source(&self, other: &RegistryConfig) -> bool {
+        (&self.cluster, &self.authority, &self.path, &self.tenant)
+            == (&other.cluster, &other.authority, &other.path, &other.tenant)
+    }
+
+    /// How logs and errors name it: `registry`, or `registries[3]` with its tenant.
+    pub fn name(&self) -> String {
+        match (self.index, &self.tenant) {
+            (None, _) => "registry".to_string(),
+            (Some(i), None) => format!("registries[{i}]"),
+            (Some(i), Some(t)) => format!("registries[{i}] (tenant {t})"),
+        }
+    }
+}
 
 /// The largest registry document a worker loads (`registry.max_bytes`).
 pub const MAX_REGISTRY_BYTES: u64 = 64 << 20;
@@ -289,7 +399,7 @@ impl<'a> Object<'a> {
     }
 }
 
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 21] = [
     "endpoints",
     "max_body_bytes",
     "certificate_source",
@@ -299,6 +409,8 @@ const KEYS: [&str; 19] = [
     "unknown_client",
     "clients",
     "registry",
+    "registries",
+    "preset",
     "jwks_cluster",
     "jwks_min_refresh_seconds",
     "jwks_timeout_ms",
@@ -438,15 +550,6 @@ const FORBIDDEN_FORWARD_HEADERS: [&str; 9] = [
     "cookie",
 ];
 
-/// The form of a path that endpoint matching compares: `path::key` without a trailing `/`.
-fn endpoint_key(path: &str) -> String {
-    let mut key = path::key(path);
-    if key.len() > 1 && key.ends_with('/') {
-        key.pop();
-    }
-    key
-}
-
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
@@ -457,29 +560,25 @@ impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let text = std::str::from_utf8(bytes).map_err(|_| err("", "not UTF-8"))?;
         let text = if text.trim().is_empty() { "{}" } else { text };
-        let document: Value = serde_json::from_slice(text.as_bytes()).map_err(|e| err("", e.to_string()))?;
-        Config::from_document(&Object::new(String::new(), &document, &KEYS)?)
+        let mut document: Value = serde_json::from_slice(text.as_bytes()).map_err(|e| err("", e.to_string()))?;
+        let preset = Object::new(String::new(), &document, &KEYS)?.variant("preset", &PRESETS)?;
+        if let (Some(preset), Some(map)) = (preset, document.as_object_mut()) {
+            preset.apply(map);
+        }
+        let mut config = Config::from_document(&Object::new(String::new(), &document, &KEYS)?)?;
+        config.preset = preset;
+        Ok(config)
     }
 
     fn from_document(raw: &Object<'_>) -> Result<Config, ConfigError> {
         let endpoints = match raw.array("endpoints")? {
             None => vec!["/token".to_string()],
-            Some(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    e.as_str().map(str::to_string).ok_or_else(|| err(format!("endpoints[{i}]"), "must be a string"))
-                })
-                .collect::<Result<_, _>>()?,
+            Some(items) => strings(items, "endpoints")?,
         };
         if endpoints.is_empty() {
             return Err(err("endpoints", "must list at least one path"));
         }
-        for (i, e) in endpoints.iter().enumerate() {
-            if !e.starts_with('/') || e.contains(['?', '#']) || e.chars().any(char::is_whitespace) {
-                return Err(err(format!("endpoints[{i}]"), "must be an absolute path without query or fragment"));
-            }
-        }
+        let routes = Endpoints::parse(&endpoints).map_err(|(i, e)| err(format!("endpoints[{i}]"), e.to_string()))?;
         let max_body_bytes = in_range("max_body_bytes", raw.u64("max_body_bytes")?, 65536, 1, 1 << 20)? as usize;
         let certificate_source = raw.variant("certificate_source", &SOURCES)?.unwrap_or(CertificateSource::Connection);
 
@@ -526,59 +625,39 @@ impl Config {
             if matches!(client.method, Method::SelfSigned(KeySource::JwksUri(_))) && jwks_cluster.is_none() {
                 return Err(err(key, "uses jwks_uri, so jwks_cluster must be set"));
             }
-            if clients.contains_key(&client.client_id) {
-                return Err(err(key, "client_id is registered twice"));
+            let scoped = tenant::scoped_key(client.tenant.as_ref(), &client.client_id).into_owned();
+            if clients.contains_key(&scoped) {
+                let tenant = client.tenant.as_ref().map(|t| format!(" in tenant {t}")).unwrap_or_default();
+                return Err(err(
+                    key,
+                    format!("client_id is registered twice{tenant}: which registration is meant is ambiguous"),
+                ));
             }
-            clients.insert(client.client_id.clone(), client);
+            clients.insert(scoped, client);
         }
 
-        let registry_keys = [
-            "cluster",
-            "authority",
-            "path",
-            "refresh_seconds",
-            "timeout_ms",
-            "max_stale_seconds",
-            "buckets",
-            "max_bytes",
-        ];
-        let registry = match raw.object("registry", &registry_keys)? {
-            None => None,
-            Some(r) => {
-                let (cluster, authority, path) =
-                    (r.required_string("cluster")?, r.required_string("authority")?, r.required_string("path")?);
-                for (k, v) in [("registry.cluster", &cluster), ("registry.authority", &authority)] {
-                    if v.is_empty() {
-                        return Err(err(k, "must not be empty"));
-                    }
-                }
-                if !path.starts_with('/') {
-                    return Err(err("registry.path", "must start with /"));
-                }
-                let refresh_seconds = in_range("registry.refresh_seconds", r.u64("refresh_seconds")?, 30, 1, 86400)?;
-                Some(RegistryConfig {
-                    cluster,
-                    authority,
-                    path,
-                    refresh_seconds,
-                    timeout_ms: in_range("registry.timeout_ms", r.u64("timeout_ms")?, 5000, 1, 60000)?,
-                    max_stale_seconds: in_range(
-                        "registry.max_stale_seconds",
-                        r.u64("max_stale_seconds")?,
-                        300,
-                        refresh_seconds,
-                        30 * 86400,
-                    )?,
-                    // About 100 registrations a bucket at 100,000 clients: a lookup after a change copies
-                    // ~15 KB, and a bucket is small enough for one load slice.
-                    buckets: in_range("registry.buckets", r.u64("buckets")?, 1024, 1, 4096)? as u32,
-                    // A loading worker holds the document and its encoded buckets at once: 64 MiB keeps a load far
-                    // below V8's 1 GiB per VM beside the caches' budget.
-                    max_bytes: in_range("registry.max_bytes", r.u64("max_bytes")?, 16 << 20, 1024, MAX_REGISTRY_BYTES)?
-                        as usize,
-                })
+        let registry = raw.object("registry", &REGISTRY_KEYS)?;
+        let listed = raw.objects("registries", &REGISTRY_KEYS)?;
+        if registry.is_some() && raw.get("registries").is_some() {
+            return Err(err("registries", "cannot be used together with registry: list that registry in registries"));
+        }
+        if listed.len() > MAX_REGISTRIES {
+            return Err(err("registries", format!("lists {} registries, more than {MAX_REGISTRIES}", listed.len())));
+        }
+        let mut registries = Vec::new();
+        if let Some(r) = &registry {
+            registries.push(registry_config(r, None)?);
+        }
+        for (i, r) in listed.iter().enumerate() {
+            let config = registry_config(r, u8::try_from(i).ok())?;
+            if let Some(j) = registries.iter().position(|o: &RegistryConfig| o.same_source(&config)) {
+                return Err(err(
+                    r.path.clone(),
+                    format!("fetches the same document for the same tenant as registries[{j}]"),
+                ));
             }
-        };
+            registries.push(config);
+        }
 
         let mut resources = Vec::new();
         for r in raw.objects("resources", &["prefix", "require_binding"])? {
@@ -587,7 +666,7 @@ impl Config {
                 return Err(err(r.key("prefix"), "must start with /"));
             }
             let prefix_key = path::key(&prefix);
-            if let Some(endpoint) = endpoints.iter().find(|e| endpoint_key(e).starts_with(&prefix_key)) {
+            if let Some(endpoint) = endpoints.iter().find(|e| endpoint::literal_key(e).starts_with(&prefix_key)) {
                 return Err(err(r.key("prefix"), format!("must not cover an endpoint (it covers {endpoint})")));
             }
             let require_binding = r.bool("require_binding")?.unwrap_or(true);
@@ -604,18 +683,35 @@ impl Config {
         if jwt_payload_metadata.namespace.is_empty() || jwt_payload_metadata.key.is_empty() {
             return Err(err("jwt_payload_metadata", "namespace and key must not be empty"));
         }
-        let discovery = match raw.object("discovery", &["mtls_endpoint_aliases", "max_bytes"])? {
+        let discovery = match raw.object("discovery", &["mtls_endpoint_aliases", "max_bytes", "paths"])? {
             None => None,
             Some(d) => {
+                let paths = match d.array("paths")? {
+                    None => discovery::PATHS.iter().map(|p| (*p).to_string()).collect(),
+                    Some(items) => strings(items, "discovery.paths")?,
+                };
+                if paths.is_empty() {
+                    return Err(err("discovery.paths", "must list at least one path"));
+                }
+                let routes =
+                    Endpoints::parse(&paths).map_err(|(i, e)| err(format!("discovery.paths[{i}]"), e.to_string()))?;
                 let aliases = d.typed("mtls_endpoint_aliases", "an object", Value::as_object)?;
-                if let Some(aliases) = aliases {
-                    if let Some((k, _)) = aliases.iter().find(|(_, v)| !v.is_string()) {
+                for (k, v) in aliases.into_iter().flatten() {
+                    let Some(text) = v.as_str() else {
                         return Err(err(format!("discovery.mtls_endpoint_aliases.{k}"), "must be a URL string"));
+                    };
+                    if text.contains(endpoint::TENANT) && routes.has_literals() {
+                        return Err(err(
+                            format!("discovery.mtls_endpoint_aliases.{k}"),
+                            "holds {tenant}, so every discovery.paths entry must be a {tenant} template",
+                        ));
                     }
                 }
                 Some(Discovery {
                     mtls_endpoint_aliases: aliases.cloned(),
                     max_bytes: in_range("discovery.max_bytes", d.u64("max_bytes")?, 65536, 1024, 1 << 20)? as usize,
+                    paths,
+                    routes,
                 })
             }
         };
@@ -633,10 +729,11 @@ impl Config {
 
         Ok(Config {
             revocation,
+            preset: None,
             resources,
             jwt_payload_metadata,
             discovery,
-            endpoint_keys: endpoints.iter().map(|e| endpoint_key(e)).collect(),
+            routes,
             endpoints,
             max_body_bytes,
             certificate_source,
@@ -645,7 +742,7 @@ impl Config {
             forward_certificate,
             unknown_client: raw.variant("unknown_client", &UNKNOWN_CLIENT)?.unwrap_or(UnknownClient::Pass),
             clients,
-            registry,
+            registries,
             jwks_cluster,
             jwks_min_refresh_seconds,
             jwks_timeout_ms: in_range("jwks_timeout_ms", raw.u64("jwks_timeout_ms")?, 5000, 1, 60000)?,
@@ -667,8 +764,13 @@ impl Config {
     /// because many servers (Tomcat, koa-router, Spring) route `/TOKEN`, `/token;x` and `/token/` to the
     /// token endpoint, and a path the AS treats as the endpoint must never skip enforcement.
     pub fn is_endpoint(&self, path: &str) -> bool {
-        let wanted = endpoint_key(path);
-        self.endpoint_keys.contains(&wanted)
+        self.endpoint(path).is_some()
+    }
+
+    /// What `path` is to the configured endpoints: a literal endpoint, a template's endpoint in a tenant, or
+    /// one whose tenant segment is not a tenant (see [`crate::oauth::endpoint`]); `None`: not an endpoint.
+    pub fn endpoint(&self, path: &str) -> Option<endpoint::Match> {
+        self.routes.find(path)
     }
 
     /// The protected resource `path` falls under, if any: a prefix match on the widest reading of the path
@@ -768,7 +870,7 @@ mod tests {
             ForwardCertificate { header: "client-cert".into(), format: ForwardFormat::Rfc9440 }
         );
         assert_eq!(c.unknown_client, UnknownClient::Pass);
-        assert!(c.registry.is_none());
+        assert!(c.registries.is_empty());
         assert_eq!(c.jwks_min_refresh_seconds, 60);
     }
 

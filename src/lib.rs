@@ -8,7 +8,7 @@
 //!    AS; [`oauth`] reads token requests and registrations and reaches the verdict (RFC 6749, 7591, 8705) and
 //!    the reply; [`registry`] loads the AS's registrations into shared data; [`revocation`] reads CRLs and OCSP
 //!    answers (RFC 5280, 6960) and combines them into a certificate's status; [`config`] is the plugin
-//!    configuration.
+//!    configuration, and [`preset`] what it fills in for the servers users run.
 //! 2. **[`proxy`] holds the state machines**: a worker (registry and CRL refresh, caches within a memory budget) and a
 //!    request, over a small `host` trait that a readable fake implements for tests.
 //! 3. **A thin shell** (`proxy::shell`, wasm32 only) moves bytes between that trait and the proxy-wasm ABI.
@@ -27,6 +27,7 @@ pub mod forwarded;
 pub mod header;
 mod hex;
 pub mod oauth;
+pub mod preset;
 pub mod proxy;
 pub mod registry;
 pub mod revocation;

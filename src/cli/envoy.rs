@@ -336,13 +336,11 @@ fn check_clusters(doc: &Value, config: &Config, value_at: &str, report: &mut Rep
     let names: Vec<&str> = clusters.iter().filter_map(|c| str_at(c, &["name"])).collect();
     let dynamic = at(doc, &["dynamic_resources", "cds_config"]).is_some()
         || at(doc, &["dynamic_resources", "ads_config"]).is_some();
-    let named = [
-        ("registry.cluster", config.registry.as_ref().map(|r| r.cluster.as_str())),
-        ("revocation.cluster", config.revocation.as_ref().map(|r| r.cluster.as_str())),
-        ("jwks_cluster", config.jwks_cluster.as_deref()),
-    ];
+    let mut named: Vec<(String, &str)> =
+        config.registries.iter().map(|r| (format!("{}.cluster", r.name()), r.cluster.as_str())).collect();
+    named.extend(config.revocation.as_ref().map(|r| ("revocation.cluster".to_string(), r.cluster.as_str())));
+    named.extend(config.jwks_cluster.as_deref().map(|c| ("jwks_cluster".to_string(), c)));
     for (key, cluster) in named {
-        let Some(cluster) = cluster else { continue };
         if names.contains(&cluster) {
             continue;
         }
@@ -862,5 +860,16 @@ static_resources:
         // A plugin configuration in JSON is left to `lint` to read as one.
         assert!(lint_other_document("plugin.json", br#"{"endpoints": ["/token"]}"#, false).is_none());
         assert!(lint_other_document("plugin.json", br#"{"endpoints": ["/token"],}"#, false).is_none());
+    }
+
+    #[test]
+    fn each_registry_of_registries_names_a_cluster_of_the_bootstrap() {
+        let value = json!(
+            r#"{"registries": [{"cluster": "as", "authority": "r", "path": "/a"},
+                               {"cluster": "tenants", "authority": "r", "path": "/b"}]}"#
+        );
+        let report = with(&[(&format!("{WASM}/configuration/value"), value)]);
+        assert_eq!(report.errors.len(), 1, "{report:#?}");
+        assert!(report.errors[0].0.ends_with("configuration.value: registries[1].cluster"), "{:?}", report.errors);
     }
 }

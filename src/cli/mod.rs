@@ -450,10 +450,11 @@ fn certificate_source_name(source: CertificateSource) -> &'static str {
 /// One line on a valid plugin configuration.
 pub(crate) fn config_summary(c: &Config) -> String {
     format!(
-        "{} inline clients, registry {}, certificate_source {}, unknown_client {}, {} endpoint(s), {} resource(s), \
+        "{} inline clients, {} registr{}, certificate_source {}, unknown_client {}, {} endpoint(s), {} resource(s), \
          max_body_bytes {}",
         c.clients.len(),
-        if c.registry.is_some() { "on" } else { "off" },
+        c.registries.len(),
+        if c.registries.len() == 1 { "y" } else { "ies" },
         certificate_source_name(c.certificate_source),
         match c.unknown_client {
             UnknownClient::Pass => "pass",

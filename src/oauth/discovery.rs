@@ -1,9 +1,11 @@
 //! Authorization server metadata (RFC 8414, OpenID Discovery) amended with what the edge provides (RFC 8705 §3.3, §5).
 
+use crate::oauth::endpoint::TENANT;
+use crate::oauth::tenant::Tenant;
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// The metadata documents the filter amends.
+/// The metadata documents the filter amends by default (`discovery.paths`).
 pub const PATHS: [&str; 2] = ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"];
 
 /// Why a metadata document was passed on unchanged.
@@ -26,16 +28,31 @@ impl fmt::Display for DiscoveryError {
 
 impl std::error::Error for DiscoveryError {}
 
-/// Whether `path` (query ignored) is one of the metadata documents.
-pub fn is_metadata_path(path: &str) -> bool {
-    let path = path.split('?').next().unwrap_or(path);
-    PATHS.contains(&path)
+/// `value` with every `{tenant}` replaced by the tenant, percent-encoded as a path segment.
+pub fn substitute(value: &str, tenant: &Tenant) -> String {
+    let encoded: String = tenant
+        .as_str()
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    value.replace(TENANT, &encoded)
 }
 
 /// The document with `tls_client_auth` and `self_signed_tls_client_auth` in
 /// `token_endpoint_auth_methods_supported`, `tls_client_certificate_bound_access_tokens: true`, and
-/// `mtls_endpoint_aliases` when configured. Every other member is kept, in order.
-pub fn amend(document: &[u8], aliases: Option<&Map<String, Value>>) -> Result<Vec<u8>, DiscoveryError> {
+/// `mtls_endpoint_aliases` when configured, `{tenant}` in them replaced by the request's tenant. Every other
+/// member is kept, in order.
+pub fn amend(
+    document: &[u8],
+    aliases: Option<&Map<String, Value>>,
+    tenant: Option<&Tenant>,
+) -> Result<Vec<u8>, DiscoveryError> {
     let mut value: Value = serde_json::from_slice(document).map_err(|e| DiscoveryError::NotJson(e.to_string()))?;
     let obj = value.as_object_mut().ok_or(DiscoveryError::NotAnObject)?;
     let methods = obj
@@ -51,7 +68,15 @@ pub fn amend(document: &[u8], aliases: Option<&Map<String, Value>>) -> Result<Ve
     }
     obj.insert("tls_client_certificate_bound_access_tokens".into(), Value::Bool(true));
     if let Some(aliases) = aliases {
-        obj.insert("mtls_endpoint_aliases".into(), Value::Object(aliases.clone()));
+        let mut aliases = aliases.clone();
+        if let Some(tenant) = tenant {
+            for value in aliases.values_mut() {
+                if let Some(text) = value.as_str().filter(|t| t.contains(TENANT)) {
+                    *value = Value::String(substitute(text, tenant));
+                }
+            }
+        }
+        obj.insert("mtls_endpoint_aliases".into(), Value::Object(aliases));
     }
     serde_json::to_vec(&value).map_err(|e| DiscoveryError::NotJson(e.to_string()))
 }
@@ -63,7 +88,7 @@ mod tests {
 
     fn amended(doc: Value, aliases: Option<Value>) -> Value {
         let aliases = aliases.map(|a| a.as_object().unwrap().clone());
-        serde_json::from_slice(&amend(doc.to_string().as_bytes(), aliases.as_ref()).unwrap()).unwrap()
+        serde_json::from_slice(&amend(doc.to_string().as_bytes(), aliases.as_ref(), None).unwrap()).unwrap()
     }
 
     #[test]
@@ -105,7 +130,7 @@ mod tests {
     #[test]
     fn other_members_are_untouched_and_keep_their_order() {
         let doc = r#"{"issuer":"https://as","jwks_uri":"https://as/jwks","scopes_supported":["openid"],"token_endpoint_auth_methods_supported":[]}"#;
-        let out = String::from_utf8(amend(doc.as_bytes(), None).unwrap()).unwrap();
+        let out = String::from_utf8(amend(doc.as_bytes(), None, None).unwrap()).unwrap();
         assert!(
             out.starts_with(r#"{"issuer":"https://as","jwks_uri":"https://as/jwks","scopes_supported":["openid"],"#),
             "{out}"
@@ -114,18 +139,24 @@ mod tests {
 
     #[test]
     fn documents_that_are_not_metadata_objects_are_errors() {
-        assert!(matches!(amend(b"<html>", None), Err(DiscoveryError::NotJson(_))));
-        assert_eq!(amend(b"[]", None), Err(DiscoveryError::NotAnObject));
+        assert!(matches!(amend(b"<html>", None, None), Err(DiscoveryError::NotJson(_))));
+        assert_eq!(amend(b"[]", None, None), Err(DiscoveryError::NotAnObject));
         assert_eq!(
-            amend(br#"{"token_endpoint_auth_methods_supported": "x"}"#, None),
+            amend(br#"{"token_endpoint_auth_methods_supported": "x"}"#, None, None),
             Err(DiscoveryError::MethodsNotAnArray)
         );
     }
 
     #[test]
-    fn metadata_paths_ignore_the_query() {
-        assert!(is_metadata_path("/.well-known/openid-configuration?x=1"));
-        assert!(is_metadata_path("/.well-known/oauth-authorization-server"));
-        assert!(!is_metadata_path("/.well-known/jwks.json"));
+    fn aliases_name_the_requests_tenant() {
+        let aliases =
+            json!({"token_endpoint": "https://mtls.example.com/realms/{tenant}/protocol/openid-connect/token"});
+        let aliases = aliases.as_object().unwrap();
+        let tenant = Tenant::new("realm a").unwrap();
+        let out: Value = serde_json::from_slice(&amend(b"{}", Some(aliases), Some(&tenant)).unwrap()).unwrap();
+        assert_eq!(
+            out["mtls_endpoint_aliases"]["token_endpoint"],
+            "https://mtls.example.com/realms/realm%20a/protocol/openid-connect/token"
+        );
     }
 }

@@ -4,10 +4,12 @@
 pub mod basic;
 pub(crate) mod binding;
 pub mod discovery;
+pub mod endpoint;
 pub mod form;
 pub mod jwks;
 pub mod path;
 pub mod registration;
 pub mod request;
 pub(crate) mod response;
+pub mod tenant;
 pub mod verdict;

@@ -4,6 +4,7 @@ use crate::cert::dn::{Dn, DnError};
 use crate::cert::issuer::{IssuerError, IssuerKey};
 use crate::cert::san::{SanError, SanKind, SanRule};
 use crate::oauth::jwks::{self, JwksError, JwksUri, JwksUriError, Thumbprint};
+use crate::oauth::tenant::{self, Tenant, TenantError};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -37,6 +38,8 @@ pub enum Method {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub client_id: String,
+    /// The tenant it belongs to (see [`Stored::tenant`]).
+    pub tenant: Option<Tenant>,
     pub method: Method,
     pub bound_tokens: bool,
     /// `tls_client_auth_issuer_keys`: the CA keys this client's leaf must be signed by (none: any trusted CA).
@@ -79,6 +82,13 @@ pub enum RegistrationError {
     IssuerKeysWithoutTlsClientAuth,
     /// Valid metadata this deployment cannot serve; the text says why.
     Unsupported(String),
+    /// `tenant` is not a tenant name (empty, `.`, `..`, a path character): it could never match.
+    InvalidTenant(TenantError),
+    /// It names another tenant than the registry that serves it (`registries[].tenant`).
+    OtherTenant {
+        registry: Tenant,
+        item: String,
+    },
 }
 
 impl fmt::Display for RegistrationError {
@@ -118,6 +128,10 @@ impl fmt::Display for RegistrationError {
             RegistrationError::IssuerKeysWithoutTlsClientAuth => {
                 write!(f, "tls_client_auth_issuer_keys applies only to tls_client_auth clients")
             }
+            RegistrationError::InvalidTenant(e) => write!(f, "tenant: {e}, so no request could ever match it"),
+            RegistrationError::OtherTenant { registry, item } => {
+                write!(f, "it names tenant `{item}`, but its registry serves tenant `{registry}` only")
+            }
         }
     }
 }
@@ -137,6 +151,9 @@ const SUBJECT_FIELDS: [&str; 5] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub client_id: String,
+    /// The tenant it belongs to: found only by requests to that tenant's templated endpoints. `None`: only by
+    /// requests to literal endpoints.
+    pub tenant: Option<Tenant>,
     pub method: String,
     /// For `tls_client_auth`: which `tls_client_auth_*` field, and its value.
     pub subject: Option<(String, String)>,
@@ -159,7 +176,26 @@ pub fn strings_of(value: &Value) -> Option<Vec<String>> {
 
 /// Checks one RFC 7591 metadata object and returns its stored form, or why it breaks RFC 8705.
 pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
+    check_in(metadata, None)
+}
+
+/// [`check`] for a registration served by a registry of one tenant (`registries[].tenant`): it belongs to that
+/// tenant, and may not name another.
+pub fn check_in(metadata: &Value, registry_tenant: Option<&Tenant>) -> Result<Stored, RegistrationError> {
     let obj = metadata.as_object().ok_or(RegistrationError::NotAnObject)?;
+    let tenant = match (obj.get("tenant"), registry_tenant) {
+        (None | Some(Value::Null), t) => t.cloned(),
+        (Some(Value::String(s)), t) => {
+            let named = Tenant::new(s).map_err(RegistrationError::InvalidTenant)?;
+            match t {
+                Some(registry) if *registry != named => {
+                    return Err(RegistrationError::OtherTenant { registry: registry.clone(), item: s.clone() })
+                }
+                _ => Some(named),
+            }
+        }
+        (Some(_), _) => return Err(wrong("tenant", "a string")),
+    };
     let client_id = match obj.get("client_id") {
         Some(Value::String(s)) if s.chars().any(char::is_control) => {
             return Err(RegistrationError::ClientIdControlCharacter)
@@ -180,6 +216,7 @@ pub fn check(metadata: &Value) -> Result<Stored, RegistrationError> {
     };
     let mut stored = Stored {
         client_id,
+        tenant,
         method,
         subject: None,
         thumbprints: Vec::new(),
@@ -245,6 +282,9 @@ impl Stored {
         let mut o = Map::new();
         o.insert("i".into(), Value::String(self.client_id.clone()));
         o.insert("m".into(), Value::String(self.method.clone()));
+        if let Some(t) = &self.tenant {
+            o.insert("n".into(), Value::String(t.to_string()));
+        }
         if let Some((field, value)) = &self.subject {
             o.insert("s".into(), strings(&[field.clone(), value.clone()]));
         }
@@ -276,8 +316,13 @@ impl Stored {
             },
             Some(None) => return None,
         };
+        let tenant = match text("n") {
+            None => None,
+            Some(n) => Some(Tenant::new(&n?).ok()?),
+        };
         Some(Stored {
             client_id: text("i")??,
+            tenant,
             method: text("m")??,
             subject,
             thumbprints: list("t")?,
@@ -285,6 +330,11 @@ impl Stored {
             bound_tokens: o.get("b").map_or(Some(false), Value::as_bool)?,
             issuer_keys: list("p")?,
         })
+    }
+
+    /// The key it is stored and found under: (tenant, client id) as one string.
+    pub fn key(&self) -> String {
+        tenant::scoped_key(self.tenant.as_ref(), &self.client_id).into_owned()
     }
 
     /// The registration ready for matching.
@@ -328,7 +378,13 @@ impl Stored {
             .map(|k| IssuerKey::parse(k))
             .collect::<Result<Vec<_>, _>>()
             .map_err(RegistrationError::InvalidIssuerKey)?;
-        Ok(Client { client_id: self.client_id.clone(), method, bound_tokens: self.bound_tokens, pinned_issuers })
+        Ok(Client {
+            client_id: self.client_id.clone(),
+            tenant: self.tenant.clone(),
+            method,
+            bound_tokens: self.bound_tokens,
+            pinned_issuers,
+        })
     }
 }
 

@@ -2,6 +2,8 @@
 
 use crate::config::Config;
 use crate::header;
+use crate::oauth::endpoint::Match;
+use crate::oauth::tenant::Tenant;
 use crate::oauth::verdict::Rejection;
 use crate::proxy::headers::Headers;
 use crate::{oauth::basic, oauth::form};
@@ -11,8 +13,8 @@ use crate::{oauth::basic, oauth::form};
 pub enum Classified {
     /// Not a request this filter authenticates: only the inbound-header stripping applies.
     Ignore,
-    /// A form POST to a configured endpoint: read the body, then decide.
-    Enforce,
+    /// A form POST to a configured endpoint, in a tenant when a template matched: read the body, then decide.
+    Enforce(Option<Tenant>),
     Reject(Rejection),
 }
 
@@ -22,9 +24,20 @@ pub fn classify(config: &Config, method: &[u8], path: &[u8], headers: &Headers) 
     let Ok(path) = std::str::from_utf8(path) else { return Classified::Ignore };
     // The method first: it is the cheaper test (the endpoint's is a normalized copy of the path), and most
     // requests through the filter (API calls, GETs of the AS) fail it.
-    if !method.eq_ignore_ascii_case(b"POST") || !config.is_endpoint(path) {
+    if !method.eq_ignore_ascii_case(b"POST") {
         return Classified::Ignore;
     }
+    let tenant = match config.endpoint(path) {
+        None => return Classified::Ignore,
+        Some(Match::Literal) => None,
+        Some(Match::Tenant(t)) => Some(t),
+        Some(Match::BadTenant(e)) => {
+            return Classified::Reject(Rejection::invalid_request(format!(
+                "the path does not name one tenant: {e} (a tenant is one path segment, percent-decoded once, never \
+                 empty, `.` or `..`)"
+            )))
+        }
+    };
     if !headers.get(header::CONTENT_TYPE).is_some_and(form::is_form_content_type) {
         return Classified::Reject(Rejection::invalid_request(
             "requests to this endpoint must use content-type application/x-www-form-urlencoded",
@@ -37,7 +50,7 @@ pub fn classify(config: &Config, method: &[u8], path: &[u8], headers: &Headers) 
     if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
         return Classified::Reject(Rejection::too_large(config.max_body_bytes));
     }
-    Classified::Enforce
+    Classified::Enforce(tenant)
 }
 
 /// RFC 6750 §2: a request to a protected resource carries its access token one way only. Counts the ways a

@@ -25,7 +25,7 @@ proptest! {
         let _ = registry::JwksEntry::decode(Some(&bytes));
         let _ = jwks::parse_thumbprints(&bytes);
         let _ = Config::parse(&bytes);
-        let _ = discovery::amend(&bytes, None);
+        let _ = discovery::amend(&bytes, None, None);
         let text = String::from_utf8_lossy(&bytes);
         let _ = JwksUri::parse(&text);
         let _ = jwks::thumbprint_from_hex(&text);
@@ -69,7 +69,7 @@ proptest! {
         let _ = jwks::x5c_thumbprints(&value);
         let _ = jwks::x5c_thumbprints(&json!({"keys": [{"x5c": [value.clone()]}, value.clone()]}));
         let _ = Config::parse(&bytes);
-        let _ = discovery::amend(&bytes, None);
+        let _ = discovery::amend(&bytes, None, None);
     }
 }
 
@@ -100,7 +100,7 @@ proptest! {
         if let Err(e) = Leaf::from_der(&bytes) { one_line(e)?; }
         if let Err(e) = registry::parse_document(&bytes) { one_line(e)?; }
         if let Err(e) = jwks::parse_thumbprints(&bytes) { one_line(e)?; }
-        if let Err(e) = discovery::amend(&bytes, None) { one_line(e)?; }
+        if let Err(e) = discovery::amend(&bytes, None, None) { one_line(e)?; }
         if let Err(e) = JwksUri::parse(&value) { one_line(e)?; }
         if let Err(e) = Config::parse(&bytes) { one_line(e)?; }
         // The configuration and registrations echo member names and values from the document.

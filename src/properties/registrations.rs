@@ -121,7 +121,7 @@ proptest! {
         let body = serde_json::to_vec(&json!({"clients": list})).unwrap();
         let whole = registry::parse_document(&body).unwrap();
         let budget = crate::registry::load::Budget { registrations, scan_bytes, write_bytes, write_buckets };
-        let mut load = crate::registry::load::Load::new(body, buckets, None, budget);
+        let mut load = crate::registry::load::Load::new(body, buckets, None, None, budget);
         let mut written = Vec::new();
         for _ in 0..10_000 {
             match load.step().unwrap() {
@@ -143,8 +143,8 @@ proptest! {
         let aliases: Map<String, Value> = [("token_endpoint".to_string(), json!("https://mtls.example.com/token"))].into_iter().collect();
         let aliases = with_aliases.then_some(&aliases);
         let input = serde_json::to_vec(&doc).unwrap();
-        let once = discovery::amend(&input, aliases).unwrap();
-        let twice = discovery::amend(&once, aliases).unwrap();
+        let once = discovery::amend(&input, aliases, None).unwrap();
+        let twice = discovery::amend(&once, aliases, None).unwrap();
         prop_assert_eq!(&twice, &once);
         let amended: Map<String, Value> = serde_json::from_slice(&once).unwrap();
         // Every original member keeps its place and (apart from the methods list) its value.

@@ -28,17 +28,10 @@ pub enum Metric {
     Authenticated,
     Passed,
     Rejected(crate::oauth::verdict::Reason),
-    RegistryRefreshOk,
-    RegistryRefreshFailed,
-    RegistryNotModified,
-    /// Gauge: registrations loaded.
-    RegistryClients,
-    /// Gauge: registrations refused at load.
-    RegistryRefused,
-    /// Gauge: seconds since the last successful refresh.
-    RegistryAgeSeconds,
-    /// Gauge: bytes of registry data in shared data (buckets and metadata).
-    RegistryBytes,
+    /// A stat of `registry`: `oauth_mtls.registry.<stat>`.
+    Registry(RegistryStat),
+    /// A stat of the entry of `registries` at this index: `oauth_mtls.registries.<index>.<stat>`.
+    Registries(u8, RegistryStat),
     JwksFetchOk,
     JwksFetchFailed,
     /// Requests to a protected resource whose token binding checked out.
@@ -61,12 +54,56 @@ pub enum Metric {
     MemoryVmBytes,
 }
 
+/// What each registry counts or measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegistryStat {
+    RefreshOk,
+    RefreshFailed,
+    NotModified,
+    /// Gauge: registrations loaded.
+    Clients,
+    /// Gauge: registrations refused at load.
+    Refused,
+    /// Gauge: seconds since the last successful refresh.
+    AgeSeconds,
+    /// Gauge: bytes of registry data in shared data (buckets and metadata).
+    Bytes,
+}
+
+impl RegistryStat {
+    pub const ALL: [RegistryStat; 7] = [
+        RegistryStat::RefreshOk,
+        RegistryStat::RefreshFailed,
+        RegistryStat::NotModified,
+        RegistryStat::Clients,
+        RegistryStat::Refused,
+        RegistryStat::AgeSeconds,
+        RegistryStat::Bytes,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RegistryStat::RefreshOk => "refresh_ok",
+            RegistryStat::RefreshFailed => "refresh_failed",
+            RegistryStat::NotModified => "not_modified",
+            RegistryStat::Clients => "clients",
+            RegistryStat::Refused => "refused",
+            RegistryStat::AgeSeconds => "age_seconds",
+            RegistryStat::Bytes => "bytes",
+        }
+    }
+
+    pub fn is_gauge(self) -> bool {
+        matches!(self, RegistryStat::Clients | RegistryStat::Refused | RegistryStat::AgeSeconds | RegistryStat::Bytes)
+    }
+}
+
 impl Metric {
     pub fn is_gauge(self) -> bool {
-        matches!(
-            self,
-            Metric::RegistryClients | Metric::RegistryRefused | Metric::RegistryAgeSeconds | Metric::RegistryBytes
-        ) || self.is_summed()
+        match self {
+            Metric::Registry(stat) | Metric::Registries(_, stat) => stat.is_gauge(),
+            other => other.is_summed(),
+        }
     }
 
     /// A gauge every worker adds its own change to (so it reads as the sum over workers), not one it sets.
@@ -80,13 +117,8 @@ impl Metric {
             Metric::Authenticated => "oauth_mtls.authenticated".into(),
             Metric::Passed => "oauth_mtls.passed".into(),
             Metric::Rejected(reason) => format!("oauth_mtls.rejected.{}", reason.name()),
-            Metric::RegistryRefreshOk => "oauth_mtls.registry.refresh_ok".into(),
-            Metric::RegistryRefreshFailed => "oauth_mtls.registry.refresh_failed".into(),
-            Metric::RegistryNotModified => "oauth_mtls.registry.not_modified".into(),
-            Metric::RegistryClients => "oauth_mtls.registry.clients".into(),
-            Metric::RegistryRefused => "oauth_mtls.registry.refused".into(),
-            Metric::RegistryAgeSeconds => "oauth_mtls.registry.age_seconds".into(),
-            Metric::RegistryBytes => "oauth_mtls.registry.bytes".into(),
+            Metric::Registry(stat) => format!("oauth_mtls.registry.{}", stat.name()),
+            Metric::Registries(i, stat) => format!("oauth_mtls.registries.{i}.{}", stat.name()),
             Metric::JwksFetchOk => "oauth_mtls.jwks.fetch_ok".into(),
             Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
             Metric::ResourceAllowed => "oauth_mtls.resource.allowed".into(),
@@ -106,13 +138,6 @@ impl Metric {
         let mut all = vec![
             Metric::Authenticated,
             Metric::Passed,
-            Metric::RegistryRefreshOk,
-            Metric::RegistryRefreshFailed,
-            Metric::RegistryNotModified,
-            Metric::RegistryClients,
-            Metric::RegistryRefused,
-            Metric::RegistryAgeSeconds,
-            Metric::RegistryBytes,
             Metric::JwksFetchOk,
             Metric::JwksFetchFailed,
             Metric::ResourceAllowed,
@@ -127,7 +152,14 @@ impl Metric {
             Metric::MemoryVmBytes,
         ];
         all.extend(crate::oauth::verdict::Reason::ALL.iter().map(|r| Metric::Rejected(*r)));
+        all.extend(RegistryStat::ALL.iter().map(|s| Metric::Registry(*s)));
         all
+    }
+
+    /// The stats of the entries of `registries`, when the configuration has them.
+    pub fn of_registries(registries: &[crate::config::RegistryConfig]) -> Vec<Metric> {
+        let indexes = registries.iter().filter_map(|r| r.index);
+        indexes.flat_map(|i| RegistryStat::ALL.iter().map(move |s| Metric::Registries(i, *s))).collect()
     }
 }
 

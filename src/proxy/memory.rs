@@ -127,6 +127,7 @@ impl Weigh for Client {
         size_of::<Client>()
             .saturating_add(ALLOCATION_OVERHEAD)
             .saturating_add(self.client_id.weight())
+            .saturating_add(self.tenant.as_ref().map_or(0, |t| t.as_str().len().saturating_add(ALLOCATION_OVERHEAD)))
             .saturating_add(method)
             .saturating_add(issuers)
     }
@@ -150,6 +151,13 @@ pub struct Part {
 impl Part {
     fn of(bytes: usize) -> Part {
         Part { max_bytes: bytes, max_entry: bytes / 64 }
+    }
+
+    /// One of `n` equal shares of this part (the registries share the clients' part); an entry may weigh
+    /// what it could in the whole part, up to the share.
+    pub fn share(self, n: usize) -> Part {
+        let max_bytes = self.max_bytes / n.max(1);
+        Part { max_bytes, max_entry: self.max_entry.min(max_bytes) }
     }
 }
 

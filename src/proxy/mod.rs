@@ -7,6 +7,7 @@ mod fake;
 pub mod headers;
 pub mod host;
 pub mod memory;
+pub(crate) mod registry;
 pub mod request;
 pub mod revocation;
 #[cfg(target_arch = "wasm32")]

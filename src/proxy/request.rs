@@ -6,6 +6,7 @@ use crate::header;
 use crate::oauth::jwks::JwksUri;
 use crate::oauth::registration::TLS_CLIENT_AUTH;
 use crate::oauth::request::{self, Classified};
+use crate::oauth::tenant::Tenant;
 use crate::oauth::verdict::{self, Rejection, Verdict};
 use crate::oauth::{binding, discovery, response};
 use crate::proxy::headers::Headers;
@@ -75,6 +76,8 @@ pub struct RequestFilter {
     presented: Option<Presented>,
     /// A wait for another request's OCSP call ran out: no longer wait.
     waited: bool,
+    /// The tenant a templated endpoint named: the client is looked up in it only.
+    tenant: Option<Tenant>,
 }
 
 impl RequestFilter {
@@ -88,6 +91,7 @@ impl RequestFilter {
             authorization: None,
             presented: None,
             waited: false,
+            tenant: None,
         }
     }
 
@@ -144,11 +148,14 @@ impl RequestFilter {
             let presented = presented(s);
             return self.check_resource(s, require_binding, presented);
         }
-        if config.discovery.is_some() && method == b"GET" && discovery::is_metadata_path(&path_text) {
-            // The filter rewrites the JSON, so it must arrive uncompressed.
-            s.set_request_header(header::ACCEPT_ENCODING, None);
-            self.state = State::MetadataRequested;
-            return Action::Continue;
+        if let Some(d) = config.discovery.as_ref().filter(|_| method == b"GET") {
+            if let Some(tenant) = d.document(&path_text) {
+                // The filter rewrites the JSON, so it must arrive uncompressed.
+                s.set_request_header(header::ACCEPT_ENCODING, None);
+                self.tenant = tenant;
+                self.state = State::MetadataRequested;
+                return Action::Continue;
+            }
         }
         let classified = request::classify(config, method, path, &headers);
         match classified {
@@ -157,7 +164,8 @@ impl RequestFilter {
                 self.reject(s, &rejection);
                 Action::Pause
             }
-            Classified::Enforce => {
+            Classified::Enforce(tenant) => {
+                self.tenant = tenant;
                 self.authorization = get(header::AUTHORIZATION).map(<[u8]>::to_vec);
                 self.presented = Some(presented(s));
                 if end_of_stream {
@@ -258,7 +266,7 @@ impl RequestFilter {
         }
         self.state = State::Passive;
         let body = s.response_body(body_size).unwrap_or_default();
-        match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref()) {
+        match discovery::amend(&body, d.mtls_endpoint_aliases.as_ref(), self.tenant.as_ref()) {
             Ok(amended) => {
                 s.replace_response_body(body_size, &amended);
                 s.set_response_header(header::CONTENT_LENGTH, Some(amended.len().to_string().as_bytes()));
@@ -359,7 +367,7 @@ impl RequestFilter {
     fn finish(&mut self, s: &dyn Stream, refetch_allowed: bool) -> Outcome {
         let worker = self.worker.clone();
         let presented = self.presented.clone().unwrap_or(Presented::None);
-        let mut directory = worker.directory(s, refetch_allowed);
+        let mut directory = worker.directory(s, self.tenant.as_ref(), refetch_allowed);
         let verdict =
             verdict::decide(self.client_id.as_deref(), &presented, worker.config.unknown_client, &mut directory);
         match verdict {

@@ -246,7 +246,7 @@ struct Root {
 impl Root {
     fn proxy(&self) -> Proxy {
         let config = self.worker.as_ref().map(|w| &w.config);
-        let registry = config.and_then(|c| c.registry.as_ref()).map_or(1 << 20, |r| r.max_bytes);
+        let registry = config.and_then(|c| c.registries.iter().map(|r| r.max_bytes).max()).unwrap_or(1 << 20);
         let crl = config.and_then(|c| c.revocation.as_ref()).map_or(0, |r| r.max_crl_bytes);
         Proxy { metrics: self.metrics.clone(), max_call_body: registry.max(crl) }
     }
@@ -257,7 +257,7 @@ impl Context for Root {
         let proxy = self.proxy();
         if let Some(worker) = &self.worker {
             if worker.is_registry_call(token_id) {
-                worker.on_registry_response(&proxy, proxy.call_response(num_headers, body_size));
+                worker.on_registry_response(&proxy, token_id, proxy.call_response(num_headers, body_size));
             } else if worker.is_crl_call(token_id) {
                 worker.on_crl_response(&proxy, proxy.call_response(num_headers, body_size));
             }
@@ -280,7 +280,7 @@ impl RootContext for Root {
             proxy.log(Level::Warn, &format!("oauth-mtls-filter: configuration key `{key}`: {advice}"));
         }
         let mut metrics = HashMap::new();
-        for metric in Metric::all() {
+        for metric in Metric::all().into_iter().chain(Metric::of_registries(&config.registries)) {
             let kind = if metric.is_gauge() { MetricType::Gauge } else { MetricType::Counter };
             match hostcalls::define_metric(kind, &metric.name()) {
                 Ok(id) => {
@@ -292,7 +292,7 @@ impl RootContext for Root {
         *self.metrics.borrow_mut() = metrics;
         let plugin = proxy.property(&["plugin_name"]).and_then(|p| String::from_utf8(p).ok()).unwrap_or_default();
         let prefix = config.shared_data_prefix.clone().unwrap_or_else(|| format!("oauth-mtls/{plugin}"));
-        let has_registry = config.registry.is_some();
+        let registries = config.registries.len();
         let clients = config.clients.len();
         let seed = proxy.now_ms() ^ (u64::from(self.context_id) << 32);
         self.worker = Some(Rc::new(Worker::new(config, &prefix, seed)));
@@ -301,8 +301,12 @@ impl RootContext for Root {
         proxy.log(
             Level::Info,
             &format!(
-                "oauth-mtls-filter configured: {clients} inline clients, registry {}",
-                if has_registry { "on" } else { "off" }
+                "oauth-mtls-filter configured: {clients} inline clients, {}",
+                match registries {
+                    0 => "no registry".to_string(),
+                    1 => "1 registry".to_string(),
+                    n => format!("{n} registries"),
+                }
             ),
         );
         true

@@ -1,20 +1,21 @@
-//! A worker's state: its configuration, the registry refresh it may run, and the caches its requests share
+//! A worker's state: its configuration, its registries' refresh, and the caches its requests share
 //! (certificates, connections, decoded registrations), within the memory budget.
 
-use crate::config::{Config, RegistryConfig};
+use crate::config::Config;
 use crate::forwarded::source::Peer;
 use crate::forwarded::source::PeerError;
-use crate::header;
 use crate::oauth::jwks::{self, JwksUri};
 use crate::oauth::registration::Client;
 use crate::oauth::response;
+use crate::oauth::tenant::{self, Tenant};
 use crate::oauth::verdict::{Directory, JwksView, Lookup};
 use crate::proxy::cache::{Certificates, Lru};
 use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
-use crate::proxy::memory::{self, Weigh};
+use crate::proxy::memory;
+use crate::proxy::registry::{Refresher, Registry};
 use crate::proxy::revocation::Revocation;
-use crate::registry::load::{Budget, Finding, Load, Step, Summary};
-use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
+use crate::registry::load::Budget;
+use crate::registry::{JwksEntry, Keys};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -29,38 +30,18 @@ const CONNECTION_CACHE_ENTRIES: usize = 4096;
 pub const TICK_MS: u64 = 1000;
 /// The tick period while a registry load is in progress: one slice of the load per tick.
 pub const LOAD_TICK_MS: u64 = 1;
-/// A loading worker renews its lease every slice for this long; if it stops, another worker takes over.
-const LOAD_LEASE_MS: u64 = 10_000;
-/// Registry clients kept decoded per worker (older generations are dropped first, then all).
-const CLIENT_CACHE_ENTRIES: usize = 4096;
-
-/// A registry document being loaded by this worker, a slice per tick.
-struct Loading {
-    load: Load,
-    etag: Option<String>,
-    started_ms: u64,
-    document_bytes: usize,
-    slices: u32,
-    /// A bucket in shared data was rewritten: the generation must change, even if the load fails later.
-    changed: bool,
-    /// After the load: the buckets of the previous bucket count still to empty (count, next index).
-    clearing: Option<(u32, u32)>,
-}
-
-/// A decoded registry client (or its absence) and the generation it was read at.
-type CachedClient = (u64, Option<Rc<Client>>);
-
 /// Per-worker state: the configuration, the decoded caches, and this worker's registry call.
 pub struct Worker {
     pub config: Config,
     keys: Keys,
+    /// Inline registrations by (tenant, client id) key.
     inline: HashMap<String, Rc<Client>>,
-    /// Registry clients this worker has decoded, valid while the registry's generation is unchanged.
-    clients: RefCell<Lru<String, CachedClient>>,
-    meta: RefCell<Option<(u32, Rc<Meta>)>>,
-    registry_call: Cell<Option<u32>>,
-    loading: RefCell<Option<Loading>>,
+    /// `registry`, or each of `registries`.
+    registries: Vec<Registry>,
     budget: Cell<Budget>,
+    /// When the registries last had their full tick (gauges, refresh due): loading ticks in between only
+    /// advance loads.
+    full_tick_ms: Cell<u64>,
     /// This worker's name in the refresh lease.
     owner: u64,
     seed: Cell<u64>,
@@ -89,15 +70,17 @@ impl Worker {
         let owner = std::collections::hash_map::RandomState::new().hash_one(seed) | 1;
         let budget = memory::Budget { total: config.memory_budget_bytes };
         let config_has_revocation = config.revocation.is_some();
+        // The registries share the clients' part of the budget.
+        let share = budget.clients().share(config.registries.len());
+        let registries =
+            config.registries.iter().map(|r| Registry::new(r.clone(), shared_data_prefix, share)).collect();
         Worker {
             keys: Keys::new(shared_data_prefix),
             config,
             inline,
-            clients: RefCell::new(Lru::new(CLIENT_CACHE_ENTRIES, budget.clients())),
-            meta: RefCell::new(None),
-            registry_call: Cell::new(None),
-            loading: RefCell::new(None),
+            registries,
             budget: Cell::new(Budget::DEFAULT),
+            full_tick_ms: Cell::new(0),
             owner,
             seed: Cell::new(seed),
             certificates: RefCell::new(Certificates::new(CERTIFICATE_CACHE_ENTRIES, budget.certificates())),
@@ -112,7 +95,7 @@ impl Worker {
     pub fn cached_bytes(&self) -> usize {
         let certificates = self.certificates.borrow().bytes();
         let connections = self.connections.borrow().bytes();
-        let clients = self.clients.borrow().bytes();
+        let clients = self.registries.iter().map(Registry::cached_bytes).sum::<usize>();
         let revocation = self.revocation.as_ref().map_or(0, Revocation::cached_bytes);
         certificates.saturating_add(connections).saturating_add(clients).saturating_add(revocation)
     }
@@ -139,7 +122,7 @@ impl Worker {
 
     /// A registry document or a CRL is being loaded by this worker.
     pub fn is_loading(&self) -> bool {
-        self.loading.borrow().is_some() || self.revocation.as_ref().is_some_and(Revocation::is_loading)
+        self.registries.iter().any(Registry::is_loading) || self.revocation.as_ref().is_some_and(Revocation::is_loading)
     }
 
     /// The tick period this worker needs now: fast while it loads a registry document or a CRL.
@@ -150,9 +133,20 @@ impl Worker {
         }
     }
 
-    /// Every tick: the registry's and the CRLs' refresh or load.
+    /// Every tick: the registries' and the CRLs' refresh or load.
     pub fn on_tick(&self, host: &dyn Host) {
-        self.registry_tick(host);
+        let refresher = self.refresher();
+        let now = host.now_ms();
+        if now.saturating_sub(self.full_tick_ms.get()) >= TICK_MS || self.full_tick_ms.get() == 0 {
+            self.full_tick_ms.set(now.max(1));
+            self.registries.iter().for_each(|r| r.on_tick(host, &refresher));
+        } else {
+            // A fast tick of a load in progress: only the loads go on (not every registry's gauges).
+            self.registries.iter().for_each(|r| {
+                r.slice(host, &refresher);
+            });
+        }
+        self.apply_tick_period(host);
         if let (Some(r), Some(config)) = (&self.revocation, &self.config.revocation) {
             r.on_tick(host, config);
             self.apply_tick_period(host);
@@ -172,266 +166,30 @@ impl Worker {
         }
     }
 
-    /// One slice of a registry load in progress; otherwise start a registry refresh if one is due and no
-    /// other worker holds the lease.
-    fn registry_tick(&self, host: &dyn Host) {
-        let Some(reg) = &self.config.registry else { return };
-        let now = host.now_ms();
-        let meta = self.read_meta(host);
-        host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
-        host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
-        if let Some(at) = meta.loaded_at_ms {
-            host.metric(Metric::RegistryAgeSeconds, i64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0));
-        }
-        if let Some(loading) = self.loading.take() {
-            return self.load_slice(host, reg, loading);
-        }
-        if self.registry_call.get().is_some() || now < meta.next_at_ms {
-            return;
-        }
-        let lease = Lease { expires_ms: now + reg.timeout_ms + 2000, owner: self.owner };
-        if !take(host, &self.keys.lease(), &Lease { expires_ms: 0, owner: 0 }.encode(), |current| {
-            Lease::is_free(Lease::decode(current), now).then(|| lease.encode())
-        }) {
-            return;
-        }
-        // A 304 must not keep buckets of another count than this worker's: ask without If-None-Match then.
-        let etag = meta.etag.clone().filter(|_| meta.buckets == reg.buckets);
-        let mut extra = vec![(header::ACCEPT, "application/json")];
-        if let Some(tag) = etag.as_deref() {
-            extra.push((header::IF_NONE_MATCH, tag));
-        }
-        match host.http_get(&reg.cluster, &reg.authority, &reg.path, &extra, reg.timeout_ms) {
-            Ok(token) => self.registry_call.set(Some(token)),
-            Err(e) => self.registry_failed(host, format!("cannot call cluster {}: {e}", reg.cluster), false),
+    fn refresher(&self) -> Refresher<'_> {
+        Refresher {
+            owner: self.owner,
+            budget: self.budget.get(),
+            seed: &self.seed,
+            jwks_uri_refusal: self
+                .config
+                .jwks_cluster
+                .is_none()
+                .then_some("jwks_uri needs jwks_cluster in the plugin configuration"),
         }
     }
 
-    /// Whether `token` is this worker's registry call.
+    /// Whether `token` is one of this worker's registry calls.
     pub fn is_registry_call(&self, token: u32) -> bool {
-        self.registry_call.get() == Some(token)
+        self.registries.iter().any(|r| r.is_call(token))
     }
 
-    /// The registry answered (or the call failed). A document is only taken here; the ticks that follow
-    /// load it, a slice each, while the last good copy keeps serving.
-    pub fn on_registry_response(&self, host: &dyn Host, response: CallResponse) {
-        self.registry_call.set(None);
-        let Some(reg) = &self.config.registry else { return };
-        let now = host.now_ms();
-        match response.status {
-            None => self.registry_failed(host, "no response (timeout, reset or no healthy upstream)".into(), false),
-            Some(_) if response.too_large => self.registry_failed(
-                host,
-                format!("document larger than registry.max_bytes ({})", reg.max_bytes),
-                false,
-            ),
-            Some(304) => {
-                let mut meta = self.read_meta(host);
-                meta.succeeded(now, reg.refresh_seconds, self.next_seed());
-                host.metric(Metric::RegistryNotModified, 1);
-                self.write_meta(host, &meta);
-                self.release_lease(host);
-            }
-            Some(200) => {
-                if !self.renew_lease(host, now + LOAD_LEASE_MS) {
-                    host.log(
-                        Level::Warn,
-                        "registry: the refresh lease expired before the document arrived and another worker holds it now; this copy is dropped",
-                    );
-                    return;
-                }
-                let refusal = self
-                    .config
-                    .jwks_cluster
-                    .is_none()
-                    .then(|| "jwks_uri needs jwks_cluster in the plugin configuration".to_string());
-                let document_bytes = response.body.len();
-                host.log(
-                    Level::Info,
-                    &format!(
-                        "registry: loading a {document_bytes}-byte document over the next ticks; the current copy serves until it completes"
-                    ),
-                );
-                *self.loading.borrow_mut() = Some(Loading {
-                    load: Load::new(response.body, reg.buckets, refusal, self.budget.get()),
-                    etag: response.etag,
-                    started_ms: now,
-                    document_bytes,
-                    slices: 0,
-                    changed: false,
-                    clearing: None,
-                });
-                self.apply_tick_period(host);
-            }
-            Some(status) => self.registry_failed(host, format!("HTTP status {status}"), false),
+    /// A registry answered (or its call failed): a load starts over the next ticks.
+    pub fn on_registry_response(&self, host: &dyn Host, token: u32, response: CallResponse) {
+        if let Some(r) = self.registries.iter().find(|r| r.is_call(token)) {
+            r.on_response(host, &self.refresher(), response);
         }
-    }
-
-    /// One slice of the load in progress; puts it back unless it ended.
-    fn load_slice(&self, host: &dyn Host, reg: &RegistryConfig, mut l: Loading) {
-        l.slices += 1;
-        let now = host.now_ms();
-        if !self.renew_lease(host, now + LOAD_LEASE_MS) {
-            host.log(Level::Warn, "registry: another worker took over the refresh lease; this load stops unfinished");
-            if l.changed {
-                let mut meta = self.read_meta(host);
-                meta.generation = meta.generation.wrapping_add(1);
-                self.write_meta(host, &meta);
-            }
-            self.apply_tick_period(host);
-            return;
-        }
-        if let Some((count, next)) = l.clearing {
-            // Empty the buckets of the previous count (nobody reads them since the metadata names the new one).
-            let end =
-                next.saturating_add(u32::try_from(self.budget.get().write_buckets).unwrap_or(u32::MAX)).min(count);
-            for index in next..end {
-                let _ = host.shared_set(&self.keys.bucket(count, index), b"", None);
-            }
-            if end < count {
-                l.clearing = Some((count, end));
-                *self.loading.borrow_mut() = Some(l);
-            } else {
-                self.release_lease(host);
-                self.apply_tick_period(host);
-            }
-            return;
-        }
-        match l.load.step() {
-            Err(e) => {
-                self.registry_failed(host, e.to_string(), l.changed);
-                self.apply_tick_period(host);
-            }
-            Ok(Step::Parsed(findings)) => {
-                for finding in findings {
-                    match finding {
-                        Finding::Refused(client, e) => host.log(
-                            Level::Warn,
-                            &format!(
-                                "registry: client {} refused: {}",
-                                response::for_log(&client),
-                                response::for_log(&e.to_string())
-                            ),
-                        ),
-                        Finding::Duplicate(client) => host.log(
-                            Level::Warn,
-                            &format!(
-                                "registry: client {} is listed more than once; no copy of it is used",
-                                response::for_log(&client)
-                            ),
-                        ),
-                    }
-                }
-                *self.loading.borrow_mut() = Some(l);
-            }
-            Ok(Step::Write(values)) => {
-                // Bucket by bucket: each one switches whole to the new document (see docs/configuration.md, "The registry").
-                for (index, value) in values {
-                    let key = self.keys.bucket(reg.buckets, index);
-                    if host.shared_get(&key).0.unwrap_or_default() == value {
-                        continue;
-                    }
-                    l.changed = true;
-                    if host.shared_set(&key, &value, None).is_err() {
-                        self.registry_failed(host, "cannot write shared data".into(), true);
-                        self.apply_tick_period(host);
-                        return;
-                    }
-                }
-                *self.loading.borrow_mut() = Some(l);
-            }
-            Ok(Step::Done(summary)) => self.loaded(host, reg, l, summary),
-        }
-    }
-
-    /// The last slice: the new registry is complete; the metadata switches to it.
-    fn loaded(&self, host: &dyn Host, reg: &RegistryConfig, mut l: Loading, summary: Summary) {
-        let now = host.now_ms();
-        let mut meta = self.read_meta(host);
-        let previous = meta.buckets;
-        if l.changed || previous != summary.buckets {
-            meta.generation = meta.generation.wrapping_add(1);
-        }
-        meta.buckets = summary.buckets;
-        meta.clients = summary.clients;
-        meta.refused = summary.refused;
-        meta.etag = l.etag.take();
-        meta.succeeded(now, reg.refresh_seconds, self.next_seed());
-        self.write_meta(host, &meta);
-        let bytes = summary.bytes.saturating_add(meta.encode().len() as u64);
-        host.metric(Metric::RegistryBytes, i64::try_from(bytes).unwrap_or(i64::MAX));
-        host.metric(Metric::RegistryRefreshOk, 1);
-        host.metric(Metric::RegistryClients, i64::try_from(meta.clients).unwrap_or(i64::MAX));
-        host.metric(Metric::RegistryRefused, i64::try_from(meta.refused).unwrap_or(i64::MAX));
-        host.log(
-            Level::Info,
-            &format!(
-                "registry: loaded {} clients ({} refused) from {} bytes in {} ms over {} ticks",
-                meta.clients,
-                meta.refused,
-                l.document_bytes,
-                now.saturating_sub(l.started_ms),
-                l.slices
-            ),
-        );
-        if previous != 0 && previous != summary.buckets {
-            l.clearing = Some((previous, 0));
-            *self.loading.borrow_mut() = Some(l);
-            return;
-        }
-        self.release_lease(host);
         self.apply_tick_period(host);
-    }
-
-    /// A refresh failed; `changed`: it had rewritten buckets already (caches must re-read them).
-    fn registry_failed(&self, host: &dyn Host, error: String, changed: bool) {
-        let Some(reg) = &self.config.registry else { return };
-        let mut meta = self.read_meta(host);
-        if changed {
-            meta.generation = meta.generation.wrapping_add(1);
-        }
-        meta.failed(host.now_ms(), reg.refresh_seconds, error.clone());
-        self.write_meta(host, &meta);
-        host.metric(Metric::RegistryRefreshFailed, 1);
-        host.log(Level::Warn, &format!("registry: refresh failed, keeping the last good copy: {error}"));
-        self.release_lease(host);
-    }
-
-    /// Extends this worker's lease; `false` if another worker holds it.
-    fn renew_lease(&self, host: &dyn Host, expires_ms: u64) -> bool {
-        let key = self.keys.lease();
-        let (value, cas) = host.shared_get(&key);
-        match Lease::decode(value.as_deref()) {
-            Some(current) if current.owner == self.owner => {
-                host.shared_set(&key, &Lease { expires_ms, owner: self.owner }.encode(), cas).is_ok()
-            }
-            _ => false,
-        }
-    }
-
-    /// Frees the lease if this worker holds it.
-    fn release_lease(&self, host: &dyn Host) {
-        let key = self.keys.lease();
-        let (value, cas) = host.shared_get(&key);
-        if Lease::decode(value.as_deref()).is_some_and(|l| l.owner == self.owner) {
-            let _ = host.shared_set(&key, &Lease { expires_ms: 0, owner: 0 }.encode(), cas);
-        }
-    }
-
-    fn read_meta(&self, host: &dyn Host) -> Meta {
-        Meta::decode(host.shared_get(&self.keys.meta()).0.as_deref())
-    }
-
-    fn write_meta(&self, host: &dyn Host, meta: &Meta) {
-        if host.shared_set(&self.keys.meta(), &meta.encode(), None).is_err() {
-            host.log(Level::Error, "registry: cannot write shared data");
-        }
-    }
-
-    fn next_seed(&self) -> u64 {
-        let s = self.seed.get().wrapping_add(1);
-        self.seed.set(s);
-        s
     }
 
     /// What Envoy knows of the direct peer: its certificate and whether its chain was validated. Both are fixed
@@ -475,61 +233,48 @@ impl Worker {
         peer
     }
 
-    /// The registry metadata, decoded again only when it changed.
-    fn current_meta(&self, host: &dyn Host) -> Rc<Meta> {
-        let (bytes, cas) = host.shared_get(&self.keys.meta());
-        let cas = cas.unwrap_or(0);
-        if let Some((c, m)) = self.meta.borrow().as_ref() {
-            if *c == cas {
-                return m.clone();
-            }
-        }
-        let m = Rc::new(Meta::decode(bytes.as_deref()));
-        *self.meta.borrow_mut() = Some((cas, m.clone()));
-        m
-    }
-
-    /// Looks a client up: inline registrations first, then the registry. In the steady state this reads
-    /// only the registry metadata; after a change, the client's bucket, decoding that one registration.
-    fn lookup(&self, host: &dyn Host, client_id: &str) -> Lookup {
-        if let Some(c) = self.inline.get(client_id) {
+    /// Looks a client up in `tenant` (`None`: a literal endpoint): inline registrations first, then every
+    /// registry that serves the tenant. Found in two registries, it is ambiguous and used from neither; a
+    /// registry that cannot answer makes the answer unavailable (it might hold the client, or a second copy).
+    fn lookup(&self, host: &dyn Host, tenant: Option<&Tenant>, client_id: &str) -> Lookup {
+        let key = tenant::scoped_key(tenant, client_id);
+        if let Some(c) = self.inline.get(key.as_ref()) {
             return Lookup::Found(c.clone());
         }
-        let Some(reg) = &self.config.registry else { return Lookup::Unknown };
-        let meta = self.current_meta(host);
-        if let Err(why) = meta.usable(host.now_ms(), reg.max_stale_seconds) {
-            return Lookup::Unavailable(why);
-        }
-        let cached =
-            self.clients.borrow_mut().get_mut(client_id).filter(|(g, _)| *g == meta.generation).map(|(_, c)| c.clone());
-        let found = match cached {
-            Some(found) => found,
-            None => {
-                // The buckets are where the metadata says they were written (a reconfigured count applies
-                // from its first load).
-                let count = if meta.buckets == 0 { reg.buckets } else { meta.buckets };
-                let key = self.keys.bucket(count, registry::bucket_of(client_id, count));
-                let bytes = host.shared_get(&key).0.unwrap_or_default();
-                let found = match registry::find_client(&bytes, client_id) {
-                    Err(e) => return Lookup::Unavailable(registry::Unavailable::Bucket(e)),
-                    Ok(stored) => stored.and_then(|s| s.compile().ok()).map(Rc::new),
-                };
-                // The id itself is charged too: unknown ids are kept (a miss costs a bucket read), and an id
-                // may be as long as a request body.
-                let weight = client_id.len().saturating_add(found.as_ref().map_or(0, |c| c.weight()));
-                self.clients.borrow_mut().insert(client_id.to_string(), (meta.generation, found.clone()), weight);
-                found
+        let mut found: Option<Rc<Client>> = None;
+        let mut unavailable = None;
+        for registry in self.registries.iter().filter(|r| r.serves(tenant)) {
+            match registry.lookup(host, &key) {
+                Lookup::Found(_) if found.is_some() => {
+                    host.log(
+                        Level::Warn,
+                        &format!(
+                            "client {} is served by more than one registry; no copy of it is used",
+                            response::for_log(&tenant::describe_key(&key))
+                        ),
+                    );
+                    return Lookup::Unknown;
+                }
+                Lookup::Found(c) => found = Some(c),
+                Lookup::Unknown => {}
+                Lookup::Unavailable(why) => unavailable = Some(why),
             }
-        };
-        match found {
-            Some(c) => Lookup::Found(c),
-            None => Lookup::Unknown,
+        }
+        match (unavailable, found) {
+            (Some(why), _) => Lookup::Unavailable(why),
+            (None, Some(c)) => Lookup::Found(c),
+            (None, None) => Lookup::Unknown,
         }
     }
 
     /// The registrations and JWK Sets a request's verdict reads; `refetch_allowed`: a JWK Set may be fetched.
-    pub(crate) fn directory<'a>(&'a self, host: &'a dyn Host, refetch_allowed: bool) -> SharedDirectory<'a> {
-        SharedDirectory { worker: self, host, refetch_allowed }
+    pub(crate) fn directory<'a>(
+        &'a self,
+        host: &'a dyn Host,
+        tenant: Option<&'a Tenant>,
+        refetch_allowed: bool,
+    ) -> SharedDirectory<'a> {
+        SharedDirectory { worker: self, host, tenant, refetch_allowed }
     }
 
     fn jwks_view(&self, host: &dyn Host, uri: &JwksUri, refetch_allowed: bool) -> JwksView {
@@ -635,12 +380,14 @@ pub(crate) fn take(
 pub(crate) struct SharedDirectory<'a> {
     worker: &'a Worker,
     host: &'a dyn Host,
+    /// The request's tenant: registrations are found in it only (`None`: a literal endpoint).
+    tenant: Option<&'a Tenant>,
     refetch_allowed: bool,
 }
 
 impl Directory for SharedDirectory<'_> {
     fn client(&mut self, client_id: &str) -> Lookup {
-        self.worker.lookup(self.host, client_id)
+        self.worker.lookup(self.host, self.tenant, client_id)
     }
     fn jwks(&mut self, uri: &JwksUri) -> JwksView {
         self.worker.jwks_view(self.host, uri, self.refetch_allowed)

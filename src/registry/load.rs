@@ -5,6 +5,7 @@
 //! out not to be valid fails before any bucket is written, so the last good copy stays intact.
 
 use crate::oauth::registration::{RegistrationError, Stored};
+use crate::oauth::tenant::{self, Tenant};
 use crate::registry::bucket;
 use crate::registry::scan::{Event, Scanner};
 use crate::registry::{self, DocumentError, Entry};
@@ -73,6 +74,8 @@ pub struct Load {
     buckets: u32,
     /// Why `jwks_uri` registrations are refused, if they are.
     jwks_uri_refusal: Option<String>,
+    /// The tenant of every registration, for a registry of one tenant (`registries[].tenant`).
+    tenant: Option<Tenant>,
     /// Registrations so far (resets when a repeated `"clients"` member replaces the first).
     position: usize,
     /// Per bucket, by client id: the stored registration, or `None` for an id that does not load (refused,
@@ -85,9 +88,16 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn new(body: Vec<u8>, buckets: u32, jwks_uri_refusal: Option<String>, budget: Budget) -> Load {
+    pub fn new(
+        body: Vec<u8>,
+        buckets: u32,
+        tenant: Option<Tenant>,
+        jwks_uri_refusal: Option<String>,
+        budget: Budget,
+    ) -> Load {
         let buckets = buckets.max(1);
         Load {
+            tenant,
             phase: Phase::Parsing { body, scanner: Scanner::new() },
             budget,
             buckets,
@@ -163,7 +173,7 @@ impl Load {
             match scanner.next(body, self.budget.scan_bytes - used)? {
                 Event::Element(range) => {
                     let metadata = registry::parse_element(body, range, self.position)?;
-                    let entry = registry::check_element(&metadata, self.position);
+                    let entry = registry::check_element(&metadata, self.position, self.tenant.as_ref());
                     self.add(entry, findings);
                     self.position += 1;
                     parsed += 1;
@@ -178,29 +188,29 @@ impl Load {
     }
 
     fn add(&mut self, entry: Entry, findings: &mut Vec<Finding>) {
-        // The bucket of the client id the registration claims, loaded or not.
-        let mut group =
-            entry.client_id().and_then(|id| self.groups.get_mut(registry::bucket_of(id, self.buckets) as usize));
-        if let (Some(group), Some(id)) = (group.as_mut(), entry.client_id()) {
-            if let Some(first) = group.get_mut(id) {
-                // Listed twice: ambiguous, so no copy loads, not even a first one that did.
+        // The bucket of the (tenant, client id) the registration claims, loaded or not.
+        let key = entry.key();
+        let mut group = key.as_deref().and_then(|k| self.groups.get_mut(registry::bucket_of(k, self.buckets) as usize));
+        if let (Some(group), Some(key)) = (group.as_mut(), key.as_deref()) {
+            if let Some(first) = group.get_mut(key) {
+                // Listed twice in one tenant: ambiguous, so no copy loads, not even a first one that did.
                 self.refused += 1;
                 if first.take().is_some() {
                     self.clients = self.clients.saturating_sub(1);
                     self.refused += 1;
                 }
-                findings.push(Finding::Duplicate(id.to_string()));
+                findings.push(Finding::Duplicate(tenant::describe_key(key)));
                 return;
             }
         }
         let stored: Stored = match entry {
             Entry::Loads(stored) => stored,
-            Entry::Refused { client_id, label, error } => {
+            Entry::Refused { key, label, error } => {
                 self.refused += 1;
                 findings.push(Finding::Refused(label, error));
                 // The id stays claimed, so that a later copy is still a duplicate.
-                if let (Some(group), Some(id)) = (group, client_id) {
-                    group.insert(id, None);
+                if let (Some(group), Some(key)) = (group, key) {
+                    group.insert(key, None);
                 }
                 return;
             }
@@ -209,13 +219,15 @@ impl Load {
         match (&self.jwks_uri_refusal, &stored.jwks_uri) {
             (Some(why), Some(_)) => {
                 self.refused += 1;
-                findings.push(Finding::Refused(stored.client_id.clone(), RegistrationError::Unsupported(why.clone())));
-                group.insert(stored.client_id, None);
+                let key = stored.key();
+                findings
+                    .push(Finding::Refused(tenant::describe_key(&key), RegistrationError::Unsupported(why.clone())));
+                group.insert(key, None);
             }
             _ => {
                 self.clients += 1;
                 let entry = registry::encode_entry(&stored);
-                group.insert(stored.client_id, Some(entry));
+                group.insert(stored.key(), Some(entry));
             }
         }
     }
@@ -275,7 +287,7 @@ mod tests {
     fn a_load_takes_one_slice_per_budget_of_registrations_then_one_per_bucket() {
         let ids: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let mut load = Load::new(doc(&ids), 3, None, TINY);
+        let mut load = Load::new(doc(&ids), 3, None, None, TINY);
         let (steps, buckets) = run(&mut load).unwrap();
         let parsed = steps.iter().filter(|s| matches!(s, Step::Parsed(_))).count();
         let writes = steps.iter().filter(|s| matches!(s, Step::Write(_))).count();
@@ -299,7 +311,7 @@ mod tests {
             if let Some(why) = refusal {
                 whole.refuse_jwks_uri_clients(why);
             }
-            let mut load = Load::new(body.to_vec(), 4, refusal.map(String::from), TINY);
+            let mut load = Load::new(body.to_vec(), 4, None, refusal.map(String::from), TINY);
             let (steps, buckets) = run(&mut load).unwrap();
             assert_eq!(buckets, registry::encode_buckets(&whole.clients, 4));
             let Some(Step::Done(summary)) = steps.last() else { panic!() };
@@ -311,7 +323,7 @@ mod tests {
     #[test]
     fn refused_and_repeated_registrations_are_reported_as_they_are_found() {
         let body = br#"[{"client_id": "a"}, {"client_id": "bad", "token_endpoint_auth_method": "tls_client_auth"}, {"client_id": "a"}, {}]"#;
-        let mut load = Load::new(body.to_vec(), 2, None, Budget::DEFAULT);
+        let mut load = Load::new(body.to_vec(), 2, None, None, Budget::DEFAULT);
         let Ok(Step::Parsed(findings)) = load.step() else { panic!() };
         assert!(
             matches!(&findings[0], Finding::Refused(label, RegistrationError::SubjectValueCount(_)) if label == "bad")
@@ -324,7 +336,7 @@ mod tests {
     fn a_document_that_breaks_midway_fails_before_any_bucket_is_handed_out() {
         let mut body = doc(&["a", "b", "c", "d", "e"]);
         body.truncate(body.len() - 10);
-        let mut load = Load::new(body, 2, None, TINY);
+        let mut load = Load::new(body, 2, None, None, TINY);
         let mut steps = 0;
         let error = loop {
             match load.step() {
@@ -339,13 +351,13 @@ mod tests {
 
     #[test]
     fn a_document_that_is_not_a_list_fails() {
-        let mut load = Load::new(br#"{"clients": 7}"#.to_vec(), 2, None, TINY);
+        let mut load = Load::new(br#"{"clients": 7}"#.to_vec(), 2, None, None, TINY);
         assert_eq!(load.step(), Err(DocumentError::NotAList));
     }
 
     #[test]
     fn a_registration_that_serde_json_refuses_fails_the_document() {
-        let mut load = Load::new(br#"[{"client_id": "a\q"}]"#.to_vec(), 2, None, TINY);
+        let mut load = Load::new(br#"[{"client_id": "a\q"}]"#.to_vec(), 2, None, None, TINY);
         let e = load.step().unwrap_err().to_string();
         assert!(e.contains("registration #0"), "{e}");
     }
@@ -353,7 +365,7 @@ mod tests {
     #[test]
     fn a_repeated_clients_member_replaces_the_first_one() {
         let body = br#"{"clients": [{"client_id": "a"}, {"client_id": "b"}], "clients": [{"client_id": "c"}]}"#;
-        let mut load = Load::new(body.to_vec(), 1, None, TINY);
+        let mut load = Load::new(body.to_vec(), 1, None, None, TINY);
         let (steps, buckets) = run(&mut load).unwrap();
         assert_eq!(registry::decode_bucket(&buckets[0]).keys().collect::<Vec<_>>(), vec!["c"]);
         let Some(Step::Done(summary)) = steps.last() else { panic!() };
@@ -363,7 +375,7 @@ mod tests {
     #[test]
     fn a_slice_scans_no_more_than_its_byte_budget() {
         let body = format!(r#"{{"padding": "{}", "clients": [{{"client_id": "a"}}]}}"#, "x".repeat(1000)).into_bytes();
-        let mut load = Load::new(body, 1, None, Budget { scan_bytes: 100, ..TINY });
+        let mut load = Load::new(body, 1, None, None, Budget { scan_bytes: 100, ..TINY });
         let mut slices = 0;
         loop {
             let (read, total) = load.progress();

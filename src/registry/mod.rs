@@ -6,6 +6,7 @@ pub(crate) mod scan;
 
 use crate::oauth::jwks::Freshness;
 use crate::oauth::registration::{self, Client, RegistrationError, Stored};
+use crate::oauth::tenant::{self, Tenant};
 use crate::registry::scan::{Event, ScanError, Scanner};
 use bucket::BucketError;
 use serde_json::{Map, Value};
@@ -44,8 +45,9 @@ impl From<ScanError> for DocumentError {
 pub struct Document {
     pub clients: Vec<Stored>,
     pub refused: Vec<(String, RegistrationError)>,
-    /// Client ids that appeared more than once, once for each copy after the first. No copy of such an id
-    /// loads, whatever each copy says: which one the AS holds is unknown.
+    /// Client ids that appeared more than once in one tenant (named `id (tenant t)` in a tenant), once for each
+    /// copy after the first. No copy of such an id loads, whatever each copy says: which one the AS holds is
+    /// unknown.
     pub duplicates: Vec<String>,
     /// Client ids whose first copy had loaded and was withdrawn when the id was listed again.
     pub withdrawn: Vec<String>,
@@ -54,14 +56,15 @@ pub struct Document {
 impl Document {
     /// Adds the next registration; `seen` holds the client ids met so far.
     fn add(&mut self, entry: Entry, seen: &mut HashSet<String>) {
-        if let Some(id) = entry.client_id() {
-            if !seen.insert(id.to_string()) {
+        if let Some(key) = entry.key() {
+            if !seen.insert(key.clone()) {
                 let before = self.clients.len();
-                self.clients.retain(|c| c.client_id != id);
+                self.clients.retain(|c| c.key() != key);
+                let named = tenant::describe_key(&key);
                 if self.clients.len() < before {
-                    self.withdrawn.push(id.to_string());
+                    self.withdrawn.push(named.clone());
                 }
-                self.duplicates.push(id.to_string());
+                self.duplicates.push(named);
                 return;
             }
         }
@@ -104,7 +107,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, DocumentError> {
             seen.clear();
             return Ok(());
         };
-        doc.add(check_element(&parse_element(bytes, range, position)?, position), &mut seen);
+        doc.add(check_element(&parse_element(bytes, range, position)?, position, None), &mut seen);
         Ok(())
     })?;
     Ok(doc)
@@ -147,32 +150,42 @@ pub fn parse_element(bytes: &[u8], range: std::ops::Range<usize>, position: usiz
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Loads(Stored),
-    /// Refused: its client id if it has one, the label that names it in a log (the id or `#position`), and why.
+    /// Refused: its key if it has a client id (see [`Stored::key`]), the label that names it in a log (the
+    /// id or `#position`), and why.
     Refused {
-        client_id: Option<String>,
+        key: Option<String>,
         label: String,
         error: RegistrationError,
     },
 }
 
 impl Entry {
-    /// The client id the registration claims, loaded or not.
-    pub fn client_id(&self) -> Option<&str> {
+    /// The (tenant, client id) key the registration claims, loaded or not (see [`Stored::key`]).
+    pub fn key(&self) -> Option<String> {
         match self {
-            Entry::Loads(stored) => Some(&stored.client_id),
-            Entry::Refused { client_id, .. } => client_id.as_deref(),
+            Entry::Loads(stored) => Some(stored.key()),
+            Entry::Refused { key, .. } => key.clone(),
         }
     }
 }
 
-/// Checks the registration at `position` of a document.
-pub fn check_element(metadata: &Value, position: usize) -> Entry {
-    match registration::check(metadata) {
+/// Checks the registration at `position` of a document served for `tenant` (`registries[].tenant`), or for
+/// the tenants its items name.
+pub fn check_element(metadata: &Value, position: usize, tenant: Option<&Tenant>) -> Entry {
+    match registration::check_in(metadata, tenant) {
         Ok(stored) => Entry::Loads(stored),
         Err(error) => {
-            let client_id = registration::client_id_of(metadata).filter(|id| !id.is_empty()).map(str::to_string);
-            let label = client_id.clone().unwrap_or_else(|| format!("#{position}"));
-            Entry::Refused { client_id, label, error }
+            let client_id = registration::client_id_of(metadata).filter(|id| !id.is_empty());
+            // The tenant it claims, where that is one: a second copy of it is still a duplicate.
+            let named = metadata.get("tenant").and_then(Value::as_str).and_then(|t| Tenant::new(t).ok());
+            let scope = named.as_ref().or(tenant);
+            let key = client_id.map(|id| tenant::scoped_key(scope, id).into_owned());
+            let label = match (client_id, scope) {
+                (Some(id), Some(t)) => format!("{id} (tenant {t})"),
+                (Some(id), None) => id.to_string(),
+                (None, _) => format!("#{position}"),
+            };
+            Entry::Refused { key, label, error }
         }
     }
 }
@@ -203,7 +216,7 @@ impl Keys {
     }
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -222,28 +235,30 @@ pub fn encode_entry(stored: &Stored) -> Vec<u8> {
 /// unchanged bucket encodes to identical bytes and is not rewritten. The filter builds the same bytes
 /// incrementally ([`crate::registry::load`]); this is the whole-document form for tools and tests.
 pub fn encode_buckets(clients: &[Stored], buckets: u32) -> Vec<Vec<u8>> {
-    let mut grouped: Vec<Vec<(&str, Vec<u8>)>> = (0..buckets.max(1)).map(|_| Vec::new()).collect();
+    let mut grouped: Vec<Vec<(String, Vec<u8>)>> = (0..buckets.max(1)).map(|_| Vec::new()).collect();
     for c in clients {
-        if let Some(slot) = grouped.get_mut(bucket_of(&c.client_id, buckets) as usize) {
-            slot.push((c.client_id.as_str(), encode_entry(c)));
+        let key = c.key();
+        if let Some(slot) = grouped.get_mut(bucket_of(&key, buckets) as usize) {
+            slot.push((key, encode_entry(c)));
         }
     }
     grouped
         .into_iter()
         .map(|mut group| {
-            group.sort_by(|a, b| a.0.cmp(b.0));
-            let pairs: Vec<(&str, &[u8])> = group.iter().map(|(id, entry)| (*id, entry.as_slice())).collect();
+            group.sort_by(|a, b| a.0.cmp(&b.0));
+            let pairs: Vec<(&str, &[u8])> = group.iter().map(|(id, entry)| (id.as_str(), entry.as_slice())).collect();
             bucket::encode(&pairs)
         })
         .collect()
 }
 
-/// The registration of `client_id` in a bucket value, decoding only that one. `Ok(None)`: not in the
-/// bucket. A stored entry that does not decode, or names another client, is damage: an error.
-pub fn find_client(bytes: &[u8], client_id: &str) -> Result<Option<Stored>, BucketError> {
-    let Some(entry) = bucket::find(bytes, client_id)? else { return Ok(None) };
+/// The registration stored under `key` ([`Stored::key`]: tenant and client id) in a bucket value, decoding
+/// only that one. `Ok(None)`: not in the bucket. A stored entry that does not decode, or is another client's
+/// (or another tenant's), is damage: an error.
+pub fn find_client(bytes: &[u8], key: &str) -> Result<Option<Stored>, BucketError> {
+    let Some(entry) = bucket::find(bytes, key)? else { return Ok(None) };
     match decode_entry(entry) {
-        Some(stored) if stored.client_id == client_id => Ok(Some(stored)),
+        Some(stored) if stored.key() == key => Ok(Some(stored)),
         _ => Err(BucketError::Corrupt),
     }
 }
@@ -253,15 +268,14 @@ fn decode_entry(entry: &[u8]) -> Option<Stored> {
     Stored::from_json(&serde_json::from_slice(entry).ok()?)
 }
 
-/// Decodes a whole bucket into compiled clients (tools and tests; the filter uses [`find_client`]). A
-/// bucket that cannot be read, and entries that no longer compile, give nothing.
+/// Decodes a whole bucket into compiled clients by key ([`Stored::key`]; tools and tests; the filter uses
+/// [`find_client`]). A bucket that cannot be read, and entries that no longer compile, give nothing.
 pub fn decode_bucket(bytes: &[u8]) -> HashMap<String, Rc<Client>> {
     bucket::entries(bytes)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(_, entry)| decode_entry(entry))
-        .filter_map(|s| s.compile().ok())
-        .map(|c| (c.client_id.clone(), Rc::new(c)))
+        .filter_map(|s| Some((s.key(), Rc::new(s.compile().ok()?))))
         .collect()
 }
 
@@ -706,7 +720,7 @@ pub(crate) mod tests {
         let mut doc = Document::default();
         let mut seen = HashSet::new();
         for (i, metadata) in list.iter().enumerate() {
-            doc.add(check_element(metadata, i), &mut seen);
+            doc.add(check_element(metadata, i, None), &mut seen);
         }
         Ok(doc)
     }

@@ -19,6 +19,7 @@ mod memory;
 mod refresh;
 mod resources;
 mod revocation;
+mod tenants;
 mod token_requests;
 
 const DN: &str = "CN=dn-client,OU=Payments,O=Example Bank,C=GB";
@@ -104,7 +105,7 @@ fn start_refresh(w: &Worker, fake: &Fake, response: CallResponse) {
     assert_eq!(fake.calls.borrow().len(), before + 1, "a refresh was due");
     let token = fake.last_call().unwrap().token;
     assert!(w.is_registry_call(token));
-    w.on_registry_response(fake, response);
+    w.on_registry_response(fake, token, response);
 }
 
 /// Ticks until the load in progress ends; returns how many ticks it took.
