@@ -5,7 +5,14 @@
 //! names `oauth_mtls` / `oauth-mtls`) is found; its plugin configuration (the JSON under `configuration.value`) is
 //! validated exactly as `lint CONFIG.json` does, and its listener, filter chain, TLS context and HTTP connection
 //! manager are checked for the settings each rule needs, one warning per missing setting, naming the rule.
-//! Filters Envoy receives over xDS (LDS, ECDS) are not in the file and cannot be checked here.
+//! The plugin configuration's own warnings (`Config::warnings`) and advice on its inline registrations are
+//! reported too, and the clusters it names (`registry.cluster`, `revocation.cluster`, `jwks_cluster`) must be
+//! clusters of the bootstrap. Filters Envoy receives over xDS (LDS, ECDS) are not in the file and cannot be
+//! checked here.
+//!
+//! Any other Envoy YAML or JSON (a listener, an LDS or ECDS resource file, an Istio EnvoyFilter or WasmPlugin,
+//! several YAML documents) that holds the filter gets its plugin configurations linted, and is told that the
+//! deployment rules need a whole bootstrap.
 
 use super::Output;
 use crate::config::{CertificateSource, Config, BUFFER_HEADROOM, ENVOY_DEFAULT_BUFFER_LIMIT};
@@ -27,6 +34,8 @@ const RULE_FRONT_PROXY: &str = "SECURITY.md rule 7: behind a front proxy";
 const RULE_JWT_AUTHN: &str = "SECURITY.md rule 9: jwt_authn before the filter";
 const RULE_EDGE: &str = "SECURITY.md rule 10: edge settings";
 const RULE_CERTIFICATES: &str = "SECURITY.md: a client certificate to read";
+const RULE_PLUGIN: &str = "the plugin configuration";
+const RULE_CLUSTERS: &str = "the plugin's clusters";
 
 /// One missing setting: where (a path into the bootstrap), what is wrong, and the rule it protects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,21 +64,109 @@ pub(crate) fn bootstrap(bytes: &[u8]) -> Option<Value> {
     envoy_keys.iter().any(|k| top.contains_key(*k)).then_some(doc)
 }
 
+/// Every YAML document of `bytes` (one for JSON), or None when it is not YAML at all.
+fn documents(bytes: &[u8]) -> Option<Vec<Value>> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_slice(bytes).map(Value::deserialize).collect::<Result<Vec<_>, _>>().ok()
+}
+
+/// Each oauth-mtls filter (or Istio WasmPlugin) in `v`, with the path to it.
+fn find_filters<'a>(v: &'a Value, path: String, found: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(obj) => {
+            if is_oauth_mtls(v) || is_wasm_plugin(v) {
+                found.push((path, v));
+                return;
+            }
+            for (key, child) in obj {
+                find_filters(child, join(&path, key), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                find_filters(child, format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An Istio WasmPlugin of this filter (its plugin configuration is `spec.pluginConfig`, an object).
+fn is_wasm_plugin(v: &Value) -> bool {
+    let named = |s: Option<&str>| s.is_some_and(|s| s.contains("oauth_mtls") || s.contains("oauth-mtls"));
+    str_at(v, &["kind"]) == Some("WasmPlugin")
+        && (named(str_at(v, &["spec", "url"])) || named(str_at(v, &["metadata", "name"])))
+}
+
+/// `lint FILE` on a document that is not a bootstrap: None when it is a plugin configuration (JSON without the
+/// filter in it) for `lint` to read as one; else the lint of each filter it holds, or what `lint` expects.
+pub(crate) fn lint_other_document(file: &str, bytes: &[u8], json_out: bool) -> Option<Result<Output, String>> {
+    let text = std::str::from_utf8(bytes).unwrap_or_default().trim_start();
+    let json_like = text.starts_with('{') || text.starts_with('[');
+    let docs = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => vec![v],
+        Err(_) if json_like => return None,
+        Err(_) => documents(bytes).unwrap_or_default(),
+    };
+    let mut found = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let path = if docs.len() > 1 { format!("document {i}") } else { String::new() };
+        find_filters(doc, path, &mut found);
+    }
+    if found.is_empty() {
+        if serde_json::from_slice::<Value>(bytes).is_ok() {
+            return None;
+        }
+        return Some(Err(format!(
+            "{file}: neither a plugin configuration (the JSON the filter receives) nor an Envoy configuration \
+             holding the oauth-mtls wasm filter; lint reads a plugin configuration (JSON), an Envoy bootstrap \
+             (YAML or JSON, with static_resources), or any Envoy YAML/JSON holding the filter (a listener, an \
+             LDS/ECDS resource, an Istio EnvoyFilter or WasmPlugin), whose plugin configuration is \
+             typed_config.config.configuration.value"
+        )));
+    }
+    let mut report = Report::default();
+    for (at, filter) in found {
+        let config = if is_wasm_plugin(filter) {
+            let value_at = join(&at, "spec.pluginConfig");
+            let json = filter.pointer("/spec/pluginConfig").map(Value::to_string).unwrap_or_default();
+            plugin_value(json.as_bytes(), &value_at, false, &mut report)
+        } else {
+            plugin_config(filter, &at, false, &mut report)
+        };
+        if let Some(config) = config {
+            report.filters.push((at, summary(&config)));
+        }
+    }
+    Some(Ok(render(file, &report, json_out, false)))
+}
+
 /// `lint FILE` on an Envoy bootstrap: exit 1 when a filter's plugin configuration is invalid, else 0 (warnings
 /// do not fail it).
 pub(crate) fn lint(file: &str, doc: &Value, json_out: bool) -> Output {
-    let report = check(doc);
+    render(file, &check(doc), json_out, true)
+}
+
+/// The report on a bootstrap (`whole`) or on another document holding the filter.
+fn render(file: &str, report: &Report, json_out: bool, whole: bool) -> Output {
     let status = if report.errors.is_empty() { 0 } else { 1 };
     let text = if json_out {
         let warnings: Vec<Value> =
             report.warnings.iter().map(|w| json!({"key": w.at, "problem": w.problem, "rule": w.rule})).collect();
         let errors: Vec<Value> = report.errors.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
         let filters: Vec<Value> = report.filters.iter().map(|(at, s)| json!({"at": at, "summary": s})).collect();
-        let v = json!({"ok": report.errors.is_empty(), "envoy_bootstrap": true, "filters": filters,
+        let v = json!({"ok": report.errors.is_empty(), "envoy_bootstrap": whole, "filters": filters,
                        "warnings": warnings, "errors": errors});
         format!("{v}\n")
     } else {
-        let mut t = format!("{file}: Envoy bootstrap with {} oauth-mtls filter(s)\n", report.filters.len());
+        let mut t = if whole {
+            format!("{file}: Envoy bootstrap with {} oauth-mtls filter(s)\n", report.filters.len())
+        } else {
+            format!(
+                "{file}: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted, the \
+                 deployment rules (SECURITY.md) and the clusters it names need the whole bootstrap\n"
+            )
+        };
         for w in &report.warnings {
             t.push_str(&format!("{file}: warning at `{}`: {} ({})\n", w.at, w.problem, w.rule));
         }
@@ -79,7 +176,7 @@ pub(crate) fn lint(file: &str, doc: &Value, json_out: bool) -> Output {
         for (at, summary) in &report.filters {
             t.push_str(&format!("{file}: `{at}`: {summary}\n"));
         }
-        if report.filters.is_empty() {
+        if whole && report.filters.is_empty() {
             t.push_str(&format!(
                 "{file}: no oauth-mtls wasm filter in static_resources (one delivered over LDS or ECDS is not checked)\n"
             ));
@@ -87,6 +184,15 @@ pub(crate) fn lint(file: &str, doc: &Value, json_out: bool) -> Output {
         t
     };
     Output { status, text }
+}
+
+/// `key` under `path` (`path.key`, or `key` at the document's root).
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -154,7 +260,9 @@ pub(crate) fn check(doc: &Value) -> Report {
                     let hcm_at = format!("{place}.filters[{fi}]");
                     let filter_at =
                         format!("{hcm_at}.http_filters[{hi}] ({})", str_at(filter, &["name"]).unwrap_or(""));
-                    let Some(config) = plugin_config(filter, &filter_at, &mut report) else { continue };
+                    let Some(config) = plugin_config(filter, &filter_at, true, &mut report) else { continue };
+                    let value_at = format!("{filter_at}.typed_config.config.configuration.value");
+                    check_clusters(doc, &config, &value_at, &mut report);
                     let mut warn = |at: String, problem: String, rule: &'static str| {
                         report.warnings.push(Warning { at, problem, rule })
                     };
@@ -185,15 +293,31 @@ pub(crate) fn check(doc: &Value) -> Report {
 }
 
 /// The filter's plugin configuration, validated as `on_configure` does; its errors and warnings are reported.
-fn plugin_config(filter: &Value, filter_at: &str, report: &mut Report) -> Option<Config> {
-    let value_at = format!("{filter_at}.typed_config.config.configuration.value");
+fn plugin_config(filter: &Value, filter_at: &str, whole: bool, report: &mut Report) -> Option<Config> {
+    let value_at = join(filter_at, "typed_config.config.configuration.value");
     let value = at(filter, &["typed_config", "config", "configuration", "value"]).and_then(Value::as_str);
     let Some(value) = value else {
         report.errors.push((value_at, "no plugin configuration (a StringValue holding the JSON)".into()));
         return None;
     };
-    match Config::parse(value.as_bytes()) {
-        Ok(config) => Some(config),
+    plugin_value(value.as_bytes(), &value_at, whole, report)
+}
+
+/// A plugin configuration's JSON at `value_at`: its errors, its warnings and the advice on its registrations.
+/// In a whole bootstrap (`whole`) the buffers `max_body_bytes` needs are checked on the listener itself, so the
+/// configuration's own advice on them is left out.
+fn plugin_value(json: &[u8], value_at: &str, whole: bool, report: &mut Report) -> Option<Config> {
+    let raw: Option<Value> = serde_json::from_slice(json).ok();
+    for (key, advice) in raw.as_ref().map(super::inline_client_hints).unwrap_or_default() {
+        report.warnings.push(Warning { at: format!("{value_at}: {key}"), problem: advice, rule: RULE_PLUGIN });
+    }
+    match Config::parse(json) {
+        Ok(config) => {
+            for (key, advice) in config.warnings().into_iter().filter(|(k, _)| !(whole && *k == "max_body_bytes")) {
+                report.warnings.push(Warning { at: format!("{value_at}: {key}"), problem: advice, rule: RULE_PLUGIN });
+            }
+            Some(config)
+        }
         Err(e) => {
             report.errors.push((format!("{value_at}: {}", e.key), e.problem));
             None
@@ -202,15 +326,45 @@ fn plugin_config(filter: &Value, filter_at: &str, report: &mut Report) -> Option
 }
 
 fn summary(c: &Config) -> String {
-    format!(
-        "ok: {} inline clients, registry {}, certificate source {:?}, {} endpoint(s), {} resource(s), max_body_bytes {}",
-        c.clients.len(),
-        if !c.registries.is_empty() { "on" } else { "off" },
-        c.certificate_source,
-        c.endpoints.len(),
-        c.resources.len(),
-        c.max_body_bytes
-    )
+    format!("ok: {}", super::config_summary(c))
+}
+
+/// The clusters the plugin calls must be clusters of the bootstrap: a missing one is an error, unless clusters
+/// also come over CDS (then a warning: it must be one of those).
+fn check_clusters(doc: &Value, config: &Config, value_at: &str, report: &mut Report) {
+    let clusters = doc.get("static_resources").map(|s| list(s, "clusters")).unwrap_or(&[]);
+    let names: Vec<&str> = clusters.iter().filter_map(|c| str_at(c, &["name"])).collect();
+    let dynamic = at(doc, &["dynamic_resources", "cds_config"]).is_some()
+        || at(doc, &["dynamic_resources", "ads_config"]).is_some();
+    let mut named: Vec<(String, &str)> =
+        config.registries.iter().map(|r| (format!("{}.cluster", r.name()), r.cluster.as_str())).collect();
+    named.extend(config.revocation.as_ref().map(|r| ("revocation.cluster".to_string(), r.cluster.as_str())));
+    named.extend(config.jwks_cluster.as_deref().map(|c| ("jwks_cluster".to_string(), c)));
+    for (key, cluster) in named {
+        if names.contains(&cluster) {
+            continue;
+        }
+        let listed = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        let at = format!("{value_at}: {key}");
+        if dynamic {
+            report.warnings.push(Warning {
+                at,
+                problem: format!(
+                    "`{cluster}` is not a static cluster of this bootstrap (static clusters: {listed}); it must come \
+                     over CDS, or every call the filter makes through it fails"
+                ),
+                rule: RULE_CLUSTERS,
+            });
+        } else {
+            report.errors.push((
+                at,
+                format!(
+                    "`{cluster}` is not a cluster of this bootstrap (clusters: {listed}): every call the filter makes \
+                     through it fails"
+                ),
+            ));
+        }
+    }
 }
 
 type Warn<'a> = dyn FnMut(String, String, &'static str) + 'a;
@@ -632,5 +786,90 @@ static_resources:
         let out = lint("front.yaml", &doc("static_resources: { listeners: [] }"), false);
         assert_eq!(out.status, 0);
         assert!(out.text.contains("no oauth-mtls wasm filter"), "{}", out.text);
+    }
+
+    #[test]
+    fn the_plugin_configurations_own_warnings_and_registration_advice_are_shown() {
+        let value = json!(format!(
+            r#"{{"clients": [{{"client_id": "svc", "token_endpoint_auth_method": "tls_clientauth"}}],
+            "revocation": {{"cluster": "as", "issuers": ["{}"], "crl_urls": ["http://crl.example.test/ca.crl"],
+                           "on_unavailable": "pass"}}}}"#,
+            crate::revocation::testdata::CA
+        ));
+        let report = with(&[(&format!("{WASM}/configuration/value"), value)]);
+        assert!(report.errors.is_empty(), "{report:#?}");
+        let at: Vec<&str> = report.warnings.iter().map(|w| w.at.rsplit(": ").next().unwrap_or("")).collect();
+        assert_eq!(at, ["clients[0] (svc).token_endpoint_auth_method", "revocation.on_unavailable"], "{report:#?}");
+        assert!(report.warnings.iter().all(|w| w.rule == RULE_PLUGIN));
+    }
+
+    #[test]
+    fn a_cluster_the_plugin_names_must_be_a_cluster_of_the_bootstrap() {
+        let registry = |cluster: &str| {
+            json!(format!(r#"{{"registry": {{"cluster": "{cluster}", "authority": "r", "path": "/clients"}}}}"#))
+        };
+        let report = with(&[(&format!("{WASM}/configuration/value"), registry("registry"))]);
+        assert_eq!(report.errors.len(), 1, "{report:#?}");
+        assert!(report.errors[0].0.ends_with("configuration.value: registry.cluster"), "{:?}", report.errors);
+        assert_eq!(
+            report.errors[0].1,
+            "`registry` is not a cluster of this bootstrap (clusters: as): every call the filter makes through it fails"
+        );
+        assert!(with(&[(&format!("{WASM}/configuration/value"), registry("as"))]).errors.is_empty());
+        // With CDS, a cluster may come from it: a warning.
+        let cds = with(&[
+            (&format!("{WASM}/configuration/value"), registry("registry")),
+            ("/dynamic_resources", json!({"cds_config": {"ads": {}}})),
+        ]);
+        assert!(cds.errors.is_empty(), "{cds:#?}");
+        assert_eq!(one_warning(&cds).rule, RULE_CLUSTERS);
+    }
+
+    #[test]
+    fn the_filter_is_found_and_linted_in_any_envoy_yaml_that_is_not_a_bootstrap() {
+        // The listener of GOOD, alone: its plugin configuration is linted, the deployment rules are not.
+        let bootstrap = doc(GOOD);
+        let listener = serde_yaml_ng::to_string(bootstrap.pointer("/static_resources/listeners/0").unwrap()).unwrap();
+        let out = lint_other_document("listener.yaml", listener.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(
+            out.text.starts_with(
+                "listener.yaml: not an Envoy bootstrap; the oauth-mtls filter's plugin configuration is linted"
+            ),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("`filter_chains[0].filters[0].typed_config.http_filters[0]`: ok: 0 inline clients"),
+            "{}",
+            out.text
+        );
+        // Several YAML documents (an Istio manifest), one with a broken plugin configuration.
+        let broken = listener.replace(r#"{"endpoints": ["/token"]}"#, r#"{"endpoints": "/token"}"#);
+        let manifest = format!("kind: Gateway\n---\n{broken}");
+        let out = lint_other_document("istio.yaml", manifest.as_bytes(), true).unwrap().unwrap();
+        assert_eq!(out.status, 1, "{}", out.text);
+        let v: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(v["envoy_bootstrap"], false);
+        assert!(v["errors"][0]["key"].as_str().unwrap().starts_with("document 1.filter_chains[0]"), "{v}");
+        // An Istio WasmPlugin's pluginConfig.
+        let wasm_plugin =
+            "kind: WasmPlugin\nmetadata: { name: oauth-mtls }\nspec: { pluginConfig: { unknown_client: maybe } }\n";
+        let out = lint_other_document("wasmplugin.yaml", wasm_plugin.as_bytes(), false).unwrap().unwrap();
+        assert!(out.text.contains("error at `spec.pluginConfig: unknown_client`"), "{}", out.text);
+        // A plugin configuration in JSON is left to `lint` to read as one.
+        assert!(lint_other_document("plugin.json", br#"{"endpoints": ["/token"]}"#, false).is_none());
+        assert!(lint_other_document("plugin.json", br#"{"endpoints": ["/token"],}"#, false).is_none());
+    }
+
+    #[test]
+    fn each_registry_of_registries_names_a_cluster_of_the_bootstrap() {
+        let value = json!(
+            r#"{"registries": [{"cluster": "as", "authority": "r", "path": "/a"},
+                               {"cluster": "tenants", "authority": "r", "path": "/b"}]}"#
+        );
+        let report = with(&[(&format!("{WASM}/configuration/value"), value)]);
+        assert_eq!(report.errors.len(), 1, "{report:#?}");
+        assert!(report.errors[0].0.ends_with("configuration.value: registries[1].cluster"), "{:?}", report.errors);
     }
 }

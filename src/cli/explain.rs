@@ -2,11 +2,12 @@
 
 use crate::cert::san::SanRule;
 use crate::cert::{Leaf, Sans};
+use crate::cli::{chain, dn_forms, methods};
 use crate::config::UnknownClient;
 use crate::forwarded::source::Presented;
 use crate::oauth::jwks::{self, JwksUri};
 use crate::oauth::registration::{self, Client, KeySource, Method, SubjectRule, TLS_CLIENT_AUTH};
-use crate::oauth::verdict::{self, Directory, JwksView, Lookup, Rejection, Verdict};
+use crate::oauth::verdict::{self, Directory, JwksView, Lookup, PassReason, Rejection, Verdict};
 use crate::revocation::ca::Ca;
 use crate::revocation::store::{self, CrlEvidence, Decision, OcspView};
 use crate::revocation::target::Target;
@@ -51,6 +52,9 @@ pub struct Explanation {
     pub verdict: String,
     /// The error and description the client would get, or what the AS would be told.
     pub outcome: String,
+    /// What the verdict rests on that was not checked here (the chain's validation, without `--ca`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 impl Explanation {
@@ -80,22 +84,65 @@ pub struct RevocationInput {
     pub on_unavailable: OnUnavailable,
 }
 
-/// Explains the verdict for `leaf_der` (validated by the proxy or not) against one registration.
-/// `jwks` stands in for the document at the client's `jwks_uri`, which this never fetches; `revocation`, when
-/// given, adds the revocation check the filter makes after authenticating a `tls_client_auth` client.
-pub fn check(
-    leaf_der: &[u8],
-    validated: bool,
-    metadata: &Value,
-    jwks_doc: Option<&Value>,
-    revocation: Option<&RevocationInput>,
-) -> Explanation {
+/// What `check` knows of the validation Envoy gives the client's chain.
+#[derive(Debug, Clone)]
+pub enum ChainInput {
+    /// Not checked (no `--ca`): assumed validated by Envoy's validation context.
+    Assumed,
+    /// `--not-validated`: Envoy reported the chain as not validated.
+    NotValidated,
+    /// `--ca`: validated here, as Envoy's default validator does.
+    Checked(chain::Report),
+}
+
+impl ChainInput {
+    /// Whether the filter would be told the chain is validated (an assumption unless checked).
+    fn validated(&self) -> bool {
+        match self {
+            ChainInput::Assumed => true,
+            ChainInput::NotValidated => false,
+            ChainInput::Checked(r) => !matches!(r.outcome, chain::Outcome::Invalid(_)),
+        }
+    }
+
+    /// What an authentication resting on this validation is conditional on, if anything.
+    fn condition(&self) -> Option<String> {
+        match self {
+            ChainInput::Assumed => Some(
+                "only if Envoy's validation context validates the chain, which was NOT checked here (give the CA \
+                 bundle with --ca)"
+                    .to_string(),
+            ),
+            ChainInput::Checked(chain::Report { outcome: chain::Outcome::CannotCheck(_), .. }) => {
+                Some("only if the signature this tool cannot check verifies (Envoy checks it)".to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What `check` is given: the leaf, what is known of its chain, one registration, and the filter's settings.
+pub struct Input<'a> {
+    pub leaf_der: &'a [u8],
+    pub chain: ChainInput,
+    pub metadata: &'a Value,
+    /// Stands in for the document at the client's `jwks_uri`, which `check` never fetches.
+    pub jwks: Option<&'a Value>,
+    /// When given, the revocation check the filter makes after authenticating a `tls_client_auth` client.
+    pub revocation: Option<&'a RevocationInput>,
+    /// The plugin's `unknown_client`: what happens to a client without a (loading) registration.
+    pub unknown_client: UnknownClient,
+}
+
+/// Explains the verdict for the input's leaf against its registration.
+pub fn check(input: &Input) -> Explanation {
+    let (leaf_der, metadata, jwks_doc) = (input.leaf_der, input.metadata, input.jwks);
     let mut steps = Vec::new();
     let leaf = match Leaf::from_der(leaf_der) {
         Ok(leaf) => leaf,
         Err(e) => {
             step(&mut steps, "certificate", format!("cannot be parsed: {e}"), Some(false));
-            return finish(None, steps, None, leaf_der, validated, None, revocation);
+            return finish(None, steps, None, input, None);
         }
     };
     let summary = summarize(&leaf);
@@ -111,9 +158,25 @@ pub fn check(
     let client = match registration::check(metadata).and_then(|s| s.compile()) {
         Ok(c) => c,
         Err(e) => {
-            let id = registration::client_id_of(metadata).unwrap_or("?");
-            step(&mut steps, "registration", format!("client {id} is refused at load: {e}"), Some(false));
-            return finish(Some(summary), steps, None, leaf_der, validated, None, revocation);
+            let id = registration::client_id_of(metadata).unwrap_or("(none)");
+            let mut detail = format!("client {id} is refused at load: {e}");
+            let dn = metadata.get("tls_client_auth_subject_dn").and_then(Value::as_str);
+            if let Some(hint) = dn.and_then(|dn| dn_forms::load_hint(dn, &leaf.subject)) {
+                detail.push_str(&format!(" ({hint})"));
+            }
+            step(&mut steps, "registration", detail, Some(false));
+            step(
+                &mut steps,
+                "unknown client",
+                format!(
+                    "a registration that does not load is not loaded, so the filter knows no client {id} (from a \
+                     registry, the other registrations load; an inline one makes the filter refuse its whole \
+                     configuration); unknown_client: {} decides",
+                    unknown_client_name(input.unknown_client)
+                ),
+                None,
+            );
+            return finish(Some(summary), steps, None, input, None);
         }
     };
     step(
@@ -124,16 +187,7 @@ pub fn check(
     );
     match &client.method {
         Method::TlsClientAuth(rule) => {
-            step(
-                &mut steps,
-                "chain validation",
-                if validated {
-                    "the proxy validated the chain against its trusted CAs (required by tls_client_auth)".into()
-                } else {
-                    "the chain was NOT validated by the proxy; tls_client_auth requires a validated chain".into()
-                },
-                Some(validated),
-            );
+            chain_steps(&mut steps, &input.chain);
             if !client.pinned_issuers.is_empty() {
                 let signed = crate::cert::issuer::issued_by_any(&client.pinned_issuers, leaf_der);
                 let detail = match &signed {
@@ -151,21 +205,30 @@ pub fn check(
             match rule {
                 SubjectRule::Dn(dn) => {
                     let ok = dn.matches(&leaf.subject);
-                    step(
-                        &mut steps,
-                        "subject DN",
-                        format!(
-                            "registered tls_client_auth_subject_dn \"{dn}\" {} the leaf subject \"{}\" under distinguishedNameMatch (RFC 4517: same RDNs in order, multi-valued RDNs as sets, types by OID, values case-insensitive after space folding)",
-                            if ok { "equals" } else { "does not equal" },
-                            leaf.subject
-                        ),
-                        Some(ok),
+                    let mut detail = format!(
+                        "registered tls_client_auth_subject_dn \"{dn}\" {} the leaf subject \"{}\" under distinguishedNameMatch (RFC 4517: same RDNs in order, multi-valued RDNs as sets, types by OID, values case-insensitive after space folding)",
+                        if ok { "equals" } else { "does not equal" },
+                        leaf.subject
                     );
+                    if !ok {
+                        detail.push_str(&format!(": {}", dn_forms::mismatch_hint(dn, &leaf.subject)));
+                    }
+                    step(&mut steps, "subject DN", detail, Some(ok));
                 }
                 SubjectRule::San(rule) => san_steps(&mut steps, rule, &leaf.sans),
             }
         }
         Method::SelfSigned(source) => {
+            if matches!(input.chain, ChainInput::Checked(_)) {
+                step(
+                    &mut steps,
+                    "chain validation",
+                    "not required: a self_signed_tls_client_auth certificate is pinned by its thumbprint, not \
+                     validated (RFC 8705 §2.2)"
+                        .to_string(),
+                    None,
+                );
+            }
             let (prints, place) = match source {
                 KeySource::Jwks(p) => (p.clone(), "jwks".to_string()),
                 KeySource::JwksUri(uri) => (
@@ -191,15 +254,63 @@ pub fn check(
                 Some(ok),
             );
         }
-        Method::Other(m) => step(
-            &mut steps,
-            "method",
-            format!("{m} is not a mutual-TLS method: the filter passes the request without annotation"),
-            None,
-        ),
+        Method::Other(m) => {
+            let detail = match methods::hint(m) {
+                Some(hint) => hint,
+                None => format!("{m} is not a mutual-TLS method: the filter passes the request without annotation"),
+            };
+            step(&mut steps, "method", detail, None)
+        }
     }
     let uri_prints = jwks_doc.and_then(|d| jwks::x5c_thumbprints(d).ok());
-    finish(Some(summary), steps, Some(client), leaf_der, validated, uri_prints, revocation)
+    finish(Some(summary), steps, Some(client), input, uri_prints)
+}
+
+fn unknown_client_name(setting: UnknownClient) -> &'static str {
+    match setting {
+        UnknownClient::Pass => "pass (the filter's default)",
+        UnknownClient::Reject => "reject",
+    }
+}
+
+/// The chain's validation, as known: assumed, reported not validated, or checked here link by link.
+fn chain_steps(steps: &mut Vec<Step>, chain: &ChainInput) {
+    let (detail, ok) = match chain {
+        ChainInput::Assumed => (
+            "NOT checked: assumed validated by Envoy's validation context (trusted_ca), which tls_client_auth \
+             requires; give the CA bundle with --ca to check it here"
+                .to_string(),
+            None,
+        ),
+        ChainInput::NotValidated => (
+            "the chain was NOT validated by the proxy (--not-validated); tls_client_auth requires a validated chain"
+                .to_string(),
+            Some(false),
+        ),
+        ChainInput::Checked(report) => {
+            for link in &report.links {
+                step(steps, "chain", link.clone(), None);
+            }
+            match &report.outcome {
+                chain::Outcome::Valid => (
+                    "the chain validates against --ca (signatures, names, validity, CA basicConstraints and \
+                     keyUsage, path length; not checked: extendedKeyUsage, name constraints, policies, critical \
+                     extensions)"
+                        .to_string(),
+                    Some(true),
+                ),
+                chain::Outcome::Invalid(why) => (
+                    format!(
+                        "the chain does not validate against --ca: {why}; Envoy reports it as not validated (or \
+                         refuses the handshake), and tls_client_auth requires a validated chain"
+                    ),
+                    Some(false),
+                ),
+                chain::Outcome::CannotCheck(why) => (format!("cannot check: {why}"), None),
+            }
+        }
+    };
+    step(steps, "chain validation", detail, ok);
 }
 
 fn san_steps(steps: &mut Vec<Step>, rule: &SanRule, sans: &Sans) {
@@ -248,11 +359,10 @@ fn finish(
     leaf: Option<LeafSummary>,
     mut steps: Vec<Step>,
     client: Option<Client>,
-    der: &[u8],
-    validated: bool,
+    input: &Input,
     jwks_prints: Option<Vec<jwks::Thumbprint>>,
-    revocation: Option<&RevocationInput>,
 ) -> Explanation {
+    let (der, revocation) = (input.leaf_der, input.revocation);
     struct One(Option<Rc<Client>>, Option<Vec<jwks::Thumbprint>>);
     impl Directory for One {
         fn client(&mut self, _: &str) -> Lookup {
@@ -267,16 +377,14 @@ fn finish(
             }
         }
     }
-    let id = client.as_ref().map(|c| c.client_id.clone());
+    // A registration that does not load is no registration: the client is unknown, and unknown_client decides.
+    let id = client.as_ref().map_or_else(
+        || registration::client_id_of(input.metadata).unwrap_or("(none)").to_string(),
+        |c| c.client_id.clone(),
+    );
     let mut directory = One(client.map(Rc::new), jwks_prints);
-    let presented = Presented::certificate(der.to_vec(), validated);
-    let verdict = match id {
-        Some(id) => verdict::decide(Some(&id), &presented, UnknownClient::Reject, &mut directory),
-        None => Verdict::Reject(verdict::Rejection::invalid_client(
-            verdict::Reason::UnknownClient,
-            "the registration does not load, so the client is unknown to the filter",
-        )),
-    };
+    let presented = Presented::certificate(der.to_vec(), input.chain.validated());
+    let verdict = verdict::decide(Some(&id), &presented, input.unknown_client, &mut directory);
     let mut passed_unchecked = false;
     let verdict = match (verdict, revocation) {
         (Verdict::Authenticated(a), Some(input)) if a.method == TLS_CLIENT_AUTH => {
@@ -315,6 +423,10 @@ fn finish(
         }
         (other, None) => other,
     };
+    let condition = match &verdict {
+        Verdict::Authenticated(a) if a.method == TLS_CLIENT_AUTH => input.chain.condition(),
+        _ => None,
+    };
     let (name, outcome) = match &verdict {
         Verdict::Authenticated(a) => (
             "authenticated",
@@ -330,13 +442,20 @@ fn finish(
                 }
             ),
         ),
-        Verdict::Pass(_) => ("passed", "passed to the AS without annotation".to_string()),
+        Verdict::Pass(reason) => {
+            let why = match reason {
+                PassReason::NoClientId => "no client_id",
+                PassReason::UnknownClient => "an unknown client under unknown_client: pass",
+                PassReason::NotMtlsClient => "not a mutual-TLS client",
+            };
+            ("passed", format!("passed to the AS without annotation: {why}"))
+        }
         Verdict::Reject(r) => {
             ("rejected", format!("{} {}: {}", r.status, r.error, crate::oauth::response::one_line(&r.description)))
         }
         Verdict::FetchJwks(u) => ("rejected", format!("the JWK Set at {} is needed: give it with --jwks", u.uri)),
     };
-    Explanation { leaf, steps, verdict: name.to_string(), outcome }
+    Explanation { leaf, steps, verdict: name.to_string(), outcome, condition }
 }
 
 /// What the revocation step found.
@@ -535,15 +654,18 @@ mod tests {
         json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth", field: value})
     }
 
+    /// `check` on a leaf and a registration, the chain as given, no revocation, unknown_client pass.
+    fn explain(leaf: &str, chain: ChainInput, metadata: &Value, jwks: Option<&Value>) -> Explanation {
+        let der = der(leaf);
+        let input =
+            Input { leaf_der: &der, chain, metadata, jwks, revocation: None, unknown_client: UnknownClient::Pass };
+        check(&input)
+    }
+
     #[test]
     fn a_matching_dn_is_explained_and_authenticated() {
-        let e = check(
-            &der(LEAF),
-            true,
-            &tls("tls_client_auth_subject_dn", "cn=dn-client,ou=Payments,o=Example Bank,c=GB"),
-            None,
-            None,
-        );
+        let reg = tls("tls_client_auth_subject_dn", "cn=dn-client,ou=Payments,o=Example Bank,c=GB");
+        let e = explain(LEAF, ChainInput::Assumed, &reg, None);
         assert!(e.authenticated(), "{e:?}");
         let dn = e.steps.iter().find(|s| s.step == "subject DN").unwrap();
         assert_eq!(dn.ok, Some(true));
@@ -553,7 +675,7 @@ mod tests {
 
     #[test]
     fn every_san_of_the_kind_is_listed_with_its_result() {
-        let e = check(&der(LEAF), true, &tls("tls_client_auth_san_dns", "client.example.com"), None, None);
+        let e = explain(LEAF, ChainInput::Assumed, &tls("tls_client_auth_san_dns", "client.example.com"), None);
         let dns: Vec<_> = e.steps.iter().filter(|s| s.step == "tls_client_auth_san_dns").collect();
         assert_eq!(dns.len(), 2);
         assert_eq!((dns[0].ok, dns[1].ok), (Some(false), Some(true)));
@@ -562,40 +684,118 @@ mod tests {
 
     #[test]
     fn an_unvalidated_chain_is_the_failing_step() {
-        let e = check(&der(LEAF), false, &tls("tls_client_auth_san_dns", "client.example.com"), None, None);
+        let e = explain(LEAF, ChainInput::NotValidated, &tls("tls_client_auth_san_dns", "client.example.com"), None);
         assert_eq!(e.steps.iter().find(|s| s.step == "chain validation").unwrap().ok, Some(false));
         assert_eq!(e.verdict, "rejected");
         assert!(e.outcome.contains("401 invalid_client"));
     }
 
     #[test]
-    fn self_signed_thumbprints_are_compared() {
+    fn an_unchecked_chain_is_not_called_ok_and_makes_the_authentication_conditional() {
+        let e = explain(LEAF, ChainInput::Assumed, &tls("tls_client_auth_san_dns", "client.example.com"), None);
+        let chain = e.steps.iter().find(|s| s.step == "chain validation").unwrap();
+        assert_eq!(chain.ok, None);
+        assert!(chain.detail.starts_with("NOT checked: assumed validated by Envoy's validation context"));
+        assert!(e.authenticated());
+        assert!(e.condition.as_deref().unwrap().contains("NOT checked here (give the CA bundle with --ca)"));
+    }
+
+    #[test]
+    fn self_signed_thumbprints_are_compared_and_need_no_chain() {
         use base64::Engine;
         let reg = json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth",
             "jwks": {"keys": [{"x5c": [base64::engine::general_purpose::STANDARD.encode(der(SELF_SIGNED_1))]}]}});
-        assert!(check(&der(SELF_SIGNED_1), false, &reg, None, None).authenticated());
-        assert!(!check(&der(SELF_SIGNED_2), false, &reg, None, None).authenticated());
+        let e = explain(SELF_SIGNED_1, ChainInput::NotValidated, &reg, None);
+        assert!(e.authenticated() && e.condition.is_none(), "{e:?}");
+        assert!(!explain(SELF_SIGNED_2, ChainInput::NotValidated, &reg, None).authenticated());
     }
 
     #[test]
     fn jwks_uri_clients_need_the_set_given() {
         use base64::Engine;
         let reg = json!({"client_id": "s", "token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks_uri": "https://x/j"});
-        assert!(!check(&der(SELF_SIGNED_1), false, &reg, None, None).authenticated());
+        assert!(!explain(SELF_SIGNED_1, ChainInput::NotValidated, &reg, None).authenticated());
         let set = json!({"keys": [{"x5c": [base64::engine::general_purpose::STANDARD.encode(der(SELF_SIGNED_1))]}]});
-        assert!(check(&der(SELF_SIGNED_1), false, &reg, Some(&set), None).authenticated());
+        assert!(explain(SELF_SIGNED_1, ChainInput::NotValidated, &reg, Some(&set)).authenticated());
     }
 
     #[test]
-    fn a_registration_that_does_not_load_is_explained() {
-        let e = check(
-            &der(LEAF),
-            true,
-            &json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"}),
-            None,
-            None,
+    fn a_registration_that_does_not_load_is_an_unknown_client_and_unknown_client_decides() {
+        let reg = json!({"client_id": "c", "token_endpoint_auth_method": "tls_client_auth"});
+        let der = der(LEAF);
+        let mut input = Input {
+            leaf_der: &der,
+            chain: ChainInput::Assumed,
+            metadata: &reg,
+            jwks: None,
+            revocation: None,
+            unknown_client: UnknownClient::Pass,
+        };
+        let passed = check(&input);
+        assert!(passed.steps.iter().any(|s| s.step == "registration" && s.detail.contains("exactly one")));
+        assert_eq!(passed.verdict, "passed", "{passed:?}");
+        assert_eq!(passed.outcome, "passed to the AS without annotation: an unknown client under unknown_client: pass");
+        input.unknown_client = UnknownClient::Reject;
+        let rejected = check(&input);
+        assert_eq!(rejected.verdict, "rejected");
+        assert_eq!(rejected.outcome, "401 invalid_client: unknown client: no registration for this client_id");
+    }
+
+    #[test]
+    fn a_dn_that_does_not_match_says_why_and_which_string_would() {
+        let reg = tls("tls_client_auth_subject_dn", "C = GB, O = Example Bank, OU = Payments, CN = dn-client");
+        let e = explain(LEAF, ChainInput::Assumed, &reg, None);
+        let dn = e.steps.iter().find(|s| s.step == "subject DN").unwrap();
+        assert_eq!(dn.ok, Some(false));
+        assert!(dn.detail.ends_with(": the registered DN has the leaf's RDNs in the reverse order (the order `openssl x509 -subject` prints); the string that matches this certificate is \"CN=dn-client,OU=Payments,O=Example Bank,C=GB\""), "{}", dn.detail);
+    }
+
+    #[test]
+    fn a_dn_in_openssl_slash_form_is_converted_in_the_explanation() {
+        let reg = tls("tls_client_auth_subject_dn", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client");
+        let e = explain(LEAF, ChainInput::Assumed, &reg, None);
+        let registration = e.steps.iter().find(|s| s.step == "registration").unwrap();
+        assert!(
+            registration.detail.contains(
+                "in RFC 4514 it is \"CN=dn-client,OU=Payments,O=Example Bank,C=GB\", which matches this certificate"
+            ),
+            "{}",
+            registration.detail
         );
-        assert_eq!(e.verdict, "rejected");
-        assert!(e.steps.iter().any(|s| s.step == "registration" && s.detail.contains("exactly one")));
+    }
+
+    #[test]
+    fn a_method_name_outside_the_iana_registry_is_named_as_a_likely_typo() {
+        let reg = json!({"client_id": "c", "token_endpoint_auth_method": "tls_clientauth"});
+        let e = explain(LEAF, ChainInput::Assumed, &reg, None);
+        let method = e.steps.iter().find(|s| s.step == "method").unwrap();
+        assert!(method.detail.ends_with("the nearest mTLS method is tls_client_auth"), "{}", method.detail);
+        assert_eq!(e.verdict, "passed");
+    }
+
+    #[test]
+    fn a_chain_whose_signature_cannot_be_checked_is_not_ok_and_the_verdict_is_conditional() {
+        use crate::cli::testdata as chains;
+        use crate::revocation::testdata::der as der64;
+        let leaf = der64(chains::ED25519_LEAF);
+        let report = chain::validate(&leaf, &[], &[der64(chains::ED25519_CA)], 1_796_169_600_000);
+        let reg = tls("tls_client_auth_subject_dn", "CN=ed25519-leaf,O=Chain Test");
+        let input = Input {
+            leaf_der: &leaf,
+            chain: ChainInput::Checked(report),
+            metadata: &reg,
+            jwks: None,
+            revocation: None,
+            unknown_client: UnknownClient::Pass,
+        };
+        let e = check(&input);
+        let chain = e.steps.iter().find(|s| s.step == "chain validation").unwrap();
+        assert_eq!(chain.ok, None, "{chain:?}");
+        assert!(chain.detail.starts_with("cannot check: "), "{chain:?}");
+        assert!(e.authenticated());
+        assert_eq!(
+            e.condition.as_deref(),
+            Some("only if the signature this tool cannot check verifies (Envoy checks it)")
+        );
     }
 }

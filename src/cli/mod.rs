@@ -3,39 +3,62 @@
 // `registry from-keycloak|from-wso2`: an AS's client list as a registry document (native builds only).
 #[cfg(not(target_arch = "wasm32"))]
 mod bridge;
+pub(crate) mod chain;
+pub(crate) mod dn_forms;
 pub(crate) mod explain;
+pub(crate) mod methods;
+#[cfg(test)]
+mod testdata;
 // Envoy bootstraps given to `lint` (a YAML parser: native builds only).
 #[cfg(not(target_arch = "wasm32"))]
 mod envoy;
 
-use crate::config::Config;
+use crate::config::{CertificateSource, Config, UnknownClient};
 use crate::revocation::{ca::Ca, OnUnavailable};
 use crate::{cert, cert::pem, oauth::registration, registry};
-use explain::{Explanation, RevocationInput};
+use explain::{ChainInput, Explanation, RevocationInput};
 use serde_json::{json, Value};
+
+/// The version `--version` prints: the crate's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub const USAGE: &str = "usage:
   oauth-mtls check --cert CLIENT.pem [--chain CHAIN.pem] --client REGISTRATION.json [--client-id ID]
-                   [--jwks JWKS.json] [--not-validated] [--json]
-                   [--issuer CA.pem [--crl CRL]... [--ocsp-response RESPONSE.der] [--now TIME]
+                   [--ca CA.pem]... [--now TIME] [--not-validated] [--unknown-client pass|reject]
+                   [--jwks JWKS.json] [--json]
+                   [--issuer CA.pem [--crl CRL]... [--ocsp-response RESPONSE.der]
                     [--ocsp-max-age SECONDS] [--on-unavailable reject|pass]]
       the verdict the filter would give on a token request with this certificate, step by step
       (exit 0: authenticated, 1: not authenticated, 2: usage or input error).
+      --cert holds the leaf, optionally followed by the intermediates the client sends (as does --chain).
+      With --ca (the PEM bundle of Envoy's trusted_ca), the chain is validated here as Envoy's default
+      validator does (signatures, issuer names, validity at --now, CA basicConstraints and keyUsage, path
+      length); without it, chain validation is NOT checked: it is assumed, and an authenticated verdict is
+      conditional on it. --not-validated replays a chain Envoy reported as not validated.
+      --unknown-client is the plugin's unknown_client (default pass, as the filter): it decides for a client
+      whose registration does not load.
       With --issuer (the CA as revocation.issuers lists it, PEM or DER), a tls_client_auth certificate of that
       CA is then checked for revocation as the filter does: each --crl (DER or PEM) as if just fetched, the
       --ocsp-response as the responder's answer (none: OCSP not consulted), judged at --now (RFC 3339 or Unix
       seconds; default: the clock), ocsp_max_age_seconds --ocsp-max-age (default 3600), and with no fresh
       status --on-unavailable decides (default reject, as the filter)
   oauth-mtls lint CONFIG.json [--json]              validate a plugin configuration as the filter does
-  oauth-mtls lint ENVOY.yaml [--json]               the same for each oauth-mtls filter of an Envoy bootstrap,
-                                                    and warn about the deployment rules it misses (SECURITY.md)
+  oauth-mtls lint ENVOY.yaml [--json]               the same for each oauth-mtls filter of an Envoy bootstrap
+                                                    (YAML or JSON), its warnings and its clusters, and warn
+                                                    about the deployment rules it misses (SECURITY.md); any
+                                                    other Envoy YAML/JSON holding the filter: its plugin
+                                                    configuration only
   oauth-mtls lint --registry CLIENTS.json [--json]  validate a registry document as the filter does
   oauth-mtls thumbprint CERT.pem [--json]           the RFC 8705 x5t#S256 of a certificate
   oauth-mtls registry from-keycloak|from-wso2 [--tenant NAME] FILE|-
       the registry document (RFC 7591 metadata) for the clients Keycloak's admin API (GET
       /admin/realms/{realm}/clients) or WSO2's application API returns (docs/authorization-servers.md); a client
       the filter cannot enforce exactly as the AS does is refused, and then nothing is written (exit 1)
+  oauth-mtls version | --version                    the version of oauth-mtls
 ";
+
+/// The one line printed after an input error, instead of the whole usage.
+const HELP_HINT: &str = "(oauth-mtls --help shows the usage)";
 
 /// The result of one command: exit status and what to print on stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +69,29 @@ pub struct Output {
 
 fn usage(problem: &str) -> Output {
     Output { status: 2, text: format!("oauth-mtls: {problem}\n{USAGE}") }
+}
+
+/// Why a command could not run: the command line is wrong (the usage is printed), or an input is missing,
+/// unreadable or not what was expected (the error and a one-line hint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    Usage(String),
+    Input(String),
+}
+
+impl From<String> for Failure {
+    fn from(problem: String) -> Failure {
+        Failure::Input(problem)
+    }
+}
+
+impl Failure {
+    fn output(self) -> Output {
+        match self {
+            Failure::Usage(problem) => usage(&problem),
+            Failure::Input(problem) => Output { status: 2, text: format!("oauth-mtls: {problem}\n{HELP_HINT}\n") },
+        }
+    }
 }
 
 /// Runs the command in `args` (without the program name); `read` reads a file.
@@ -64,6 +110,10 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
                 flags.not_validated = true;
                 Ok(())
             }
+            "--ca" => value("--ca").map(|v| flags.ca.push(v)),
+            "--unknown-client" => {
+                value("--unknown-client").and_then(|v| unknown_client(&v)).map(|u| flags.unknown_client = Some(u))
+            }
             "--cert" => value("--cert").map(|v| flags.cert = Some(v)),
             "--chain" => value("--chain").map(|v| flags.chain = Some(v)),
             "--client" => value("--client").map(|v| flags.client = Some(v)),
@@ -80,6 +130,7 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
                 value("--on-unavailable").and_then(|v| on_unavailable(&v)).map(|o| flags.on_unavailable = Some(o))
             }
             "-h" | "--help" => return Output { status: 0, text: USAGE.to_string() },
+            "-V" | "--version" => return version(),
             other if other.starts_with("--") => Err(format!("unknown option {other}")),
             other => {
                 positional.push(other.to_string());
@@ -93,29 +144,36 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
     if flags.tenant.is_some() && positional.first().is_none_or(|cmd| cmd != "registry") {
         return usage("--tenant belongs to `registry from-keycloak|from-wso2`");
     }
-    let result = match positional.split_first() {
+    let result: Result<Output, Failure> = match positional.split_first() {
         Some((cmd, rest)) if cmd == "check" && rest.is_empty() => check(&flags, read),
         Some((cmd, rest)) if cmd == "lint" => match (rest, &flags.registry) {
             ([], Some(file)) => lint_registry(file, flags.json, read),
             ([file], None) => lint_config(file, flags.json, read),
-            _ => Err("lint takes CONFIG.json, or --registry CLIENTS.json".to_string()),
+            _ => Err(Failure::Usage("lint takes CONFIG.json, or --registry CLIENTS.json".to_string())),
         },
         Some((cmd, [file])) if cmd == "thumbprint" => thumbprint(file, flags.json, read),
         #[cfg(not(target_arch = "wasm32"))]
         Some((cmd, [source, file])) if cmd == "registry" => match bridge::Source::from_command(source) {
-            Some(source) => registry_from(source, file, flags.tenant.as_deref(), read),
-            None => Err(format!("registry takes from-keycloak or from-wso2, not {source:?}")),
+            Some(source) => registry_from(source, file, flags.tenant.as_deref(), read).map_err(Failure::from),
+            None => Err(Failure::Usage(format!("registry takes from-keycloak or from-wso2, not {source:?}"))),
         },
-        Some((cmd, _)) => Err(format!("unknown command or wrong arguments: {cmd}")),
-        None => Err("no command".to_string()),
+        Some((cmd, [])) if cmd == "version" => Ok(version()),
+        Some((cmd, _)) => Err(Failure::Usage(format!("unknown command or wrong arguments: {cmd}"))),
+        None => Err(Failure::Usage("no command".to_string())),
     };
-    result.unwrap_or_else(|problem| usage(&problem))
+    result.unwrap_or_else(Failure::output)
+}
+
+fn version() -> Output {
+    Output { status: 0, text: format!("oauth-mtls {VERSION}\n") }
 }
 
 #[derive(Default)]
 struct Flags {
     json: bool,
     not_validated: bool,
+    ca: Vec<String>,
+    unknown_client: Option<UnknownClient>,
     cert: Option<String>,
     chain: Option<String>,
     client: Option<String>,
@@ -195,6 +253,28 @@ fn on_unavailable(text: &str) -> Result<OnUnavailable, String> {
     }
 }
 
+/// `--unknown-client`: the values of `unknown_client`.
+fn unknown_client(text: &str) -> Result<UnknownClient, String> {
+    match text {
+        "pass" => Ok(UnknownClient::Pass),
+        "reject" => Ok(UnknownClient::Reject),
+        other => Err(format!("--unknown-client takes pass or reject, not {other:?}")),
+    }
+}
+
+/// `--now`, or the clock.
+fn now_ms(flags: &Flags) -> Result<u64, Failure> {
+    match flags.now_ms {
+        Some(ms) => Ok(ms),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| format!("the clock: {e}"))?
+            .as_millis()
+            .try_into()
+            .map_err(|_| Failure::Input("the clock is out of range".to_string())),
+    }
+}
+
 /// `--ocsp-max-age`: seconds, in the range `revocation.ocsp_max_age_seconds` accepts.
 fn max_age(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
@@ -207,23 +287,27 @@ fn max_age(text: &str) -> Result<u64, String> {
 fn revocation_input(
     flags: &Flags,
     read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
-) -> Result<Option<RevocationInput>, String> {
+) -> Result<Option<RevocationInput>, Failure> {
     let Some(issuer) = &flags.issuer else {
         let stray = !flags.crls.is_empty()
             || flags.ocsp_response.is_some()
-            || flags.now_ms.is_some()
+            || (flags.now_ms.is_some() && flags.ca.is_empty())
             || flags.ocsp_max_age.is_some()
             || flags.on_unavailable.is_some();
         if stray {
-            return Err("--crl, --ocsp-response, --now, --ocsp-max-age and --on-unavailable need --issuer".to_string());
+            return Err(Failure::Usage(
+                "--crl, --ocsp-response, --ocsp-max-age and --on-unavailable need --issuer, and --now needs --issuer \
+                 or --ca"
+                    .to_string(),
+            ));
         }
         return Ok(None);
     };
     if flags.crls.is_empty() && flags.ocsp_response.is_none() {
-        return Err(
+        return Err(Failure::Usage(
             "--issuer needs --crl or --ocsp-response: the filter refuses a revocation configuration that checks nothing"
                 .to_string(),
-        );
+        ));
     }
     let der = certificates(issuer, read)?.into_iter().next().ok_or(format!("{issuer}: no certificate"))?;
     let ca = Ca::from_der(&der).map_err(|e| format!("{issuer}: the CA certificate {e}"))?;
@@ -235,26 +319,17 @@ fn revocation_input(
         Some(file) => Some((file.clone(), read(file)?)),
         None => None,
     };
-    let now_ms = match flags.now_ms {
-        Some(ms) => ms,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| format!("the clock: {e}"))?
-            .as_millis()
-            .try_into()
-            .map_err(|_| "the clock is out of range".to_string())?,
-    };
     Ok(Some(RevocationInput {
         ca,
         crls,
         ocsp_response,
-        now_ms,
+        now_ms: now_ms(flags)?,
         ocsp_max_age_seconds: flags.ocsp_max_age.unwrap_or(3600),
         on_unavailable: flags.on_unavailable.unwrap_or(OnUnavailable::Reject),
     }))
 }
 
-/// A certificate file: PEM (the first certificate) or DER.
+/// A certificate file: PEM (every certificate, in order) or DER (one).
 fn certificates(file: &str, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Vec<Vec<u8>>, String> {
     let bytes = read(file)?;
     if bytes.first() == Some(&0x30) {
@@ -267,14 +342,19 @@ fn json_file(file: &str, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resu
     serde_json::from_slice(&read(file)?).map_err(|e| format!("{file}: not JSON: {e}"))
 }
 
-fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
-    let cert_file = flags.cert.as_deref().ok_or("check needs --cert")?;
-    let client_file = flags.client.as_deref().ok_or("check needs --client")?;
-    let leaf = certificates(cert_file, read)?.into_iter().next().ok_or(format!("{cert_file}: no certificate"))?;
-    let chain = match &flags.chain {
-        Some(f) => certificates(f, read)?,
-        None => Vec::new(),
-    };
+fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, Failure> {
+    let cert_file = flags.cert.as_deref().ok_or(Failure::Usage("check needs --cert".to_string()))?;
+    let client_file = flags.client.as_deref().ok_or(Failure::Usage("check needs --client".to_string()))?;
+    if flags.not_validated && !flags.ca.is_empty() {
+        return Err(Failure::Usage("--not-validated and --ca exclude each other".to_string()));
+    }
+    let mut certs = certificates(cert_file, read)?.into_iter();
+    let leaf = certs.next().ok_or(format!("{cert_file}: no certificate"))?;
+    // What the client sends after its leaf: the rest of --cert, then --chain.
+    let mut chain: Vec<Vec<u8>> = certs.collect();
+    if let Some(f) = &flags.chain {
+        chain.extend(certificates(f, read)?);
+    }
     let document = json_file(client_file, read)?;
     let registration = select(document, flags.client_id.as_deref())?;
     let jwks = match &flags.jwks {
@@ -282,7 +362,26 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
         None => None,
     };
     let revocation = revocation_input(flags, read)?;
-    let explanation = explain::check(&leaf, !flags.not_validated, &registration, jwks.as_ref(), revocation.as_ref());
+    let chain_input = if flags.not_validated {
+        ChainInput::NotValidated
+    } else if flags.ca.is_empty() {
+        ChainInput::Assumed
+    } else {
+        let mut anchors = Vec::new();
+        for file in &flags.ca {
+            anchors.extend(certificates(file, read)?);
+        }
+        ChainInput::Checked(chain::validate(&leaf, &chain, &anchors, now_ms(flags)?))
+    };
+    let input = explain::Input {
+        leaf_der: &leaf,
+        chain: chain_input,
+        metadata: &registration,
+        jwks: jwks.as_ref(),
+        revocation: revocation.as_ref(),
+        unknown_client: flags.unknown_client.unwrap_or(UnknownClient::Pass),
+    };
+    let explanation = explain::check(&input);
     let status = if explanation.authenticated() { 0 } else { 1 };
     let chain_subjects: Vec<String> = chain
         .iter()
@@ -301,7 +400,7 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
 }
 
 /// One registration from a file holding one, an array, or `{"clients": [...]}`.
-fn select(document: Value, client_id: Option<&str>) -> Result<Value, String> {
+fn select(document: Value, client_id: Option<&str>) -> Result<Value, Failure> {
     let list = match document {
         Value::Object(obj) if !obj.contains_key("clients") => return Ok(Value::Object(obj)),
         other => registry::items(other.to_string().as_bytes()).map_err(|e| e.to_string())?,
@@ -310,9 +409,9 @@ fn select(document: Value, client_id: Option<&str>) -> Result<Value, String> {
         Some(id) => list
             .into_iter()
             .find(|r| registration::client_id_of(r) == Some(id))
-            .ok_or(format!("no registration with client_id {id}")),
-        None if list.len() == 1 => list.into_iter().next().ok_or("empty".to_string()),
-        None => Err(format!("{} registrations: choose one with --client-id", list.len())),
+            .ok_or(Failure::Input(format!("no registration with client_id {id}"))),
+        None if list.len() == 1 => list.into_iter().next().ok_or(Failure::Input("empty".to_string())),
+        None => Err(Failure::Usage(format!("{} registrations: choose one with --client-id", list.len()))),
     }
 }
 
@@ -349,43 +448,110 @@ fn render(e: &Explanation, chain: &[String]) -> String {
         };
         out.push_str(&format!("{mark} {}: {}\n", s.step, s.detail));
     }
-    out.push_str(&format!("verdict: {} ({})\n", e.verdict, e.outcome));
+    match &e.condition {
+        Some(condition) => out.push_str(&format!("verdict: {} ({}), {condition}\n", e.verdict, e.outcome)),
+        None => out.push_str(&format!("verdict: {} ({})\n", e.verdict, e.outcome)),
+    }
     out
 }
 
-fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
+/// The plugin's `certificate_source` as the configuration spells it.
+fn certificate_source_name(source: CertificateSource) -> &'static str {
+    match source {
+        CertificateSource::Connection => "connection",
+        CertificateSource::Xfcc => "xfcc",
+        CertificateSource::ClientCert => "client-cert",
+    }
+}
+
+/// One line on a valid plugin configuration.
+pub(crate) fn config_summary(c: &Config) -> String {
+    format!(
+        "{} inline clients, {} registr{}, certificate_source {}, unknown_client {}, {} endpoint(s), {} resource(s), \
+         max_body_bytes {}",
+        c.clients.len(),
+        c.registries.len(),
+        if c.registries.len() == 1 { "y" } else { "ies" },
+        certificate_source_name(c.certificate_source),
+        match c.unknown_client {
+            UnknownClient::Pass => "pass",
+            UnknownClient::Reject => "reject",
+        },
+        c.endpoints.len(),
+        c.resources.len(),
+        c.max_body_bytes
+    )
+}
+
+/// `lint`'s advice on one registration that loads (or not) but is likely not what was meant: a DN copied in
+/// OpenSSL's order or form, a method name outside the IANA registry. Keys are relative to the registration.
+pub(crate) fn registration_hints(metadata: &Value) -> Vec<(String, String)> {
+    let mut hints = Vec::new();
+    let field = |name: &str| metadata.get(name).and_then(Value::as_str);
+    if let Some(hint) = field("tls_client_auth_subject_dn").and_then(dn_forms::lint_hint) {
+        hints.push(("tls_client_auth_subject_dn".to_string(), hint));
+    }
+    if let Some(hint) = field("token_endpoint_auth_method").and_then(methods::hint) {
+        hints.push(("token_endpoint_auth_method".to_string(), hint));
+    }
+    hints
+}
+
+/// The key of registration `index` of a list named `list` (`clients[1] (bad)`, or `[1] (bad)` for a registry).
+fn registration_key(list: &str, index: usize, metadata: &Value) -> String {
+    match registration::client_id_of(metadata) {
+        Some(id) => format!("{list}[{index}] ({})", crate::oauth::response::for_log(id)),
+        None => format!("{list}[{index}]"),
+    }
+}
+
+/// Every registration hint of a plugin configuration's inline `clients`, keyed from the document's root.
+pub(crate) fn inline_client_hints(config: &Value) -> Vec<(String, String)> {
+    let clients = config.get("clients").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut hints = Vec::new();
+    for (i, item) in clients.iter().enumerate() {
+        for (field, hint) in registration_hints(item) {
+            hints.push((format!("{}.{field}", registration_key("clients", i, item)), hint));
+        }
+    }
+    hints
+}
+
+fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, Failure> {
     let bytes = read(file)?;
+    let raw: Option<Value> = serde_json::from_slice(&bytes).ok();
     #[cfg(not(target_arch = "wasm32"))]
     if let Some(doc) = envoy::bootstrap(&bytes) {
         return Ok(envoy::lint(file, &doc, json_out));
     }
-    let (status, text) = match Config::parse(&bytes) {
-        Ok(c) => {
-            let summary = format!(
-                "{} inline clients, registry {}, certificate source {:?}, {} endpoint(s), {} resource(s)",
-                c.clients.len(),
-                if !c.registries.is_empty() { "on" } else { "off" },
-                c.certificate_source,
-                c.endpoints.len(),
-                c.resources.len()
-            );
-            let warnings = c.warnings();
-            if json_out {
-                let warnings: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
-                (0, format!("{}\n", json!({"ok": true, "summary": summary, "warnings": warnings})))
-            } else {
-                let mut text = String::new();
-                for (key, advice) in &warnings {
-                    text.push_str(&format!("{file}: warning at `{key}`: {advice}\n"));
-                }
-                text.push_str(&format!("{file}: ok: {summary}\n"));
-                (0, text)
-            }
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(out) = envoy::lint_other_document(file, &bytes, json_out) {
+        return out.map_err(Failure::Input);
+    }
+    let mut warnings: Vec<(String, String)> = Vec::new();
+    let parsed = Config::parse(&bytes);
+    if let Ok(c) = &parsed {
+        warnings.extend(c.warnings().into_iter().map(|(k, p)| (k.to_string(), p)));
+    }
+    warnings.extend(raw.as_ref().map(inline_client_hints).unwrap_or_default());
+    let json_warnings: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
+    let mut text = String::new();
+    for (key, advice) in &warnings {
+        text.push_str(&format!("{file}: warning at `{key}`: {advice}\n"));
+    }
+    let (status, text) = match parsed {
+        Ok(c) if json_out => {
+            (0, format!("{}\n", json!({"ok": true, "summary": config_summary(&c), "warnings": json_warnings})))
         }
-        Err(e) if json_out => {
-            (1, format!("{}\n", json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}]})))
-        }
-        Err(e) => (1, format!("{file}: error at `{}`: {}\n", e.key, e.problem)),
+        Ok(c) => (0, format!("{text}{file}: ok: {}\n", config_summary(&c))),
+        Err(e) if json_out => (
+            1,
+            format!(
+                "{}\n",
+                json!({"ok": false, "errors": [{"key": e.key, "problem": e.problem}], "warnings": json_warnings})
+            ),
+        ),
+        Err(e) => (1, format!("{text}{file}: error at `{}`: {}\n", e.key, e.problem)),
     };
     Ok(Output { status, text })
 }
@@ -415,7 +581,11 @@ fn registry_from(
     Ok(Output { status: 1, text })
 }
 
-fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
+fn lint_registry(
+    file: &str,
+    json_out: bool,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<Output, Failure> {
     let items = match registry::items(&read(file)?) {
         Ok(items) => items,
         Err(e) if json_out => {
@@ -427,6 +597,7 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
         Err(e) => return Ok(Output { status: 1, text: format!("{file}: error: {e}\n") }),
     };
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for id in items.iter().filter_map(registration::client_id_of).filter(|id| !id.is_empty()) {
         *copies.entry(id).or_default() += 1;
@@ -434,10 +605,10 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     let mut loaded = 0;
     for (i, item) in items.iter().enumerate() {
         let id = registration::client_id_of(item);
-        let key = match id {
-            Some(id) => format!("[{i}] ({})", crate::oauth::response::for_log(id)),
-            None => format!("[{i}]"),
-        };
+        let key = registration_key("", i, item);
+        for (field, hint) in registration_hints(item) {
+            warnings.push((format!("{key}.{field}"), hint));
+        }
         match (id.and_then(|id| copies.get(id)).copied().unwrap_or(0), registration::check(item)) {
             (n, _) if n > 1 => {
                 errors.push((key, format!("client_id is listed {n} times; the filter loads no copy of it")))
@@ -449,9 +620,13 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     let status = if errors.is_empty() { 0 } else { 1 };
     let text = if json_out {
         let errs: Vec<Value> = errors.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
-        format!("{}\n", json!({"ok": errors.is_empty(), "loaded": loaded, "errors": errs}))
+        let warns: Vec<Value> = warnings.iter().map(|(k, p)| json!({"key": k, "problem": p})).collect();
+        format!("{}\n", json!({"ok": errors.is_empty(), "loaded": loaded, "errors": errs, "warnings": warns}))
     } else {
         let mut t = String::new();
+        for (k, p) in &warnings {
+            t.push_str(&format!("{file}: warning at `{k}`: {p}\n"));
+        }
         for (k, p) in &errors {
             t.push_str(&format!("{file}: error at `{k}`: {p}\n"));
         }
@@ -461,7 +636,7 @@ fn lint_registry(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u
     Ok(Output { status, text })
 }
 
-fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, String> {
+fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Result<Output, Failure> {
     let der = certificates(file, read)?.into_iter().next().ok_or(format!("{file}: no certificate"))?;
     let x5t = cert::x5t_s256(&der);
     let text = if json_out {
@@ -475,6 +650,7 @@ fn thumbprint(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::testdata as chains;
     use crate::revocation::testdata as rev;
     use crate::testdata::{der, LEAF, SELF_SIGNED_1};
     use std::collections::HashMap;
@@ -564,6 +740,24 @@ mod tests {
                 r#""cluster": "pki", "issuers": ["{ca}"], "ocsp": true, "ocsp_url": "http://ocsp.example.test/""#
             )),
         );
+        // Chains (check --ca): the revocation CA and a CA under its name with another key; a root, an
+        // intermediate and its leaf.
+        f.insert("rogue-ca.pem", pem::encode(&rev::der(rev::ROGUE_CA)).into_bytes());
+        f.insert("root.pem", pem::encode(&rev::der(chains::ROOT)).into_bytes());
+        f.insert(
+            "leaf-and-intermediate.pem",
+            [pem::encode(&rev::der(chains::LEAF)), pem::encode(&rev::der(chains::INTERMEDIATE))].concat().into_bytes(),
+        );
+        f.insert("chain-leaf.json", br#"{"client_id": "chain", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=chain-leaf,O=Chain Test"}"#.to_vec());
+        f.insert("broken-registry.json", br#"[{"client_id": "good", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "O=Revocation Test,CN=good", "tls_client_auth_san_dns": "x.example"}]"#.to_vec());
+        f.insert("openssl-dn.json", br#"{"clients": [{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "C = DE, O = Acme Corp, CN = svc"}]}"#.to_vec());
+        f.insert("slash-dn.json", br#"[{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "/C=DE/O=Acme Corp/CN=svc"}]"#.to_vec());
+        f.insert("typo-method.json", br#"{"clients": [{"client_id": "svc", "token_endpoint_auth_method": "tls_client_auth ", "tls_client_auth_subject_dn": "CN=svc"}]}"#.to_vec());
+        f.insert(
+            "covering.json",
+            br#"{"endpoints": ["/token", "/oauth/par"], "resources": [{"prefix": "/oauth/"}]}"#.to_vec(),
+        );
+        f.insert("bad-yaml.yaml", b"name: envoy.filters.http.router\ntyped_config: {}\n".to_vec());
         f.insert(
             "twice.json",
             br#"[{"client_id": "a", "token_endpoint_auth_method": "none"}, {"client_id": "b"},
@@ -977,6 +1171,168 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&cli("lint rev-ocsp-aia.json --json").text).unwrap();
         assert_eq!(v["warnings"][0]["key"], "revocation.ocsp");
+    }
+
+    #[test]
+    fn with_ca_a_certificate_of_a_ca_with_the_same_name_and_another_key_is_refused() {
+        let out = cli(&format!("check --cert good.pem --client good.json --ca rogue-ca.pem --now {MADE}"));
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("FAIL chain validation: the chain does not validate against --ca: the sha256WithRSAEncryption signature of \"O=Revocation Test,CN=good\" does not verify with the key of \"CN=Revocation Test CA,O=Revocation Test\" (--ca)"), "{}", out.text);
+        assert!(!out.text.contains("ok   chain"), "{}", out.text);
+        assert!(out.text.ends_with("verdict: rejected (401 invalid_client: the client certificate chain was not validated against a trusted CA, which tls_client_auth requires)\n"), "{}", out.text);
+    }
+
+    #[test]
+    fn with_ca_a_genuine_chain_validates_and_the_verdict_is_unconditional() {
+        let out = cli(&format!("check --cert good.pem --client good.json --ca rev-ca.pem --now {MADE}"));
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("     chain: \"O=Revocation Test,CN=good\" signed by \"CN=Revocation Test CA,O=Revocation Test\" (--ca): sha256WithRSAEncryption signature verifies; valid 2026-12-01T05:04:03Z to 2126-11-07T05:04:03Z"), "{}", out.text);
+        assert!(out.text.contains("ok   chain validation: the chain validates against --ca"), "{}", out.text);
+        let verdict = out.text.lines().last().unwrap();
+        assert!(verdict.starts_with("verdict: authenticated (") && verdict.ends_with(')'), "{verdict}");
+        // --cert may hold the leaf followed by the intermediates the client sends.
+        let out =
+            cli(&format!("check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now {MADE}"));
+        assert_eq!(out.status, 1, "the testdata chain starts 2026-12-01T08:02Z, after MADE: {}", out.text);
+        let out = cli(
+            "check --cert leaf-and-intermediate.pem --client chain-leaf.json --ca root.pem --now 2026-12-02T00:00:00Z",
+        );
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("ok   chain validation"), "{}", out.text);
+    }
+
+    #[test]
+    fn with_ca_an_expired_certificate_is_refused() {
+        let out = cli("check --cert good.pem --client good.json --ca rev-ca.pem --now 2127-01-01T00:00:00Z");
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("FAIL chain validation: the chain does not validate against --ca: \"O=Revocation Test,CN=good\": expired at 2127-01-01T00:00:00Z (valid 2026-12-01T05:04:03Z to 2126-11-07T05:04:03Z)"), "{}", out.text);
+    }
+
+    #[test]
+    fn without_ca_the_chain_is_said_not_checked_and_the_verdict_conditional() {
+        let out = cli("check --cert good.pem --client good.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("     chain validation: NOT checked: assumed validated by Envoy's validation context (trusted_ca), which tls_client_auth requires; give the CA bundle with --ca to check it here\n"), "{}", out.text);
+        assert!(!out.text.contains("ok   chain"), "{}", out.text);
+        assert!(out.text.lines().last().unwrap().ends_with("), only if Envoy's validation context validates the chain, which was NOT checked here (give the CA bundle with --ca)"), "{}", out.text);
+        let v: Value = serde_json::from_str(&cli("check --cert good.pem --client good.json --json").text).unwrap();
+        assert!(v["condition"].as_str().unwrap().starts_with("only if Envoy's validation context"), "{v}");
+        let checked: Value = serde_json::from_str(
+            &cli(&format!("check --cert good.pem --client good.json --ca rev-ca.pem --now {MADE} --json")).text,
+        )
+        .unwrap();
+        assert_eq!(checked.get("condition"), None, "{checked}");
+    }
+
+    #[test]
+    fn ca_and_not_validated_exclude_each_other_and_now_needs_ca_or_issuer() {
+        let out = cli("check --cert good.pem --client good.json --ca rev-ca.pem --not-validated");
+        assert_eq!(out.status, 2);
+        assert!(out.text.contains("--not-validated and --ca exclude each other"), "{}", out.text);
+        assert_eq!(cli(&format!("check --cert good.pem --client good.json --now {MADE}")).status, 2);
+    }
+
+    #[test]
+    fn a_registry_registration_that_does_not_load_is_an_unknown_client_decided_by_unknown_client() {
+        let pass = cli("check --cert good.pem --client broken-registry.json --client-id good");
+        assert_eq!(pass.status, 1, "not authenticated: {}", pass.text);
+        assert!(pass.text.contains("FAIL registration: client good is refused at load: tls_client_auth requires exactly one tls_client_auth_* value"), "{}", pass.text);
+        assert!(pass.text.contains("unknown_client: pass (the filter's default) decides"), "{}", pass.text);
+        assert!(
+            pass.text.ends_with(
+                "verdict: passed (passed to the AS without annotation: an unknown client under unknown_client: pass)\n"
+            ),
+            "{}",
+            pass.text
+        );
+        let explicit =
+            cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client pass");
+        assert_eq!(explicit, pass);
+        let reject =
+            cli("check --cert good.pem --client broken-registry.json --client-id good --unknown-client reject");
+        assert_eq!(reject.status, 1);
+        assert!(
+            reject.text.ends_with(
+                "verdict: rejected (401 invalid_client: unknown client: no registration for this client_id)\n"
+            ),
+            "{}",
+            reject.text
+        );
+        assert_eq!(cli("check --cert good.pem --client good.json --unknown-client maybe").status, 2);
+    }
+
+    #[test]
+    fn lint_names_a_dn_copied_from_openssl_and_the_rfc_4514_string_meant() {
+        let out = cli("lint openssl-dn.json");
+        assert_eq!(out.status, 0, "it loads: {}", out.text);
+        assert!(out.text.contains("warning at `clients[0] (svc).tls_client_auth_subject_dn`: \"C = DE, O = Acme Corp, CN = svc\" lists the RDNs most significant first"), "{}", out.text);
+        assert!(out.text.contains("use \"CN=svc,O=Acme Corp,C=DE\""), "{}", out.text);
+        let out = cli("lint --registry slash-dn.json");
+        assert_eq!(out.status, 1, "{}", out.text);
+        assert!(out.text.contains("warning at `[0] (svc).tls_client_auth_subject_dn`: \"/C=DE/O=Acme Corp/CN=svc\" is in OpenSSL's /C=../CN=.. form"), "{}", out.text);
+        assert!(out.text.contains("it is \"CN=svc,O=Acme Corp,C=DE\""), "{}", out.text);
+        assert!(
+            out.text.contains("error at `[0] (svc)`: tls_client_auth_subject_dn is not an RFC 4514 DN"),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn lint_warns_on_a_method_name_outside_the_iana_registry() {
+        let out = cli("lint typo-method.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(out.text.contains("warning at `clients[0] (svc).token_endpoint_auth_method`: \"tls_client_auth \" is not a method of IANA's OAuth Token Endpoint Authentication Methods registry"), "{}", out.text);
+        assert!(out.text.contains("the nearest mTLS method is tls_client_auth\n"), "{}", out.text);
+        let v: Value = serde_json::from_str(&cli("lint typo-method.json --json").text).unwrap();
+        assert_eq!(v["warnings"][0]["key"], "clients[0] (svc).token_endpoint_auth_method");
+    }
+
+    #[test]
+    fn lint_says_which_endpoint_a_resource_prefix_covers() {
+        let out = cli("lint covering.json");
+        assert_eq!(out.status, 1);
+        assert_eq!(
+            out.text,
+            "covering.json: error at `resources[0].prefix`: must not cover an endpoint (it covers /oauth/par)\n"
+        );
+    }
+
+    #[test]
+    fn lint_prints_the_users_terms_not_rust_debug_names() {
+        let out = cli("lint good-config.json");
+        assert!(out.text.contains("certificate_source connection, unknown_client pass"), "{}", out.text);
+        assert!(!out.text.contains("Connection"), "{}", out.text);
+    }
+
+    #[test]
+    fn lint_says_what_it_expects_of_a_yaml_that_holds_no_filter() {
+        let out = cli("lint bad-yaml.yaml");
+        assert_eq!(out.status, 2, "{}", out.text);
+        assert!(out.text.starts_with("oauth-mtls: bad-yaml.yaml: neither a plugin configuration (the JSON the filter receives) nor an Envoy configuration holding the oauth-mtls wasm filter"), "{}", out.text);
+        assert!(!out.text.contains("usage:"), "{}", out.text);
+    }
+
+    #[test]
+    fn version_prints_the_crate_version() {
+        let expected = Output { status: 0, text: format!("oauth-mtls {}\n", env!("CARGO_PKG_VERSION")) };
+        assert_eq!(cli("--version"), expected);
+        assert_eq!(cli("version"), expected);
+        assert_eq!(cli("-V"), expected);
+    }
+
+    #[test]
+    fn a_missing_file_prints_the_error_and_a_one_line_hint_not_the_usage() {
+        let out = cli("check --cert missing.pem --client good.json");
+        assert_eq!(
+            out,
+            Output {
+                status: 2,
+                text: "oauth-mtls: missing.pem: no such file\n(oauth-mtls --help shows the usage)\n".into()
+            }
+        );
+        assert_eq!(cli("lint missing.json").text.lines().count(), 2);
+        assert!(cli("check --cert good.pem").text.contains("usage:"), "a usage error still shows the usage");
     }
 
     #[test]

@@ -6,10 +6,12 @@ rebuilds the whole directory when any expected file is missing or the layout ver
 Files (each certificate NAME has NAME.pem and NAME.key):
   ca1.pem / ca2.pem        two trusted root CAs;  ca.pem = ca1.pem + ca2.pem (the trust bundle Envoy uses)
   rogue.pem                a CA nobody trusts
+  rogue-ca1.pem            a CA nobody trusts, with ca1's subject (its name, another key)
   server                   localhost, 127.0.0.1, ::1 (CA1), used by every Envoy listener
   dn-client                CA1, C=GB,O=Example Bank,OU=Payments,CN=dn-client
   dn-client-ca2            CA2, the same subject
   dn-client-rogue          rogue CA, the same subject
+  dn-client-rogue-ca1      rogue-ca1, the same subject (issuer name = ca1's; signed by another key)
   other-client             CA1, C=GB,O=Example Bank,CN=other-client
   multi-rdn-client         CA1, C=GB,O=Example Bank,(OU=Payments + CN=multi-rdn-client) multi-valued RDN
   special-dn-client        CA1, CN containing , + " \\ ; =
@@ -46,7 +48,7 @@ import tempfile
 
 from oauth_mtls_harness import REPO
 
-LAYOUT_VERSION = "4"
+LAYOUT_VERSION = "5"
 
 # RFC 4514 string of the CN of special-dn-client (as the filter should see it; the cert holds the raw value).
 SPECIAL_CN_RAW = 'Widget, Inc. + "Q" \\ x; y = z'
@@ -74,6 +76,7 @@ CAS = {
     "ca1": "/C=GB/O=Example Test PKI/CN=Test Root CA 1",
     "ca2": "/C=GB/O=Example Test PKI/CN=Test Root CA 2",
     "rogue": "/C=GB/O=Rogue Inc/CN=Rogue Root CA",
+    "rogue-ca1": "/C=GB/O=Example Test PKI/CN=Test Root CA 1",
 }
 
 LEAVES = {
@@ -83,6 +86,7 @@ LEAVES = {
     "dn-client": ("ca1", "rsa", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client", CLIENT_EXT),
     "dn-client-ca2": ("ca2", "rsa", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client", CLIENT_EXT),
     "dn-client-rogue": ("rogue", "rsa", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client", CLIENT_EXT),
+    "dn-client-rogue-ca1": ("rogue-ca1", "rsa", "/C=GB/O=Example Bank/OU=Payments/CN=dn-client", CLIENT_EXT),
     "other-client": ("ca1", "rsa", "/C=GB/O=Example Bank/CN=other-client", CLIENT_EXT),
     "multi-rdn-client": ("ca1", "rsa", "/C=GB/O=Example Bank/OU=Payments+CN=multi-rdn-client", CLIENT_EXT),
     # openssl -subj: '/' and '+' are separators and must be escaped with '\'; '\' escapes itself.
