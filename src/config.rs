@@ -782,6 +782,58 @@ impl Config {
         self.resources.iter().find(|r| path.starts_with(&r.prefix_key))
     }
 
+    /// Registrations no endpoint can reach, and endpoints no registration can serve (tenants: a registration
+    /// with a tenant serves only `{tenant}` templates, one without only literal endpoints).
+    fn tenant_warnings(&self) -> Vec<(&'static str, String)> {
+        let mut warnings = Vec::new();
+        let (templates, literals) = (self.routes.has_templates(), self.routes.has_literals());
+        let mut ids: Vec<&Client> = self.clients.values().collect();
+        ids.sort_by(|a, b| (&a.tenant, &a.client_id).cmp(&(&b.tenant, &b.client_id)));
+        for c in &ids {
+            match &c.tenant {
+                Some(t) if !templates => warnings.push((
+                    "clients",
+                    format!("client {} of tenant {t} is never used: no endpoint is a {{tenant}} template", c.client_id),
+                )),
+                None if !literals => warnings.push((
+                    "clients",
+                    format!(
+                        "client {} has no tenant, so it is never used: every endpoint is a {{tenant}} template",
+                        c.client_id
+                    ),
+                )),
+                _ => {}
+            }
+        }
+        let tenanted = ids.iter().any(|c| c.tenant.is_some()) || !self.registries.is_empty();
+        let untenanted = ids.iter().any(|c| c.tenant.is_none()) || self.registries.iter().any(|r| r.tenant.is_none());
+        if templates && !tenanted {
+            warnings.push((
+                "endpoints",
+                "the {tenant} templates serve no client: no inline client has a tenant and no registry is configured"
+                    .to_string(),
+            ));
+        }
+        if literals && !untenanted && (!ids.is_empty() || !self.registries.is_empty()) {
+            warnings.push((
+                "endpoints",
+                "the literal endpoints serve no client: every registration belongs to a tenant (inline clients with \
+                 tenant, registries with tenant), and those serve only {tenant} templates"
+                    .to_string(),
+            ));
+        }
+        warnings
+    }
+
+    /// Whether a registration of `tenant` (`None`: without one) can ever be used by a request.
+    pub fn reaches(&self, tenant: Option<&Tenant>) -> bool {
+        if tenant.is_some() {
+            self.routes.has_templates()
+        } else {
+            self.routes.has_literals()
+        }
+    }
+
     /// What is valid but likely wrong in a deployment, as (key, advice): `oauth-mtls lint` prints it and the
     /// filter logs it when configured.
     pub fn warnings(&self) -> Vec<(&'static str, String)> {
@@ -798,6 +850,7 @@ impl Config {
                 ),
             ));
         }
+        warnings.extend(self.tenant_warnings());
         if let Some(r) = &self.revocation {
             if r.on_unavailable == OnUnavailable::Pass {
                 warnings.push((

@@ -132,6 +132,40 @@ pub struct Input<'a> {
     pub revocation: Option<&'a RevocationInput>,
     /// The plugin's `unknown_client`: what happens to a client without a (loading) registration.
     pub unknown_client: UnknownClient,
+    /// With `--endpoint`: how the request's path resolved (literal, or which tenant), and whether the client
+    /// has a registration there (if not, it is an unknown client and `metadata` only names its id).
+    pub endpoint: Option<EndpointInput>,
+}
+
+/// The endpoint a request is addressed to, resolved as the filter resolves it.
+#[derive(Debug, Clone)]
+pub struct EndpointInput {
+    pub description: String,
+    pub registered: bool,
+}
+
+/// The whole explanation when the path is not one the filter authenticates at: not an endpoint (the request
+/// goes on, unenforced and unannotated), or a template's path that names no single tenant (refused).
+pub fn not_enforced(path: &str, why: Option<String>) -> Explanation {
+    let (detail, verdict, outcome) = match why {
+        None => (
+            format!("{path} is not one of the configured endpoints"),
+            "passed",
+            "passed to the AS without annotation: the filter does not authenticate at this path".to_string(),
+        ),
+        Some(e) => (
+            format!("{path} reaches a {{tenant}} template but does not name one tenant: {e}"),
+            "rejected",
+            format!("400 invalid_request: the path does not name one tenant: {e}"),
+        ),
+    };
+    Explanation {
+        leaf: None,
+        steps: vec![Step { step: "endpoint".to_string(), detail, ok: Some(false), warning: false }],
+        verdict: verdict.to_string(),
+        outcome,
+        condition: None,
+    }
 }
 
 /// Explains the verdict for the input's leaf against its registration.
@@ -146,6 +180,23 @@ pub fn check(input: &Input) -> Explanation {
         }
     };
     let summary = summarize(&leaf);
+    if let Some(endpoint) = &input.endpoint {
+        step(&mut steps, "endpoint", endpoint.description.clone(), None);
+        if !endpoint.registered {
+            let id = registration::client_id_of(metadata).unwrap_or("(none)");
+            step(
+                &mut steps,
+                "unknown client",
+                format!(
+                    "no registration of client {id} serves this endpoint (a registration is found only in its own \
+                     tenant; one without a tenant only at literal endpoints); unknown_client: {} decides",
+                    unknown_client_name(input.unknown_client)
+                ),
+                None,
+            );
+            return finish(Some(summary), steps, None, input, None);
+        }
+    }
     step(
         &mut steps,
         "certificate",
@@ -657,8 +708,15 @@ mod tests {
     /// `check` on a leaf and a registration, the chain as given, no revocation, unknown_client pass.
     fn explain(leaf: &str, chain: ChainInput, metadata: &Value, jwks: Option<&Value>) -> Explanation {
         let der = der(leaf);
-        let input =
-            Input { leaf_der: &der, chain, metadata, jwks, revocation: None, unknown_client: UnknownClient::Pass };
+        let input = Input {
+            leaf_der: &der,
+            chain,
+            metadata,
+            jwks,
+            revocation: None,
+            unknown_client: UnknownClient::Pass,
+            endpoint: None,
+        };
         check(&input)
     }
 
@@ -730,6 +788,7 @@ mod tests {
             jwks: None,
             revocation: None,
             unknown_client: UnknownClient::Pass,
+            endpoint: None,
         };
         let passed = check(&input);
         assert!(passed.steps.iter().any(|s| s.step == "registration" && s.detail.contains("exactly one")));
@@ -787,6 +846,7 @@ mod tests {
             jwks: None,
             revocation: None,
             unknown_client: UnknownClient::Pass,
+            endpoint: None,
         };
         let e = check(&input);
         let chain = e.steps.iter().find(|s| s.step == "chain validation").unwrap();

@@ -14,6 +14,8 @@ mod testdata;
 mod envoy;
 
 use crate::config::{CertificateSource, Config, UnknownClient};
+use crate::oauth::endpoint::Match;
+use crate::oauth::tenant::Tenant;
 use crate::revocation::{ca::Ca, OnUnavailable};
 use crate::{cert, cert::pem, oauth::registration, registry};
 use explain::{ChainInput, Explanation, RevocationInput};
@@ -25,7 +27,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const USAGE: &str = "usage:
   oauth-mtls check --cert CLIENT.pem [--chain CHAIN.pem] --client REGISTRATION.json [--client-id ID]
                    [--ca CA.pem]... [--now TIME] [--not-validated] [--unknown-client pass|reject]
-                   [--jwks JWKS.json] [--json]
+                   [--jwks JWKS.json] [--endpoint PATH --config CONFIG.json] [--json]
                    [--issuer CA.pem [--crl CRL]... [--ocsp-response RESPONSE.der]
                     [--ocsp-max-age SECONDS] [--on-unavailable reject|pass]]
       the verdict the filter would give on a token request with this certificate, step by step
@@ -37,6 +39,10 @@ pub const USAGE: &str = "usage:
       conditional on it. --not-validated replays a chain Envoy reported as not validated.
       --unknown-client is the plugin's unknown_client (default pass, as the filter): it decides for a client
       whose registration does not load.
+      --endpoint PATH resolves the request's path against the endpoints of --config as the filter does (a
+      literal endpoint, or a {tenant} template and its tenant; not an endpoint: not authenticated there): the
+      registration of --client-id in that tenant is used (none: an unknown client; --config's unknown_client
+      decides unless --unknown-client is given).
       With --issuer (the CA as revocation.issuers lists it, PEM or DER), a tls_client_auth certificate of that
       CA is then checked for revocation as the filter does: each --crl (DER or PEM) as if just fetched, the
       --ocsp-response as the responder's answer (none: OCSP not consulted), judged at --now (RFC 3339 or Unix
@@ -48,7 +54,12 @@ pub const USAGE: &str = "usage:
                                                     about the deployment rules it misses (SECURITY.md); any
                                                     other Envoy YAML/JSON holding the filter: its plugin
                                                     configuration only
-  oauth-mtls lint --registry CLIENTS.json [--json]  validate a registry document as the filter does
+  oauth-mtls lint CONFIG.json --explain [--json]    what the configuration's preset fills in (endpoints,
+                                                    discovery.paths, forward_certificate) and what it overrides
+  oauth-mtls lint --registry CLIENTS.json [--config CONFIG.json] [--json]
+                                                    validate a registry document as the filter does (copies
+                                                    counted per tenant); with --config, say which registrations
+                                                    no endpoint of it can reach
   oauth-mtls thumbprint CERT.pem [--json]           the RFC 8705 x5t#S256 of a certificate
   oauth-mtls registry from-keycloak|from-wso2 [--tenant NAME] FILE|-
       the registry document (RFC 7591 metadata) for the clients Keycloak's admin API (GET
@@ -106,6 +117,10 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
                 flags.json = true;
                 Ok(())
             }
+            "--explain" => {
+                flags.explain = true;
+                Ok(())
+            }
             "--not-validated" => {
                 flags.not_validated = true;
                 Ok(())
@@ -121,6 +136,8 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
             "--jwks" => value("--jwks").map(|v| flags.jwks = Some(v)),
             "--registry" => value("--registry").map(|v| flags.registry = Some(v)),
             "--tenant" => value("--tenant").map(|v| flags.tenant = Some(v)),
+            "--endpoint" => value("--endpoint").map(|v| flags.endpoint = Some(v)),
+            "--config" => value("--config").map(|v| flags.config = Some(v)),
             "--issuer" => value("--issuer").map(|v| flags.issuer = Some(v)),
             "--crl" => value("--crl").map(|v| flags.crls.push(v)),
             "--ocsp-response" => value("--ocsp-response").map(|v| flags.ocsp_response = Some(v)),
@@ -147,7 +164,8 @@ pub fn run(args: &[String], read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> O
     let result: Result<Output, Failure> = match positional.split_first() {
         Some((cmd, rest)) if cmd == "check" && rest.is_empty() => check(&flags, read),
         Some((cmd, rest)) if cmd == "lint" => match (rest, &flags.registry) {
-            ([], Some(file)) => lint_registry(file, flags.json, read),
+            ([], Some(file)) => lint_registry(file, flags.config.as_deref(), flags.json, read),
+            ([file], None) if flags.explain => explain_preset(file, flags.json, read),
             ([file], None) => lint_config(file, flags.json, read),
             _ => Err(Failure::Usage("lint takes CONFIG.json, or --registry CLIENTS.json".to_string())),
         },
@@ -171,6 +189,7 @@ fn version() -> Output {
 #[derive(Default)]
 struct Flags {
     json: bool,
+    explain: bool,
     not_validated: bool,
     ca: Vec<String>,
     unknown_client: Option<UnknownClient>,
@@ -181,6 +200,8 @@ struct Flags {
     jwks: Option<String>,
     registry: Option<String>,
     tenant: Option<String>,
+    endpoint: Option<String>,
+    config: Option<String>,
     issuer: Option<String>,
     crls: Vec<String>,
     ocsp_response: Option<String>,
@@ -356,7 +377,35 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
         chain.extend(certificates(f, read)?);
     }
     let document = json_file(client_file, read)?;
-    let registration = select(document, flags.client_id.as_deref())?;
+    // With --endpoint: the path resolved against the plugin configuration's endpoints, as the filter does.
+    let mut unknown_client = flags.unknown_client;
+    let scope = match &flags.endpoint {
+        None => None,
+        Some(path) => {
+            let file = flags.config.as_deref().ok_or(Failure::Usage(
+                "--endpoint needs --config (the plugin configuration whose endpoints resolve it)".to_string(),
+            ))?;
+            let config = Config::parse(&read(file)?).map_err(|e| format!("{file}: {e}"))?;
+            unknown_client = unknown_client.or(Some(config.unknown_client));
+            match config.endpoint(path) {
+                None => return Ok(explained(&explain::not_enforced(path, None), &[], flags.json, 1)),
+                Some(Match::BadTenant(e)) => {
+                    return Ok(explained(&explain::not_enforced(path, Some(e.to_string())), &[], flags.json, 1))
+                }
+                Some(Match::Literal) => Some((format!("{path} is a literal endpoint: no tenant"), None)),
+                Some(Match::Tenant(t)) => Some((format!("{path} is a templated endpoint in tenant {t}"), Some(t))),
+            }
+        }
+    };
+    let (registration, endpoint) = match scope {
+        None => (select(document, flags.client_id.as_deref())?, None),
+        Some((description, tenant)) => {
+            let in_scope = select_in(document, flags.client_id.as_deref(), tenant.as_ref())?;
+            let registered = in_scope.is_ok();
+            let registration = in_scope.unwrap_or_else(|id| json!({ "client_id": id }));
+            (registration, Some(explain::EndpointInput { description, registered }))
+        }
+    };
     let jwks = match &flags.jwks {
         Some(f) => Some(json_file(f, read)?),
         None => None,
@@ -379,7 +428,8 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
         metadata: &registration,
         jwks: jwks.as_ref(),
         revocation: revocation.as_ref(),
-        unknown_client: flags.unknown_client.unwrap_or(UnknownClient::Pass),
+        unknown_client: unknown_client.unwrap_or(UnknownClient::Pass),
+        endpoint,
     };
     let explanation = explain::check(&input);
     let status = if explanation.authenticated() { 0 } else { 1 };
@@ -387,16 +437,44 @@ fn check(flags: &Flags, read: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Resul
         .iter()
         .map(|der| cert::Leaf::from_der(der).map_or_else(|e| format!("(unparseable: {e})"), |l| l.subject.to_string()))
         .collect();
-    let text = if flags.json {
-        let mut v = serde_json::to_value(&explanation).unwrap_or(Value::Null);
+    Ok(explained(&explanation, &chain_subjects, flags.json, status))
+}
+
+/// An explanation as text or JSON.
+fn explained(explanation: &Explanation, chain_subjects: &[String], json_out: bool, status: i32) -> Output {
+    let text = if json_out {
+        let mut v = serde_json::to_value(explanation).unwrap_or(Value::Null);
         if let Some(obj) = v.as_object_mut() {
             obj.insert("chain".into(), json!(chain_subjects));
         }
         format!("{v}\n")
     } else {
-        render(&explanation, &chain_subjects)
+        render(explanation, chain_subjects)
     };
-    Ok(Output { status, text })
+    Output { status, text }
+}
+
+/// With `--endpoint`: the registration of the client in `tenant` (none: those without a tenant), or the
+/// client id that has none there.
+fn select_in(
+    document: Value,
+    client_id: Option<&str>,
+    tenant: Option<&Tenant>,
+) -> Result<Result<Value, String>, Failure> {
+    let list = match document {
+        Value::Object(obj) if !obj.contains_key("clients") => vec![Value::Object(obj)],
+        other => registry::items(other.to_string().as_bytes()).map_err(|e| e.to_string())?,
+    };
+    let in_tenant = |r: &Value| r.get("tenant").and_then(Value::as_str) == tenant.map(Tenant::as_str);
+    let id = match client_id {
+        Some(id) => id.to_string(),
+        None => match list.as_slice() {
+            [one] => registration::client_id_of(one).unwrap_or_default().to_string(),
+            _ => return Err(Failure::Usage(format!("{} registrations: choose one with --client-id", list.len()))),
+        },
+    };
+    let found = list.into_iter().find(|r| registration::client_id_of(r) == Some(id.as_str()) && in_tenant(r));
+    Ok(found.ok_or(id))
 }
 
 /// One registration from a file holding one, an array, or `{"clients": [...]}`.
@@ -556,6 +634,64 @@ fn lint_config(file: &str, json_out: bool, read: &dyn Fn(&str) -> Result<Vec<u8>
     Ok(Output { status, text })
 }
 
+/// `lint CONFIG.json --explain`: what the configuration's `preset` fills in, and what the configuration sets
+/// itself instead.
+fn explain_preset(
+    file: &str,
+    json_out: bool,
+    read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<Output, Failure> {
+    let bytes = read(file)?;
+    let config = Config::parse(&bytes).map_err(|e| format!("{file}: error at `{}`: {}", e.key, e.problem))?;
+    let raw: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let Some(preset) = config.preset else {
+        return Ok(Output {
+            status: 0,
+            text: format!("{file}: no preset: every key is as the configuration sets it\n"),
+        });
+    };
+    let set = |key: &str| raw.get(key).is_some_and(|v| !v.is_null());
+    let discovery_paths_set = raw.get("discovery").and_then(|d| d.get("paths")).is_some_and(|v| !v.is_null());
+    let mut rows: Vec<(String, Value, &str)> = Vec::new();
+    for (key, value) in preset.expansion() {
+        let (key, value, source) = match key.as_str() {
+            "discovery" if raw.get("discovery").is_none_or(Value::is_null) => (
+                String::from("discovery.paths"),
+                value.get("paths").cloned().unwrap_or_default(),
+                "not used: no discovery",
+            ),
+            "discovery" if discovery_paths_set => (
+                String::from("discovery.paths"),
+                value.get("paths").cloned().unwrap_or_default(),
+                "overridden by the configuration",
+            ),
+            "discovery" => {
+                (String::from("discovery.paths"), value.get("paths").cloned().unwrap_or_default(), "filled in")
+            }
+            other if set(other) => (other.to_string(), value, "overridden by the configuration"),
+            other => (other.to_string(), value, "filled in"),
+        };
+        rows.push((key, value, source));
+    }
+    let text = if json_out {
+        let keys: Vec<Value> = rows.iter().map(|(k, v, s)| json!({"key": k, "value": v, "source": s})).collect();
+        format!("{}\n", json!({"preset": preset.name(), "expands_to": keys}))
+    } else {
+        let mut t = format!("{file}: preset {} expands to\n", preset.name());
+        for (key, value, source) in rows {
+            t.push_str(&format!("  {key} ({source}):\n"));
+            match value.as_array() {
+                Some(items) => {
+                    items.iter().for_each(|i| t.push_str(&format!("    {}\n", i.as_str().unwrap_or_default())))
+                }
+                None => t.push_str(&format!("    {value}\n")),
+            }
+        }
+        t
+    };
+    Ok(Output { status: 0, text })
+}
+
 /// `registry from-keycloak|from-wso2`: the document on stdout, or every refused client and nothing else.
 #[cfg(not(target_arch = "wasm32"))]
 fn registry_from(
@@ -583,9 +719,15 @@ fn registry_from(
 
 fn lint_registry(
     file: &str,
+    config: Option<&str>,
     json_out: bool,
     read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
 ) -> Result<Output, Failure> {
+    // With --config: whether each registration's tenant can be reached by one of its endpoints.
+    let config = match config {
+        None => None,
+        Some(f) => Some(Config::parse(&read(f)?).map_err(|e| format!("{f}: {e}"))?),
+    };
     let items = match registry::items(&read(file)?) {
         Ok(items) => items,
         Err(e) if json_out => {
@@ -598,22 +740,38 @@ fn lint_registry(
     };
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let mut copies: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for id in items.iter().filter_map(registration::client_id_of).filter(|id| !id.is_empty()) {
-        *copies.entry(id).or_default() += 1;
+    // Copies are counted per (tenant, client_id): the same id in two tenants is two clients.
+    let scoped = |item: &Value| {
+        let id = registration::client_id_of(item).filter(|id| !id.is_empty())?;
+        Some((item.get("tenant").and_then(Value::as_str).map(str::to_string), id.to_string()))
+    };
+    let mut copies: std::collections::HashMap<(Option<String>, String), usize> = std::collections::HashMap::new();
+    for key in items.iter().filter_map(scoped) {
+        *copies.entry(key).or_default() += 1;
     }
     let mut loaded = 0;
     for (i, item) in items.iter().enumerate() {
-        let id = registration::client_id_of(item);
         let key = registration_key("", i, item);
         for (field, hint) in registration_hints(item) {
             warnings.push((format!("{key}.{field}"), hint));
         }
-        match (id.and_then(|id| copies.get(id)).copied().unwrap_or(0), registration::check(item)) {
+        let listed = scoped(item).and_then(|k| copies.get(&k)).copied().unwrap_or(0);
+        match (listed, registration::check(item)) {
             (n, _) if n > 1 => {
-                errors.push((key, format!("client_id is listed {n} times; the filter loads no copy of it")))
+                let tenant = item.get("tenant").and_then(Value::as_str).map(|t| format!(" in tenant {t}"));
+                let tenant = tenant.unwrap_or_default();
+                errors.push((key, format!("client_id is listed {n} times{tenant}; the filter loads no copy of it")))
             }
-            (_, Ok(_)) => loaded += 1,
+            (_, Ok(stored)) => {
+                loaded += 1;
+                if config.as_ref().is_some_and(|c| !c.reaches(stored.tenant.as_ref())) {
+                    let why = match &stored.tenant {
+                        Some(t) => format!("of tenant {t}, but no endpoint is a {{tenant}} template"),
+                        None => "without a tenant, but every endpoint is a {tenant} template".to_string(),
+                    };
+                    warnings.push((key, format!("loads, and is never used: {why}")));
+                }
+            }
             (_, Err(e)) => errors.push((key, e.to_string())),
         }
     }
@@ -768,9 +926,89 @@ mod tests {
     }
 
     fn cli(args: &str) -> Output {
-        let f = files();
+        let mut f = files();
+        f.insert("tenants.json", br#"[{"client_id": "p", "tenant": "acme", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=dn-client,OU=Payments,O=Example Bank,C=GB"},
+            {"client_id": "p", "tenant": "globex", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=other,O=X"}]"#.to_vec());
+        f.insert("wso2.json", br#"{"preset": "wso2", "unknown_client": "reject"}"#.to_vec());
+        f.insert("literal.json", br#"{"endpoints": ["/token"]}"#.to_vec());
+        f.insert(
+            "twice-in-tenant.json",
+            br#"[{"client_id": "p", "tenant": "acme", "token_endpoint_auth_method": "none"},
+            {"client_id": "p", "tenant": "acme", "token_endpoint_auth_method": "none"},
+            {"client_id": "p", "tenant": "globex", "token_endpoint_auth_method": "none"}]"#
+                .to_vec(),
+        );
         let args: Vec<String> = args.split_whitespace().map(String::from).collect();
         run(&args, &|name| f.get(name).cloned().ok_or(format!("{name}: no such file")))
+    }
+
+    #[test]
+    fn check_endpoint_uses_the_registration_of_the_paths_tenant() {
+        let out = cli("check --cert leaf.pem --client tenants.json --client-id p --endpoint /t/acme/oauth2/token --config wso2.json");
+        assert_eq!(out.status, 0, "{}", out.text);
+        assert!(
+            out.text.contains("endpoint: /t/acme/oauth2/token is a templated endpoint in tenant acme"),
+            "{}",
+            out.text
+        );
+        let out = cli("check --cert leaf.pem --client tenants.json --client-id p --endpoint /t/globex/oauth2/token --config wso2.json");
+        assert_eq!(out.status, 1);
+        assert!(out.text.contains("does not match the registered tls_client_auth_subject_dn"), "{}", out.text);
+    }
+
+    #[test]
+    fn check_endpoint_in_a_tenant_without_the_client_is_an_unknown_client() {
+        let out = cli("check --cert leaf.pem --client tenants.json --client-id p --endpoint /t/initech/oauth2/token --config wso2.json");
+        assert_eq!(out.status, 1);
+        assert!(out.text.contains("unknown_client: reject decides"), "{}", out.text);
+        // The literal super-tenant endpoint: none of these registrations has no tenant.
+        let out = cli(
+            "check --cert leaf.pem --client tenants.json --client-id p --endpoint /oauth2/token --config wso2.json",
+        );
+        assert!(out.text.contains("is a literal endpoint: no tenant"), "{}", out.text);
+        assert!(out.text.contains("verdict: rejected (401 invalid_client: unknown client"), "{}", out.text);
+    }
+
+    #[test]
+    fn check_endpoint_names_paths_the_filter_does_not_authenticate_at() {
+        let out = cli("check --cert leaf.pem --client tenants.json --client-id p --endpoint /api/x --config wso2.json");
+        assert_eq!(out.status, 1);
+        assert!(out.text.contains("/api/x is not one of the configured endpoints"), "{}", out.text);
+        assert!(out.text.contains("verdict: passed"), "{}", out.text);
+        let out = cli("check --cert leaf.pem --client tenants.json --client-id p --endpoint /t/a;b/oauth2/token --config wso2.json");
+        assert!(
+            out.text.contains("verdict: rejected (400 invalid_request: the path does not name one tenant"),
+            "{}",
+            out.text
+        );
+        assert_eq!(cli("check --cert leaf.pem --client tenants.json --client-id p --endpoint /token").status, 2);
+    }
+
+    #[test]
+    fn lint_explain_prints_what_a_preset_fills_in() {
+        let out = cli("lint wso2.json --explain");
+        assert!(out.text.contains("preset wso2 expands to"), "{}", out.text);
+        assert!(out.text.contains("/t/{tenant}/oauth2/ciba"), "{}", out.text);
+        assert!(out.text.contains("forward_certificate (filled in)"), "{}", out.text);
+        assert!(cli("lint literal.json --explain").text.contains("no preset"));
+    }
+
+    #[test]
+    fn lint_registry_counts_copies_per_tenant() {
+        let out = cli("lint --registry twice-in-tenant.json");
+        assert!(out.text.contains("`[0] (p)`: client_id is listed 2 times in tenant acme"), "{}", out.text);
+        assert!(out.text.contains("1 client(s) load, 2 refused"), "{}", out.text);
+    }
+
+    #[test]
+    fn lint_registry_with_config_names_registrations_no_endpoint_reaches() {
+        let out = cli("lint --registry tenants.json --config literal.json");
+        assert!(
+            out.text.contains("loads, and is never used: of tenant acme, but no endpoint is a {tenant} template"),
+            "{}",
+            out.text
+        );
+        assert!(!cli("lint --registry tenants.json --config wso2.json").text.contains("never used"));
     }
 
     #[test]
