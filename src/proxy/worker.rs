@@ -12,6 +12,7 @@ use crate::oauth::verdict::{Directory, JwksView, Lookup};
 use crate::proxy::cache::{Certificates, Lru};
 use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::memory::{self, Weigh};
+use crate::proxy::readiness::{NotReady, Readiness};
 use crate::proxy::revocation::Revocation;
 use crate::registry::load::{Budget, Finding, Load, Step, Summary};
 use crate::registry::{self, JwksEntry, Keys, Lease, Meta};
@@ -72,6 +73,8 @@ pub struct Worker {
     pub(crate) revocation: Option<Revocation>,
     /// The tick period last set.
     tick_period: Cell<u64>,
+    /// The least severe level the proxy prints, as last asked (each tick).
+    log_level: Cell<Level>,
 }
 
 /// What a worker remembers of a connection: its peer certificate by SHA-256 (the certificate itself is in the
@@ -105,6 +108,7 @@ impl Worker {
             reported: Cell::new((0, 0)),
             revocation: config_has_revocation.then(|| Revocation::new(shared_data_prefix, budget, seed)),
             tick_period: Cell::new(TICK_MS),
+            log_level: Cell::new(Level::Info),
         }
     }
 
@@ -150,8 +154,29 @@ impl Worker {
         }
     }
 
-    /// Every tick: the registry's and the CRLs' refresh or load.
+    /// Asks the proxy which levels it prints (once a tick: a line it would not print is then not even formatted).
+    pub fn read_log_level(&self, host: &dyn Host) {
+        self.log_level.set(host.log_level());
+    }
+
+    /// Whether the proxy prints lines of `level` (as of the last tick).
+    pub fn logs(&self, level: Level) -> bool {
+        level >= self.log_level.get()
+    }
+
+    /// Whether this worker can serve every client it is configured for: the registry, if there is one, is
+    /// usable (loaded, and no older than `max_stale_seconds`), the rule registry clients are served by.
+    pub fn readiness(&self, host: &dyn Host) -> Readiness {
+        let Some(reg) = &self.config.registry else { return Readiness::Ready };
+        match self.current_meta(host).usable(host.now_ms(), reg.max_stale_seconds) {
+            Ok(()) => Readiness::Ready,
+            Err(why) => Readiness::NotReady(NotReady::from(&why)),
+        }
+    }
+
+    /// Every tick: the log level, and the registry's and the CRLs' refresh or load.
     pub fn on_tick(&self, host: &dyn Host) {
+        self.read_log_level(host);
         self.registry_tick(host);
         if let (Some(r), Some(config)) = (&self.revocation, &self.config.revocation) {
             r.on_tick(host, config);
