@@ -260,7 +260,7 @@ impl Stream for Proxy {
     }
 
     fn set_decision(&self, decision: &Decision) {
-        let value = decision.to_struct();
+        let value = decision.to_json();
         let name = decision::PROPERTY;
         // SAFETY: both pointers are to live buffers of the lengths passed; the host copies them.
         let result = unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
@@ -354,13 +354,6 @@ impl RootContext for Root {
             }
         }
         *self.metrics.borrow_mut() = metrics;
-        // The decision's filter state is a protobuf Struct, so that the access log prints it as JSON. Declared
-        // once per plugin; a second configuration of the same plugin finds it declared (BadArgument).
-        if let Err(s) = hostcalls::call_foreign_function("declare_property", Some(&decision::declaration())) {
-            if s != Status::BadArgument {
-                proxy.log(Level::Warn, &format!("cannot declare the filter state wasm.{}: {s:?}", decision::PROPERTY));
-            }
-        }
         let prefix = config.shared_data_prefix.clone().unwrap_or_else(|| format!("oauth-mtls/{plugin}"));
         let has_registry = config.registry.is_some();
         let clients = config.clients.len();
