@@ -133,6 +133,8 @@ pub struct Config {
     pub revocation: Option<RevocationConfig>,
     /// The server whose endpoints, discovery paths and certificate header filled what the document left out.
     pub preset: Option<Preset>,
+    /// The path the filter answers itself with its readiness (`proxy::readiness`); none: not answered.
+    pub readiness_path: Option<String>,
 }
 
 /// `revocation`: client certificates checked by CRL and OCSP (see `revocation`).
@@ -397,7 +399,7 @@ impl<'a> Object<'a> {
     }
 }
 
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "endpoints",
     "max_body_bytes",
     "certificate_source",
@@ -419,6 +421,7 @@ const KEYS: [&str; 21] = [
     "jwt_payload_metadata",
     "discovery",
     "revocation",
+    "readiness_path",
 ];
 
 const SOURCES: [(&str, CertificateSource); 3] = [
@@ -725,7 +728,9 @@ impl Config {
 
         let revocation = raw.object("revocation", &REVOCATION_KEYS)?.map(|r| revocation(&r)).transpose()?;
 
-        Ok(Config {
+        let readiness_path = raw.string("readiness_path")?;
+        let config = Config {
+            readiness_path,
             revocation,
             preset: None,
             resources,
@@ -753,7 +758,16 @@ impl Config {
                 memory::Budget::MAX_BYTES,
             )? as usize,
             shared_data_prefix: raw.string("shared_data_prefix")?.filter(|p| !p.is_empty()),
-        })
+        };
+        if let Some(p) = &config.readiness_path {
+            if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
+                return Err(err("readiness_path", "must be an absolute path without query or fragment"));
+            }
+            if config.is_endpoint(p) || config.resource(p).is_some() {
+                return Err(err("readiness_path", "must not be an endpoint or under a resource prefix"));
+            }
+        }
+        Ok(config)
     }
 
     /// Whether `path` (as received, query included) is one of the configured endpoints.
@@ -1096,6 +1110,17 @@ mod tests {
             "discovery.mtls_endpoint_aliases.token_endpoint"
         );
         assert!(Config::parse(b"{}").unwrap().discovery.is_none());
+    }
+
+    #[test]
+    fn readiness_path_is_a_plain_path_apart_from_endpoints_and_resources() {
+        assert_eq!(Config::parse(b"{}").unwrap().readiness_path, None);
+        let c = Config::parse(br#"{"readiness_path": "/oauth-mtls/ready"}"#).unwrap();
+        assert_eq!(c.readiness_path.as_deref(), Some("/oauth-mtls/ready"));
+        for bad in [r#""ready""#, r#""/ready?x=1""#, r#""/token""#, r#""/api/ready""#] {
+            let json = format!(r#"{{"readiness_path": {bad}, "resources": [{{"prefix": "/api/"}}]}}"#);
+            assert_eq!(problem(&json).key, "readiness_path", "{bad}");
+        }
     }
 
     #[test]

@@ -21,3 +21,6 @@ pub const PRAGMA: &str = "pragma";
 pub const WWW_AUTHENTICATE: &str = "www-authenticate";
 pub const IF_NONE_MATCH: &str = "if-none-match";
 pub const ETAG: &str = "etag";
+pub const ALLOW: &str = "allow";
+/// Envoy's request id (also in its access log), named in rejection log lines.
+pub const X_REQUEST_ID: &str = "x-request-id";

@@ -1,6 +1,7 @@
 //! A fake proxy for native tests of the filter's state machines: headers, properties, shared data with
 //! Envoy's CAS rules, dispatched calls, local replies, metrics and logs, all in memory.
 
+use crate::proxy::decision::Decision;
 use crate::proxy::host::{CallError, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub struct Call {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
+    pub details: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -46,6 +48,10 @@ pub struct Fake {
     pub fail_calls: Cell<bool>,
     pub metrics: RefCell<HashMap<String, i64>>,
     pub logs: RefCell<Vec<String>>,
+    /// The least severe level the proxy prints.
+    pub log_level: Cell<Level>,
+    /// The decisions the filter recorded for the access log, in order.
+    pub decisions: RefCell<Vec<Decision>>,
     /// Shared-data reads by key (what a lookup costs).
     pub reads: RefCell<HashMap<String, u32>>,
     /// The tick period last asked for.
@@ -83,6 +89,8 @@ impl Fake {
             fail_calls: Cell::new(false),
             metrics: RefCell::new(HashMap::new()),
             logs: RefCell::new(Vec::new()),
+            log_level: Cell::new(Level::Debug),
+            decisions: RefCell::new(Vec::new()),
             reads: RefCell::new(HashMap::new()),
             tick_period_ms: Cell::new(None),
         }
@@ -143,6 +151,11 @@ impl Fake {
         self.reply.borrow().as_ref().map(|r| r.status)
     }
 
+    /// The last decision recorded for the access log.
+    pub fn decision(&self) -> Option<Decision> {
+        self.decisions.borrow().last().cloned()
+    }
+
     pub fn reply_json(&self) -> serde_json::Value {
         self.reply.borrow().as_ref().and_then(|r| serde_json::from_str(&r.body).ok()).unwrap_or_default()
     }
@@ -159,6 +172,10 @@ impl Host for Fake {
 
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push(format!("{level:?}: {message}"));
+    }
+
+    fn log_level(&self) -> Level {
+        self.log_level.get()
     }
 
     fn metric(&self, metric: Metric, value: i64) {
@@ -254,12 +271,17 @@ impl Stream for Fake {
         Some(self.body.borrow().iter().take(size).copied().collect())
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    fn send_response(&self, status: u16, details: &str, headers: &[(&str, &str)], body: &[u8]) {
         *self.reply.borrow_mut() = Some(Reply {
             status,
+            details: details.to_string(),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: String::from_utf8_lossy(body).into_owned(),
         });
+    }
+
+    fn set_decision(&self, decision: &Decision) {
+        self.decisions.borrow_mut().push(decision.clone());
     }
 
     fn resume_request(&self) {

@@ -24,20 +24,7 @@ impl Headers {
 
     /// Serializes `pairs` as the proxy would (for fakes and tests).
     pub fn from_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Headers {
-        let mut bytes = Vec::new();
-        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-        bytes.extend_from_slice(&len(pairs.len()));
-        for (n, v) in pairs {
-            bytes.extend_from_slice(&len(n.as_ref().len()));
-            bytes.extend_from_slice(&len(v.as_ref().len()));
-        }
-        for (n, v) in pairs {
-            for part in [n.as_ref(), v.as_ref()] {
-                bytes.extend_from_slice(part);
-                bytes.push(0);
-            }
-        }
-        Headers::from_serialized(bytes)
+        Headers::from_serialized(serialize(pairs))
     }
 
     /// Whether the proxy's buffer did not follow the layout (no header can then be read).
@@ -63,6 +50,24 @@ impl Headers {
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
+}
+
+/// `pairs` in the proxy-wasm layout (as the proxy serializes a map, and as a local reply's headers are passed).
+pub fn serialize<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len(pairs.len()));
+    for (n, v) in pairs {
+        bytes.extend_from_slice(&len(n.as_ref().len()));
+        bytes.extend_from_slice(&len(v.as_ref().len()));
+    }
+    for (n, v) in pairs {
+        for part in [n.as_ref(), v.as_ref()] {
+            bytes.extend_from_slice(part);
+            bytes.push(0);
+        }
+    }
+    bytes
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {

@@ -7,7 +7,8 @@ pub enum Action {
     Pause,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Log levels, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Debug,
     Info,
@@ -111,26 +112,49 @@ impl Metric {
         matches!(self, Metric::MemoryCachedBytes | Metric::MemoryVmBytes)
     }
 
-    /// The stat name: Envoy shows it as `wasmcustom.<name>`.
+    /// The stat prefix of a filter whose plugin is not named.
+    pub const DEFAULT_PREFIX: &'static str = "oauth_mtls";
+
+    /// The stat name under the default prefix, `oauth_mtls.<suffix>` (Envoy shows `wasmcustom.<name>`).
     pub fn name(self) -> String {
+        self.name_under(Metric::DEFAULT_PREFIX)
+    }
+
+    /// The stat name under `prefix` (see [`Metric::prefix_for`]).
+    pub fn name_under(self, prefix: &str) -> String {
+        format!("{prefix}.{}", self.suffix())
+    }
+
+    /// The stat prefix of the plugin named `plugin` (Envoy's wasm `config.name`): the name with every character
+    /// but ASCII letters, digits and `_` made `_` (a `.` would add a level to the stat's name), or
+    /// [`Metric::DEFAULT_PREFIX`] for an empty name.
+    pub fn prefix_for(plugin: &str) -> String {
+        if plugin.is_empty() {
+            return Metric::DEFAULT_PREFIX.to_string();
+        }
+        plugin.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    }
+
+    /// The name below the prefix: `authenticated`, `rejected.<reason>`, `registry.clients`, ...
+    fn suffix(self) -> String {
         match self {
-            Metric::Authenticated => "oauth_mtls.authenticated".into(),
-            Metric::Passed => "oauth_mtls.passed".into(),
-            Metric::Rejected(reason) => format!("oauth_mtls.rejected.{}", reason.name()),
-            Metric::Registry(stat) => format!("oauth_mtls.registry.{}", stat.name()),
-            Metric::Registries(i, stat) => format!("oauth_mtls.registries.{i}.{}", stat.name()),
-            Metric::JwksFetchOk => "oauth_mtls.jwks.fetch_ok".into(),
-            Metric::JwksFetchFailed => "oauth_mtls.jwks.fetch_failed".into(),
-            Metric::ResourceAllowed => "oauth_mtls.resource.allowed".into(),
-            Metric::DiscoveryAmended => "oauth_mtls.discovery.amended".into(),
-            Metric::RevocationCrlOk => "oauth_mtls.revocation.crl_ok".into(),
-            Metric::RevocationCrlFailed => "oauth_mtls.revocation.crl_failed".into(),
-            Metric::RevocationOcspOk => "oauth_mtls.revocation.ocsp_ok".into(),
-            Metric::RevocationOcspFailed => "oauth_mtls.revocation.ocsp_failed".into(),
-            Metric::RevocationNotCovered => "oauth_mtls.revocation.not_covered".into(),
-            Metric::RevocationUnavailablePassed => "oauth_mtls.revocation.unavailable_passed".into(),
-            Metric::MemoryCachedBytes => "oauth_mtls.memory.cached_bytes".into(),
-            Metric::MemoryVmBytes => "oauth_mtls.memory.vm_bytes".into(),
+            Metric::Authenticated => "authenticated".into(),
+            Metric::Passed => "passed".into(),
+            Metric::Rejected(reason) => format!("rejected.{}", reason.name()),
+            Metric::Registry(stat) => format!("registry.{}", stat.name()),
+            Metric::Registries(i, stat) => format!("registries.{i}.{}", stat.name()),
+            Metric::JwksFetchOk => "jwks.fetch_ok".into(),
+            Metric::JwksFetchFailed => "jwks.fetch_failed".into(),
+            Metric::ResourceAllowed => "resource.allowed".into(),
+            Metric::DiscoveryAmended => "discovery.amended".into(),
+            Metric::RevocationCrlOk => "revocation.crl_ok".into(),
+            Metric::RevocationCrlFailed => "revocation.crl_failed".into(),
+            Metric::RevocationOcspOk => "revocation.ocsp_ok".into(),
+            Metric::RevocationOcspFailed => "revocation.ocsp_failed".into(),
+            Metric::RevocationNotCovered => "revocation.not_covered".into(),
+            Metric::RevocationUnavailablePassed => "revocation.unavailable_passed".into(),
+            Metric::MemoryCachedBytes => "memory.cached_bytes".into(),
+            Metric::MemoryVmBytes => "memory.vm_bytes".into(),
         }
     }
 
@@ -200,6 +224,8 @@ impl std::error::Error for CallError {}
 pub trait Host {
     fn now_ms(&self) -> u64;
     fn log(&self, level: Level, message: &str);
+    /// The least severe level the proxy prints (Envoy: its `wasm` component's level; trace counts as debug).
+    fn log_level(&self) -> Level;
     fn metric(&self, metric: Metric, value: i64);
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError>;
@@ -226,11 +252,30 @@ pub trait Stream: Host {
     /// there are none).
     fn add_request_header(&self, name: &str, value: &[u8]);
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
-    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
+    /// A local reply; `details` is what Envoy's `%RESPONSE_CODE_DETAILS%` prints (no whitespace).
+    fn send_response(&self, status: u16, details: &str, headers: &[(&str, &str)], body: &[u8]);
+    /// What the filter decided on this request, for the access log (see `decision`).
+    fn set_decision(&self, decision: &crate::proxy::decision::Decision);
     fn resume_request(&self);
     fn response_header(&self, name: &str) -> Option<Vec<u8>>;
     fn set_response_header(&self, name: &str, value: Option<&[u8]>);
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Replaces the first `size` bytes of the buffered response body with `body`.
     fn replace_response_body(&self, size: usize, body: &[u8]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_named_after_the_plugin() {
+        assert_eq!(Metric::Passed.name_under(&Metric::prefix_for("oauth_mtls_realma")), "oauth_mtls_realma.passed");
+        assert_eq!(Metric::Passed.name_under(&Metric::prefix_for("")), "oauth_mtls.passed");
+        assert_eq!(Metric::prefix_for("istio-system.oauth-mtls"), "istio_system_oauth_mtls");
+        assert_eq!(
+            Metric::Rejected(crate::oauth::verdict::Reason::SubjectMismatch).name(),
+            "oauth_mtls.rejected.subject_mismatch"
+        );
+    }
 }

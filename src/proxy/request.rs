@@ -9,8 +9,10 @@ use crate::oauth::request::{self, Classified};
 use crate::oauth::tenant::Tenant;
 use crate::oauth::verdict::{self, Rejection, Verdict};
 use crate::oauth::{binding, discovery, response};
+use crate::proxy::decision::{Decision, Ruling};
 use crate::proxy::headers::Headers;
 use crate::proxy::host::{Action, CallResponse, Level, Metric, Stream};
+use crate::proxy::readiness;
 use crate::proxy::revocation::{Check, OcspQuestion};
 use crate::proxy::worker::Worker;
 use crate::revocation::OnUnavailable;
@@ -33,6 +35,13 @@ fn spellings_of(headers: &Headers, names: &[&str]) -> Vec<String> {
         }
     }
     found
+}
+
+/// What a rejection's log line names of a request, kept from its headers (gone by its body): the path and
+/// Envoy's request id.
+fn named(path: &str, headers: &Headers) -> (String, String) {
+    let request_id = String::from_utf8_lossy(headers.get(header::X_REQUEST_ID).unwrap_or(b"-")).into_owned();
+    (path.to_string(), request_id)
 }
 
 /// Where a request is in the filter.
@@ -78,6 +87,9 @@ pub struct RequestFilter {
     waited: bool,
     /// The tenant a templated endpoint named: the client is looked up in it only.
     tenant: Option<Tenant>,
+    /// The path and Envoy's request id, for a rejection's log line (kept where a decision is made).
+    path: String,
+    request_id: String,
 }
 
 impl RequestFilter {
@@ -92,6 +104,8 @@ impl RequestFilter {
             presented: None,
             waited: false,
             tenant: None,
+            path: String::new(),
+            request_id: String::new(),
         }
     }
 
@@ -139,7 +153,15 @@ impl RequestFilter {
         let method = get(":method").unwrap_or_default();
         let path = get(":path").unwrap_or_default();
         let path_text = String::from_utf8_lossy(path);
+        if let Some(ready) = &config.readiness_path {
+            if path_text.split(['?', '#']).next() == Some(ready.as_str()) {
+                let answer = readiness::answer(method, self.worker.readiness(s));
+                s.send_response(answer.status, answer.details, &answer.headers, answer.body.as_bytes());
+                return Action::Pause;
+            }
+        }
         if let Some(resource) = config.resource(&path_text) {
+            (self.path, self.request_id) = named(&path_text, &headers);
             if let Err(rejection) = request::single_token(path, &headers) {
                 self.reject(s, &rejection);
                 return Action::Pause;
@@ -161,11 +183,13 @@ impl RequestFilter {
         match classified {
             Classified::Ignore => Action::Continue,
             Classified::Reject(rejection) => {
+                (self.path, self.request_id) = named(&path_text, &headers);
                 self.reject(s, &rejection);
                 Action::Pause
             }
             Classified::Enforce(tenant) => {
                 self.tenant = tenant;
+                (self.path, self.request_id) = named(&path_text, &headers);
                 self.authorization = get(header::AUTHORIZATION).map(<[u8]>::to_vec);
                 self.presented = Some(presented(s));
                 if end_of_stream {
@@ -372,8 +396,12 @@ impl RequestFilter {
             verdict::decide(self.client_id.as_deref(), &presented, worker.config.unknown_client, &mut directory);
         match verdict {
             Verdict::Authenticated(a) => self.revocation_checked(s, a),
-            Verdict::Pass(_) => {
+            Verdict::Pass(why) => {
                 s.metric(Metric::Passed, 1);
+                s.set_decision(&Decision {
+                    tenant: self.tenant_name(),
+                    ..Decision::new(Ruling::Passed(why), self.client_id.as_deref(), self.certificate())
+                });
                 self.state = State::Passive;
                 Outcome::Continue
             }
@@ -505,41 +533,69 @@ impl RequestFilter {
         s.add_request_header(header::X_MTLS_X5T_S256, a.x5t_s256.as_bytes());
         s.add_request_header(&fc.header, forwarded.as_bytes());
         s.metric(Metric::Authenticated, 1);
-        s.log(
-            Level::Debug,
-            &format!(
-                "authenticated client_id={} method={} x5t#S256={}",
-                response::for_log(&a.client_id),
-                a.method,
-                a.x5t_s256
-            ),
-        );
+        s.set_decision(&Decision {
+            method: Some(a.method),
+            tenant: self.tenant_name(),
+            ..Decision::new(Ruling::Authenticated, Some(&a.client_id), Some(&a.certificate))
+        });
+        if worker.logs(Level::Debug) {
+            s.log(
+                Level::Debug,
+                &format!(
+                    "authenticated client_id={} method={} x5t#S256={}",
+                    response::for_log(&a.client_id),
+                    a.method,
+                    a.x5t_s256
+                ),
+            );
+        }
         self.state = State::Passive;
         Outcome::Continue
+    }
+
+    /// The request's tenant, for the access log and log lines.
+    fn tenant_name(&self) -> Option<String> {
+        self.tenant.as_ref().map(Tenant::to_string)
+    }
+
+    /// The certificate the request presented, once read.
+    fn certificate(&self) -> Option<&crate::cert::Certificate> {
+        match &self.presented {
+            Some(Presented::Certificate { certificate, .. }) => Some(certificate),
+            _ => None,
+        }
     }
 
     fn reject(&mut self, s: &dyn Stream, rejection: &Rejection) {
         self.state = State::Passive;
         let rejection = &rejection.clone().challenging(self.authorization.as_deref());
-        let thumbprint = match &self.presented {
-            Some(Presented::Certificate { certificate, .. }) => certificate.x5t_s256(),
-            _ => "-".to_string(),
+        let decision = Decision {
+            tenant: self.tenant_name(),
+            ..Decision::new(Ruling::Rejected(rejection.reason), self.client_id.as_deref(), self.certificate())
         };
         s.metric(Metric::Rejected(rejection.reason), 1);
-        s.log(
-            Level::Info,
-            &format!(
-                "rejected client_id={} reason={} x5t#S256={} status={}: {}",
-                response::for_log(self.client_id.as_deref().unwrap_or("-")),
-                rejection.reason.name(),
-                thumbprint,
-                rejection.status,
-                response::for_log(&rejection.description)
-            ),
-        );
+        if self.worker.logs(Level::Info) {
+            s.log(
+                Level::Info,
+                &format!(
+                    "rejected client_id={}{} reason={} x5t#S256={} sha256={} status={} path={} request_id={}: {}",
+                    response::for_log(self.client_id.as_deref().unwrap_or("-")),
+                    decision.tenant.as_deref().map(|t| format!(" tenant={}", response::for_log(t))).unwrap_or_default(),
+                    rejection.reason.name(),
+                    decision.x5t_s256.as_deref().unwrap_or("-"),
+                    decision.sha256.as_deref().unwrap_or("-"),
+                    rejection.status,
+                    response::for_log(&self.path),
+                    response::for_log(&self.request_id),
+                    response::for_log(&rejection.description)
+                ),
+            );
+        }
+        s.set_decision(&decision);
         let headers = response::headers(rejection);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        s.send_response(rejection.status, &headers, response::body(rejection).as_bytes());
+        let details = format!("oauth_mtls.rejected.{}", rejection.reason.name());
+        s.send_response(rejection.status, &details, &headers, response::body(rejection).as_bytes());
     }
 }
 

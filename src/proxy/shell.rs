@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::header;
+use crate::proxy::decision::{self, Decision};
 use crate::proxy::headers::Headers;
 use crate::proxy::host::{self, CallError, CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::{request::RequestFilter, worker::Worker};
@@ -17,7 +18,7 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     // After the SDK's own hook: a panic (with panic = "abort" the VM then traps) says where it came from.
     std::panic::set_hook(Box::new(|info| {
-        let _ = hostcalls::log(LogLevel::Critical, &format!("oauth-mtls-filter panicked, its VM stops: {info}"));
+        let _ = hostcalls::log(LogLevel::Critical, &format!("the filter panicked, its VM stops: {info}"));
     }));
     proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         Box::new(Root {
@@ -67,6 +68,26 @@ extern "C" {
     /// must not become an invalid enum value.
     #[allow(clashing_extern_declarations)]
     fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    /// proxy-wasm ABI: a local reply. The SDK's wrapper passes no details; these name the reply in Envoy's
+    /// `%RESPONSE_CODE_DETAILS%`.
+    #[allow(clashing_extern_declarations)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    /// proxy-wasm ABI: sets a property (Envoy: the filter state `wasm.<path>`). The SDK's wrapper panics on a
+    /// status other than Ok.
+    #[allow(clashing_extern_declarations)]
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    /// proxy-wasm ABI: the host's log level (the SDK's wrapper panics on a status other than Ok).
+    #[allow(clashing_extern_declarations)]
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
 }
 
 /// Host calls, every one of them checked: a host status the SDK would panic on is logged instead.
@@ -92,6 +113,21 @@ impl Host for Proxy {
             Level::Error => LogLevel::Error,
         };
         let _ = hostcalls::log(level, message);
+    }
+
+    fn log_level(&self) -> Level {
+        let mut level: u32 = LogLevel::Info as u32;
+        // SAFETY: the host writes one u32 to the address given.
+        let status = unsafe { proxy_get_log_level(&mut level) };
+        if status != Status::Ok as u32 {
+            return Level::Info;
+        }
+        match level {
+            l if l <= LogLevel::Debug as u32 => Level::Debug,
+            l if l == LogLevel::Info as u32 => Level::Info,
+            l if l == LogLevel::Warn as u32 => Level::Warn,
+            _ => Level::Error,
+        }
     }
 
     fn metric(&self, metric: Metric, value: i64) {
@@ -203,9 +239,33 @@ impl Stream for Proxy {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
-        if let Err(s) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
-            self.log(Level::Error, &format!("cannot send the local reply: {s:?}"));
+    fn send_response(&self, status: u16, details: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let headers = crate::proxy::headers::serialize(headers);
+        // SAFETY: every pointer is to a live buffer of the length passed with it; the host copies them.
+        let result = unsafe {
+            proxy_send_local_response(
+                u32::from(status),
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+        if result != Status::Ok as u32 {
+            self.log(Level::Error, &format!("cannot send the local reply: status {result}"));
+        }
+    }
+
+    fn set_decision(&self, decision: &Decision) {
+        let value = decision.to_json();
+        let name = decision::PROPERTY;
+        // SAFETY: both pointers are to live buffers of the lengths passed; the host copies them.
+        let result = unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+        if result != Status::Ok as u32 {
+            self.log(Level::Warn, &format!("cannot set the filter state wasm.{name}: status {result}"));
         }
     }
 
@@ -272,36 +332,41 @@ impl RootContext for Root {
         let config = match Config::parse(&bytes) {
             Ok(c) => c,
             Err(e) => {
-                proxy.log(Level::Error, &format!("oauth-mtls-filter: {e}"));
+                proxy.log(Level::Error, &format!("configuration refused: {e}"));
                 return false;
             }
         };
         for (key, advice) in config.warnings() {
-            proxy.log(Level::Warn, &format!("oauth-mtls-filter: configuration key `{key}`: {advice}"));
+            proxy.log(Level::Warn, &format!("configuration key `{key}`: {advice}"));
         }
+        let plugin = proxy.property(&["plugin_name"]).and_then(|p| String::from_utf8(p).ok()).unwrap_or_default();
+        // Stats are named after the plugin (two plugins in one VM keep their own).
+        let stats = Metric::prefix_for(&plugin);
         let mut metrics = HashMap::new();
         for metric in Metric::all().into_iter().chain(Metric::of_registries(&config.registries)) {
             let kind = if metric.is_gauge() { MetricType::Gauge } else { MetricType::Counter };
-            match hostcalls::define_metric(kind, &metric.name()) {
+            let name = metric.name_under(&stats);
+            match hostcalls::define_metric(kind, &name) {
                 Ok(id) => {
                     metrics.insert(metric, id);
                 }
-                Err(s) => proxy.log(Level::Warn, &format!("cannot define metric {}: {s:?}", metric.name())),
+                Err(s) => proxy.log(Level::Warn, &format!("cannot define metric {name}: {s:?}")),
             }
         }
         *self.metrics.borrow_mut() = metrics;
-        let plugin = proxy.property(&["plugin_name"]).and_then(|p| String::from_utf8(p).ok()).unwrap_or_default();
         let prefix = config.shared_data_prefix.clone().unwrap_or_else(|| format!("oauth-mtls/{plugin}"));
         let registries = config.registries.len();
         let clients = config.clients.len();
         let seed = proxy.now_ms() ^ (u64::from(self.context_id) << 32);
-        self.worker = Some(Rc::new(Worker::new(config, &prefix, seed)));
+        let worker = Rc::new(Worker::new(config, &prefix, seed));
+        worker.read_log_level(&proxy);
+        self.worker = Some(worker);
         // Every worker ticks: the memory gauges are reported each tick, the registry refreshed when due.
         proxy.set_tick_period_ms(crate::proxy::worker::TICK_MS);
         proxy.log(
             Level::Info,
             &format!(
-                "oauth-mtls-filter configured: {clients} inline clients, {}",
+                "configured: {clients} inline clients, {}, stats {stats}.*",
                 match registries {
                     0 => "no registry".to_string(),
                     1 => "1 registry".to_string(),
@@ -364,7 +429,7 @@ impl Http {
         match self.run(callback) {
             Some(action) => to_action(action),
             None => {
-                self.proxy.send_response(500, &[], b"");
+                self.proxy.send_response(500, "oauth_mtls.internal_error", &[], b"");
                 Action::Pause
             }
         }

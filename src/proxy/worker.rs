@@ -12,6 +12,7 @@ use crate::oauth::verdict::{Directory, JwksView, Lookup};
 use crate::proxy::cache::{Certificates, Lru};
 use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::memory;
+use crate::proxy::readiness::{NotReady, Readiness};
 use crate::proxy::registry::{Refresher, Registry};
 use crate::proxy::revocation::Revocation;
 use crate::registry::load::Budget;
@@ -53,6 +54,8 @@ pub struct Worker {
     pub(crate) revocation: Option<Revocation>,
     /// The tick period last set.
     tick_period: Cell<u64>,
+    /// The least severe level the proxy prints, as last asked (each tick).
+    log_level: Cell<Level>,
 }
 
 /// What a worker remembers of a connection: its peer certificate by SHA-256 (the certificate itself is in the
@@ -88,6 +91,7 @@ impl Worker {
             reported: Cell::new((0, 0)),
             revocation: config_has_revocation.then(|| Revocation::new(shared_data_prefix, budget, seed)),
             tick_period: Cell::new(TICK_MS),
+            log_level: Cell::new(Level::Info),
         }
     }
 
@@ -133,8 +137,31 @@ impl Worker {
         }
     }
 
-    /// Every tick: the registries' and the CRLs' refresh or load.
+    /// Asks the proxy which levels it prints (once a tick: a line it would not print is then not even formatted).
+    pub fn read_log_level(&self, host: &dyn Host) {
+        self.log_level.set(host.log_level());
+    }
+
+    /// Whether the proxy prints lines of `level` (as of the last tick).
+    pub fn logs(&self, level: Level) -> bool {
+        level >= self.log_level.get()
+    }
+
+    /// Whether this worker can serve every client it is configured for: every registry (`registry`, or each of
+    /// `registries`) is usable (loaded, and no older than `max_stale_seconds`), the rule registry clients are served by.
+    pub fn readiness(&self, host: &dyn Host) -> Readiness {
+        let now = host.now_ms();
+        for registry in &self.registries {
+            if let Err(why) = registry.current_meta(host).usable(now, registry.config.max_stale_seconds) {
+                return Readiness::NotReady(NotReady::from(&why));
+            }
+        }
+        Readiness::Ready
+    }
+
+    /// Every tick: the log level, and the registries' and the CRLs' refresh or load.
     pub fn on_tick(&self, host: &dyn Host) {
+        self.read_log_level(host);
         let refresher = self.refresher();
         let now = host.now_ms();
         if now.saturating_sub(self.full_tick_ms.get()) >= TICK_MS || self.full_tick_ms.get() == 0 {

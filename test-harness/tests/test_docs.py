@@ -58,6 +58,7 @@ SAMPLES = {
     "revocation.cluster": "pki",
     "revocation.issuers": lambda: [base64.b64encode(pki.der("ca1")).decode()],
     "revocation.ocsp_url": "http://ocsp.example.com/",
+    "readiness_path": "/oauth-mtls/ready",
 }
 # Keys an object needs beside the one under test.
 REQUIRED = {

@@ -16,6 +16,7 @@ mod discovery;
 mod forwarded;
 mod jwks;
 mod memory;
+mod observability;
 mod refresh;
 mod resources;
 mod revocation;
