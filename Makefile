@@ -49,7 +49,7 @@ venv: $(VENV)/.installed
 
 # The real authorization server (node-oidc-provider) and client (openid-client), pinned by package-lock.json.
 $(AS_DIR)/node_modules/.installed: $(AS_DIR)/package-lock.json
-	@echo "node-deps: npm ci in $(AS_DIR) (oidc-provider, openid-client, Istio's CRD schemas); a minute or two on a first run"
+	@echo "node-deps: npm ci in $(AS_DIR) (oidc-provider, openid-client, Istio's and the Gateway API's CRD schemas); a minute or two on a first run"
 	cd $(AS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

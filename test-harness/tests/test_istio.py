@@ -1,9 +1,11 @@
 """The Istio manifests (envoy/istio/**/*.yaml) are valid YAML, use only fields of Istio's published CRD schemas,
 embed plugin configurations that `oauth-mtls lint` accepts, and patch Envoy with fields Envoy 1.40 accepts.
 
-Istio's schemas come from the npm package @kubernetes-models/istio (a dependency of test-harness/as, installed
-by `npm ci`): ajv validators compiled from Istio's CRDs. They enforce types, enums, patterns and required
-fields but not additionalProperties (Istio's CRDs do not set it), so every field is also checked strictly:
+Istio's schemas come from the npm package @kubernetes-models/istio, the Kubernetes Gateway API's (gateway-api.yaml's
+Gateway and HTTPRoute) from @kubernetes-models/gateway-api (both dependencies of test-harness/as, installed by
+`npm ci`): ajv validators compiled from the projects' CRDs. They enforce types, enums, patterns and required
+fields but not additionalProperties (the CRDs do not set it) nor the CRDs' CEL rules (x-kubernetes-validations;
+the ones these manifests could break are checked in Python below), so every field is also checked strictly:
 the validator runs on a Proxy of the manifest that records which keys the schema looked up, and a key the
 schema never asked for (and that is not inside a free-form field such as `pluginConfig` or an EnvoyFilter's
 `patch.value`) is reported as unknown. The free-form Envoy parts are checked by Envoy itself: each
@@ -60,10 +62,14 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 const root = process.argv[1];
 const input = JSON.parse(readFileSync(0, "utf8"));
-function schemaName(apiVersion, kind) {
+// [package, compiled validator] of an apiVersion/kind: Istio's names its group, version and kind
+// (NetworkingIstioIoV1alpha3EnvoyFilter), the Gateway API's its Go package (IoK8sSigsGatewayApiApisV1Gateway).
+function schemaFile(apiVersion, kind) {
   const [group, version] = apiVersion.split("/");
+  const v = version[0].toUpperCase() + version.slice(1);
+  if (group === "gateway.networking.k8s.io") return ["gateway-api", "IoK8sSigsGatewayApiApis" + v + kind];
   const g = group.split(".").map(s => s[0].toUpperCase() + s.slice(1)).join("");
-  return g + version[0].toUpperCase() + version.slice(1) + kind;
+  return ["istio", g + v + kind];
 }
 function track(value, p, seen) {
   if (value === null || typeof value !== "object") return value;
@@ -93,8 +99,9 @@ function unknown(value, p, seen, free, out) {
 }
 const results = [];
 for (const { doc, free } of input) {
-  const name = schemaName(doc.apiVersion, doc.kind);
-  const file = path.join(root, "node_modules/@kubernetes-models/istio/_schemas", name + ".js");
+  const [pkg, schema] = schemaFile(doc.apiVersion, doc.kind);
+  const name = pkg + ":" + schema;
+  const file = path.join(root, "node_modules/@kubernetes-models", pkg, "_schemas", schema + ".js");
   let validate;
   try { ({ validate } = await import(pathToFileURL(file).href)); }
   catch (e) { results.push({ schema: name, missing: String(e) }); continue; }
@@ -109,10 +116,11 @@ process.stdout.write(JSON.stringify(results));
 
 
 def _require_istio_schemas() -> None:
-    pkg = AS_DIR / "node_modules" / "@kubernetes-models" / "istio" / "_schemas"
-    if shutil.which("node") is None or not pkg.is_dir():
-        pytest.fail(f"Istio's CRD schemas are missing ({pkg}): run `make node-deps` (npm ci in {AS_DIR}), "
-                    "which installs @kubernetes-models/istio; Node.js must be on the PATH", pytrace=False)
+    for name in ("istio", "gateway-api"):
+        pkg = AS_DIR / "node_modules" / "@kubernetes-models" / name / "_schemas"
+        if shutil.which("node") is None or not pkg.is_dir():
+            pytest.fail(f"CRD schemas are missing ({pkg}): run `make node-deps` (npm ci in {AS_DIR}), which "
+                        f"installs @kubernetes-models/{name}; Node.js must be on the PATH", pytrace=False)
 
 
 def schema_check(docs: list[dict]) -> list[dict]:
@@ -126,7 +134,7 @@ def schema_check(docs: list[dict]) -> list[dict]:
 
 def problems(result: dict) -> list[str]:
     if "missing" in result:
-        return [f"no schema {result['schema']} in @kubernetes-models/istio: {result['missing']}"]
+        return [f"no schema {result['schema']} in @kubernetes-models: {result['missing']}"]
     out = [f"{e['instancePath'] or '/'}: {e['keyword']} {json.dumps(e.get('params'))}" for e in result["errors"]]
     out += [f"{f}: not a field of {result['schema']}" for f in result["unknownFields"]]
     return out
@@ -134,7 +142,7 @@ def problems(result: dict) -> list[str]:
 
 def test_istio_directory_has_the_documented_manifests():
     assert {"gateway.yaml", "filter-at-gateway.yaml", "filter-in-as-sidecar.yaml", "as-only-from-gateway.yaml",
-            "unsupported/wasmplugin.yaml"} <= set(FILES)
+            "gateway-api.yaml", "unsupported/wasmplugin.yaml"} <= set(FILES)
 
 
 @pytest.mark.parametrize("rel", FILES)
@@ -147,7 +155,7 @@ def test_manifest_is_valid_yaml_with_kubernetes_objects(rel):
 
 
 @pytest.mark.parametrize("rel", FILES)
-def test_manifest_fields_exist_in_istio_crd_schemas(rel):
+def test_manifest_fields_exist_in_crd_schemas(rel):
     docs = load_docs(rel)
     results = schema_check(docs)
     report = {f"{d['kind']}/{d['metadata']['name']}": problems(r) for d, r in zip(docs, results, strict=True)}
@@ -163,11 +171,18 @@ def test_schema_check_catches_unknown_fields_and_bad_values():
     wp["spec"]["allowOnHeadersStopIteration"] = True  # the field WasmPlugin does not have
     wp["metadata"]["labelz"] = {}
     ef["spec"]["configPatches"][1]["match"]["listener"]["filterChain"]["snii"] = "x"
-    r_wp, r_ef = schema_check([wp, ef])
+    gw, route = (copy.deepcopy(gateway_api(kind)) for kind in ("Gateway", "HTTPRoute"))
+    gw["spec"]["listeners"][0]["tls"]["mode"] = "Terminated"
+    gw["spec"]["listeners"][0]["tls"]["frontendValidation"] = {}  # the pre-v1.4 place, gone from the API
+    route["spec"]["rules"][0]["backendRefs"][0]["prot"] = 8080
+    r_wp, r_ef, r_gw, r_route = schema_check([wp, ef, gw, route])
     assert any("failStrategy" in p and "enum" in p for p in problems(r_wp)), problems(r_wp)
     assert "spec.allowOnHeadersStopIteration" in r_wp["unknownFields"]
     assert "metadata.labelz" in r_wp["unknownFields"]
     assert r_ef["unknownFields"] == ["spec.configPatches[].match.listener.filterChain.snii"], problems(r_ef)
+    assert any("/spec/listeners/0/tls/mode" in p and "enum" in p for p in problems(r_gw)), problems(r_gw)
+    assert r_gw["unknownFields"] == ["spec.listeners[].tls.frontendValidation"], problems(r_gw)
+    assert r_route["unknownFields"] == ["spec.rules[].backendRefs[].prot"], problems(r_route)
 
 
 # ------------------------------------------------------------------------------ the plugin configurations
@@ -327,7 +342,7 @@ def test_only_the_gateways_identity_reaches_the_authorization_server():
 
 
 def test_gateway_asks_for_client_certificates_and_accepts_self_signed_ones_without_resumption():
-    (_, gw), = by_kind("Gateway")
+    (_, gw), = [x for x in by_kind("Gateway") if x[1]["apiVersion"].startswith("networking.istio.io/")]
     (server,) = gw["spec"]["servers"]
     assert server["tls"]["mode"] == "OPTIONAL_MUTUAL"
     (_, d), = [x for x in by_kind("EnvoyFilter") if x[1]["metadata"]["name"] == "oauth-mtls-gateway-tls"]
@@ -337,6 +352,145 @@ def test_gateway_asks_for_client_certificates_and_accepts_self_signed_ones_witho
     assert tc["disable_stateless_session_resumption"] and tc["disable_stateful_session_resumption"]
     dvc = tc["common_tls_context"]["combined_validation_context"]["default_validation_context"]
     assert dvc["trust_chain_verification"] == "ACCEPT_UNTRUSTED"
+
+
+# ------------------------------------------------------------------------------ the Gateway API variant
+
+GATEWAY_API = "gateway-api.yaml"
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+
+
+def gateway_api(kind: str) -> dict:
+    """gateway-api.yaml's one object of `kind` in the Kubernetes Gateway API group."""
+    (d,) = [d for d in load_docs(GATEWAY_API)
+            if d["kind"] == kind and d["apiVersion"].startswith(GATEWAY_API_GROUP + "/")]
+    return d
+
+
+def gateway_api_listener() -> dict:
+    (listener,) = gateway_api("Gateway")["spec"]["listeners"]
+    return listener
+
+
+def istio_gateway() -> dict:
+    (_, gw), = [x for x in by_kind("Gateway") if x[1]["apiVersion"].startswith("networking.istio.io/")]
+    return gw
+
+
+def test_gateway_api_gateway_asks_for_client_certificates_the_way_istio_reads_it_since_1_27():
+    """OPTIONAL_MUTUAL through Istio's listener option (the CA from the certificate secret's ca.crt), not
+    Gateway API's spec.tls.frontend, which Istio 1.28 and 1.29 turn into MUTUAL whatever its mode."""
+    gw, listener = gateway_api("Gateway"), gateway_api_listener()
+    assert gw["spec"]["gatewayClassName"] == "istio"
+    assert listener["protocol"] == "HTTPS" and listener["hostname"] in istio_gateway()["spec"]["servers"][0]["hosts"]
+    tls = listener["tls"]
+    # the CRD's CEL rule: Terminate needs certificateRefs; one in the Gateway's namespace needs no ReferenceGrant
+    assert tls["mode"] == "Terminate"
+    (ref,) = tls["certificateRefs"]
+    assert ref.get("kind", "Secret") == "Secret" and "namespace" not in ref
+    assert ref["name"] == istio_gateway()["spec"]["servers"][0]["tls"]["credentialName"]
+    # no gateway.istio.io/tls-cipher-suites: the FILTER_CHAIN patch's cipher list would be appended to it
+    assert tls["options"] == {"gateway.istio.io/tls-terminate-mode": "OPTIONAL_MUTUAL"}
+    assert "tls" not in gw["spec"]
+
+
+def test_gateway_api_route_sends_the_public_host_to_the_as_and_nothing_to_its_registry():
+    gw, route, listener = gateway_api("Gateway"), gateway_api("HTTPRoute"), gateway_api_listener()
+    (parent,) = route["spec"]["parentRefs"]
+    assert parent == {"group": GATEWAY_API_GROUP, "kind": "Gateway", "name": gw["metadata"]["name"],
+                      "namespace": gw["metadata"]["namespace"], "sectionName": listener["name"]}
+    # the listener admits routes from the route's namespace only
+    assert listener["allowedRoutes"]["namespaces"] == {
+        "from": "Selector",
+        "selector": {"matchLabels": {"kubernetes.io/metadata.name": route["metadata"]["namespace"]}}}
+    assert route["spec"]["hostnames"] == [listener["hostname"]]
+    (rule,) = route["spec"]["rules"]
+    assert set(rule) == {"backendRefs"}  # every path, unmodified
+    (backend,) = rule["backendRefs"]
+    # the Service and port the Istio Gateway's VirtualService routes to; not the registry's port
+    (_, vs), = by_kind("VirtualService")
+    (dest,) = [r["destination"] for h in vs["spec"]["http"] for r in h["route"]]
+    assert dest == {"host": f"{backend['name']}.{route['metadata']['namespace']}.svc.cluster.local",
+                    "port": {"number": backend["port"]}}
+    assert set(backend) == {"name", "port"}
+    registry = {json.loads(ec["typed_config"]["config"]["configuration"]["value"])["registry"]["cluster"]
+                for r, d in by_kind("EnvoyFilter") if r == GATEWAY_API for ec in wasm_extension_configs(d)}
+    assert registry == {f"outbound|8081||{dest['host']}"} and backend["port"] != 8081
+
+
+def test_gateway_api_envoy_filters_attach_to_the_gateway_by_target_ref_on_its_listener():
+    """targetRefs to the Gateway (Istio's policy attachment for Gateway API gateways, Istio >= 1.27), within
+    the CEL rules of Istio's EnvoyFilter CRD; every patch on the Gateway's port and host (Istio's Gateway API
+    deployments listen on the listener's port itself, not on a remapped 8443)."""
+    gw, listener = gateway_api("Gateway"), gateway_api_listener()
+    efs = [d for r, d in by_kind("EnvoyFilter") if r == GATEWAY_API]
+    assert len(efs) == 2
+    for d in efs:
+        # CEL: "only one of targetRefs or workloadSelector can be set"; targetRef namespace must be empty
+        assert "workloadSelector" not in d["spec"]
+        assert d["spec"]["targetRefs"] == [
+            {"group": GATEWAY_API_GROUP, "kind": "Gateway", "name": gw["metadata"]["name"]}]
+        assert d["metadata"]["namespace"] == gw["metadata"]["namespace"]
+        for p in d["spec"]["configPatches"]:
+            assert p["match"]["context"] == "GATEWAY"
+            if p["applyTo"] == "EXTENSION_CONFIG":
+                continue
+            lm = p["match"]["listener"]
+            assert lm["portNumber"] == listener["port"]
+            if "filterChain" in lm:
+                assert lm["filterChain"]["sni"] == listener["hostname"]
+
+
+def _normalized_typed_config(ec: dict) -> dict:
+    tc = copy.deepcopy(ec["typed_config"])
+    cfg = tc["config"]["configuration"]
+    cfg["value"] = json.loads(cfg["value"])
+    return tc
+
+
+def test_gateway_api_variant_patches_and_configures_the_gateway_like_the_istio_gateway():
+    """The same edge settings and filter configuration as filter-at-gateway.yaml, and the FAPI TLS profile
+    gateway.yaml sets with Istio Gateway fields, here as Envoy tls_params."""
+    classic = {d["metadata"]["name"]: d for r, d in by_kind("EnvoyFilter") if r == "filter-at-gateway.yaml"}
+    new = {d["metadata"]["name"]: d for r, d in by_kind("EnvoyFilter") if r == GATEWAY_API}
+
+    def patches(d: dict, apply_to: str) -> list[dict]:
+        return [p["patch"]["value"] for p in d["spec"]["configPatches"] if p["applyTo"] == apply_to]
+
+    old_tls, new_tls = classic["oauth-mtls-gateway-tls"], new["oauth-mtls-gateway-api-tls"]
+    for apply_to in ("NETWORK_FILTER", "LISTENER"):
+        assert patches(new_tls, apply_to) == patches(old_tls, apply_to), apply_to
+    (old_fc,), (new_fc,) = patches(old_tls, "FILTER_CHAIN"), patches(new_tls, "FILTER_CHAIN")
+    new_fc = copy.deepcopy(new_fc)
+    params = new_fc["transport_socket"]["typed_config"]["common_tls_context"].pop("tls_params")
+    assert new_fc == old_fc
+    fapi = istio_gateway()["spec"]["servers"][0]["tls"]
+    envoy_version = {"TLSV1_2": "TLSv1_2", "TLSV1_3": "TLSv1_3"}
+    assert params == {"tls_minimum_protocol_version": envoy_version[fapi["minProtocolVersion"]],
+                      "tls_maximum_protocol_version": envoy_version[fapi["maxProtocolVersion"]],
+                      "cipher_suites": fapi["cipherSuites"]}
+    (old_ec,) = wasm_extension_configs(classic["oauth-mtls-filter"])
+    (new_ec,) = wasm_extension_configs(new["oauth-mtls-gateway-api-filter"])
+    assert new_ec["name"] == f"{new_tls['metadata']['namespace']}.oauth-mtls"
+    assert _normalized_typed_config(new_ec) == _normalized_typed_config(old_ec)
+
+
+def test_gateway_api_variant_admits_only_its_own_gateway_to_the_authorization_server():
+    """Deployment rule 1 for the Gateway API gateway: as-only-from-gateway.yaml's objects (same names, so one
+    replaces the other) with the identity of the Deployment Istio creates, `<gateway>-<gatewayClassName>`."""
+    gw = gateway_api("Gateway")
+    sa = f"{gw['metadata']['name']}-{gw['spec']['gatewayClassName']}"
+    (pa,) = [x for r, x in by_kind("PeerAuthentication") if r == GATEWAY_API]
+    (ap,) = [x for r, x in by_kind("AuthorizationPolicy") if r == GATEWAY_API]
+    (old_pa,) = [x for r, x in by_kind("PeerAuthentication") if r == "as-only-from-gateway.yaml"]
+    (old_ap,) = [x for r, x in by_kind("AuthorizationPolicy") if r == "as-only-from-gateway.yaml"]
+    assert pa == old_pa
+    assert ap["metadata"] == old_ap["metadata"]
+    expected = copy.deepcopy(old_ap["spec"])
+    expected["rules"] = [{"from": [{"source": {"principals": [
+        f"cluster.local/ns/{gw['metadata']['namespace']}/sa/{sa}"]}}]}]
+    assert ap["spec"] == expected
+    assert gateway_api("HTTPRoute")["metadata"]["namespace"] == ap["metadata"]["namespace"]
 
 
 # ------------------------------------------------------------------------------ Envoy accepts the patches
