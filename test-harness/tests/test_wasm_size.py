@@ -8,10 +8,16 @@ catches is a dependency or a serde derive coming back (each was 50-120 KB).
 Revocation (CRLs and OCSP with x509-cert's and der's decoders, SHA-1 CertIDs) took it from 575,181 to 785,368
 bytes (+210 KB, measured with twiggy on the unstripped module: der's generic decoders +90 KB, the filter's own
 revocation code +59 KB, core and alloc +51 KB, hashbrown +12 KB, x509-cert +10 KB, data +11 KB, sha1 +3 KB).
-The limit moved from 576 KiB to 800 KiB with it."""
+The limit moved from 576 KiB to 800 KiB with it.
+
+Multi-tenancy (endpoint templates and tenant names, registrations keyed by tenant, a refresh state per registry
+of `registries`, presets, discovery templates, the configuration's tenant warnings) took it from 790,636 to
+837,039 bytes (+46 KB; twiggy on the unstripped modules: spread over the configuration's parsing, the registry
+refresh moved out of the worker, `oauth::endpoint`, `preset`, each a few KB), and the access-log decision,
+readiness and the raw local-reply call to 844,797 (+8 KB). The limit moved from 800 KiB to 864 KiB with them."""
 from oauth_mtls_harness import envoy
 
-MAX_BYTES = 800 * 1024
+MAX_BYTES = 864 * 1024
 
 
 def custom_sections(module: bytes) -> list[str]:
@@ -35,7 +41,7 @@ def custom_sections(module: bytes) -> list[str]:
     return names
 
 
-def test_the_module_is_at_most_800_kib():
+def test_the_module_is_at_most_864_kib():
     size = envoy.require_wasm().stat().st_size
     assert size <= MAX_BYTES, f"the wasm module is {size} bytes, over {MAX_BYTES}: see what grew with twiggy"
 
