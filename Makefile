@@ -140,7 +140,7 @@ soak-floods: build venv
 	  $(PY) -m oauth_mtls_harness.floods --attack $$attack --duration $(FLOOD_SECONDS) || rc=1; \
 	done; exit $$rc
 
-# Fuzzing: every cargo-fuzz target in test-harness/fuzz in turn, FUZZ_SECONDS each (18 targets: 90 min at
+# Fuzzing: every cargo-fuzz target in test-harness/fuzz in turn, FUZZ_SECONDS each (21 targets: 105 min at
 # the default). FUZZ_TARGETS="xfcc verdict" limits the run. New corpus entries go under the fuzz project's
 # target/ (ignored); the committed seeds are read, never written. Crashes land in test-harness/fuzz/artifacts/.
 FUZZ_SECONDS ?= 300

@@ -152,13 +152,13 @@ fn loads(c: &mut Criterion) {
     // A parse slice: the first `budget.registrations` of the document (any slice of it costs the same).
     c.bench_function("registry/load: one parse slice (64 registrations)", |b| {
         b.iter_batched(
-            || Load::new(doc[..64 * 1024].to_vec(), 1024, None, budget),
+            || Load::new(doc[..64 * 1024].to_vec(), 1024, None, None, budget),
             |mut load| assert!(matches!(load.step(), Ok(Step::Parsed(_)))),
             BatchSize::LargeInput,
         )
     });
     // A write slice: the next 64 KiB of buckets of the whole document, once it has been read.
-    let mut load = Load::new(doc.clone(), 1024, None, budget);
+    let mut load = Load::new(doc.clone(), 1024, None, None, budget);
     while matches!(load.step(), Ok(Step::Parsed(_))) {}
     let mut writes = 0;
     let start = std::time::Instant::now();
