@@ -207,18 +207,24 @@ def test_the_other_tenants_payments_certificate_is_refused_before_the_as(stack, 
 
 # ---------------------------------------------------------------- the other client-authenticating endpoints
 
-@pytest.mark.parametrize("tenant", TENANTS)
-def test_introspection_in_its_own_tenant_only(stack, tenant):
-    path = f"/t/{tenant}/token/introspection"
-    token = opaque_token(stack, tenant)
-    refused = client.openid_client("introspect", issuer=stack.issuer(tenant), cert=CERT[OTHER[tenant]],
-                                   client_id=CLIENT_ID, token=token)
+def refused_in_the_other_tenant_served_in_its_own(stack: MultiTenantAs, tenant: str, command: str, path: str,
+                                                   **options: str) -> dict:
+    """client.mjs `command` at `tenant`'s `path` as `payments`, first with the other tenant's certificate: refused
+    before the AS; then with its own: the AS got it with the filter's verdict. Returns the second run's result."""
+    refused = client.openid_client(command, issuer=stack.issuer(tenant), cert=CERT[OTHER[tenant]],
+                                   client_id=CLIENT_ID, **options)
     assert_refused_before_the_as(stack, tenant, refused, path)
-    r = client.openid_client("introspect", issuer=stack.issuer(tenant), cert=CERT[tenant], client_id=CLIENT_ID,
-                             token=token)
+    r = client.openid_client(command, issuer=stack.issuer(tenant), cert=CERT[tenant], client_id=CLIENT_ID, **options)
     assert r["ok"], r
     (seen,) = seen_by(stack, tenant, r, path)
-    assert seen.get("x-mtls-client-id") == CLIENT_ID, seen
+    assert seen.get("x-mtls-client-id") == CLIENT_ID and seen.get("x-mtls-auth-method") == "tls_client_auth", seen
+    return r
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_introspection_in_its_own_tenant_only(stack, tenant):
+    r = refused_in_the_other_tenant_served_in_its_own(stack, tenant, "introspect", f"/t/{tenant}/token/introspection",
+                                                      token=opaque_token(stack, tenant))
     info = r["introspection"]
     assert info["active"] and info["client_id"] == CLIENT_ID and info["iss"] == stack.issuer(tenant), info
     assert info["cnf"]["x5t#S256"] == pki.x5t_s256(CERT[tenant]), info
@@ -226,16 +232,9 @@ def test_introspection_in_its_own_tenant_only(stack, tenant):
 
 @pytest.mark.parametrize("tenant", TENANTS)
 def test_revocation_in_its_own_tenant_only(stack, tenant):
-    path = f"/t/{tenant}/token/revocation"
     token = opaque_token(stack, tenant)
-    refused = client.openid_client("revoke", issuer=stack.issuer(tenant), cert=CERT[OTHER[tenant]],
-                                   client_id=CLIENT_ID, token=token)
-    assert_refused_before_the_as(stack, tenant, refused, path)
-    r = client.openid_client("revoke", issuer=stack.issuer(tenant), cert=CERT[tenant], client_id=CLIENT_ID,
-                             token=token)
-    assert r["ok"], r
-    (seen,) = seen_by(stack, tenant, r, path)
-    assert seen.get("x-mtls-client-id") == CLIENT_ID, seen
+    refused_in_the_other_tenant_served_in_its_own(stack, tenant, "revoke", f"/t/{tenant}/token/revocation",
+                                                  token=token)
     after = client.openid_client("introspect", issuer=stack.issuer(tenant), cert=CERT[tenant], client_id=CLIENT_ID,
                                  token=token)
     assert after["ok"] and after["introspection"]["active"] is False, after
@@ -243,17 +242,10 @@ def test_revocation_in_its_own_tenant_only(stack, tenant):
 
 @pytest.mark.parametrize("tenant", TENANTS)
 def test_pushed_authorization_request_in_its_own_tenant_only(stack, tenant):
-    path = f"/t/{tenant}/request"
-    refused = client.openid_client("par", issuer=stack.issuer(tenant), cert=CERT[OTHER[tenant]], client_id=CLIENT_ID,
-                                   redirect_uri=AS_REDIRECT_URI)
-    assert_refused_before_the_as(stack, tenant, refused, path)
-    r = client.openid_client("par", issuer=stack.issuer(tenant), cert=CERT[tenant], client_id=CLIENT_ID,
-                             redirect_uri=AS_REDIRECT_URI)
-    assert r["ok"], r
+    r = refused_in_the_other_tenant_served_in_its_own(stack, tenant, "par", f"/t/{tenant}/request",
+                                                      redirect_uri=AS_REDIRECT_URI)
     assert r["authorization_url"].startswith(f"{stack.issuer(tenant)}/auth?"), r
     assert r["request_uri"].startswith("urn:ietf:params:oauth:request_uri:"), r
-    (seen,) = seen_by(stack, tenant, r, path)
-    assert seen.get("x-mtls-client-id") == CLIENT_ID, seen
 
 
 # ---------------------------------------------------------------- one tenant's registry down
