@@ -10,6 +10,10 @@
 //   node client.mjs code-and-refresh   --issuer URL --ca F --cert F --key F --client-id ID
 //                                      --refresh-cert F --refresh-key F [--redirect-uri URL]
 //   node client.mjs fetch              --url URL --ca F [--cert F --key F] [--access-token T]
+//   node client.mjs introspect         --issuer URL --ca F --cert F --key F --client-id ID --token T
+//   node client.mjs revoke             --issuer URL --ca F --cert F --key F --client-id ID --token T
+//   node client.mjs par                --issuer URL --ca F --cert F --key F --client-id ID [--redirect-uri URL]
+// (introspect, revoke and par authenticate the client with tls_client_auth, as client-credentials does.)
 // Common: --test-id ID adds `x-test-id: ID` to every request (the AS logs it).
 //
 // Clients use `use_mtls_endpoint_aliases: true`, so they send token requests to the
@@ -38,6 +42,7 @@ const { values: args } = parseArgs({
     'refresh-key': { type: 'string' },
     'redirect-uri': { type: 'string', default: 'https://client.example.org/cb' },
     'access-token': { type: 'string' },
+    token: { type: 'string' },
     'test-id': { type: 'string' },
   },
 });
@@ -232,12 +237,51 @@ async function fetchResource() {
   };
 }
 
+// Token introspection (RFC 7662) and revocation (RFC 7009), authenticated by the client's certificate.
+async function introspect() {
+  const config = await configuration(agent(args.cert, args.key), args['client-id'], client.TlsClientAuth());
+  try {
+    return { ok: true, introspection: { ...await client.tokenIntrospection(config, args.token) } };
+  } catch (err) {
+    return { ok: false, error: errorOf(err) };
+  }
+}
+
+async function revoke() {
+  const config = await configuration(agent(args.cert, args.key), args['client-id'], client.TlsClientAuth());
+  try {
+    await client.tokenRevocation(config, args.token);
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, error: errorOf(err) };
+  }
+}
+
+// A pushed authorization request (RFC 9126): the authorization URL carrying the request_uri the AS returned.
+async function par() {
+  const config = await configuration(agent(args.cert, args.key), args['client-id'], client.TlsClientAuth());
+  try {
+    const url = await client.buildAuthorizationUrlWithPAR(config, {
+      redirect_uri: args['redirect-uri'],
+      scope: 'api:read',
+      code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+    });
+    return { ok: true, authorization_url: url.href, request_uri: url.searchParams.get('request_uri') };
+  } catch (err) {
+    return { ok: false, error: errorOf(err) };
+  }
+}
+
 const commands = {
   discover,
   'client-credentials': clientCredentials,
   register,
   'code-and-refresh': codeAndRefresh,
   fetch: fetchResource,
+  introspect,
+  revoke,
+  par,
 };
 
 if (!commands[command]) {

@@ -9,21 +9,30 @@
 // (each option may also come from the environment: AS_ISSUER, AS_PORT, AS_REGISTRY_PORT, AS_CLIENTS,
 // AS_INITIAL_ACCESS_TOKEN, AS_API_RESOURCE.)
 //
-// - issuer: the public URL through Envoy; discovery and the tokens' `iss` use it.
+// - issuer: the public URL through Envoy; discovery and the tokens' `iss` use it. An issuer with a path
+//   (https://localhost:8443/t/acme: one tenant of a multi-tenant AS) mounts the AS under that path, the way
+//   oidc-provider is mounted in a larger app: it serves /t/acme/token, /t/acme/.well-known/openid-configuration,
+//   ..., its URLs carry the path, and any other path is 404. Several such processes, one per tenant, behind one
+//   Envoy make a multi-tenant AS (tests/test_multi_tenant_as.py).
 // - port: the AS (all of oidc-provider's endpoints) on 127.0.0.1.
 // - registry-port: GET /registry/clients on 127.0.0.1, NOT routed through Envoy: every client registration
 //   the AS holds (initial ones and those created through dynamic client registration) as a JSON array of
 //   RFC 7591 metadata. The filter's `registry` polls it: one source of truth for client registrations.
 // - clients: a JSON file with an array of client metadata registered at start (stored like DCR clients).
 // - initial-access-token: dynamic client registration (POST /reg, RFC 7591) requires this bearer token;
-//   without it registration is open (anyone who can reach the AS through Envoy may register).
+//   without it registration is open (anyone who can reach the AS through Envoy may register). A
+//   registration may ask for its `client_id`; it gets it unless a client of this AS already has it (client ids
+//   are unique per AS, so per tenant: two tenants may each have a `payments`); otherwise the AS picks one.
 // - api-resource: the resource indicator (RFC 8707) of the protected API; tokens for it are JWTs (RS256)
 //   with `aud` = this value and, for certificate-bound clients, `cnf: {"x5t#S256": ...}`. It is the default
 //   resource when a client asks for none. Default: <issuer>/api/.
+//   A second resource, <issuer>/opaque-api/, gets opaque access tokens instead (bound the same way): the
+//   ones a resource server checks by introspection, and that revocation can revoke (oidc-provider can do
+//   neither for JWTs).
 //
 // It exits when the process that started it exits.
 //
-// Every request is logged to stdout as one line:
+// Every request is logged to stdout as one line (the path as received, mount path included):
 //   <METHOD> <path> x-test-id=<..> x-mtls-client-id=<..> x-mtls-auth-method=<..> x-mtls-x5t-s256=<..>
 // (`-` for an absent header) so tests can check what reached the AS, and what the filter told it.
 // Grant and client-authentication errors are logged as `event <name> <error>: <detail>`.
@@ -50,7 +59,10 @@ if (!args.issuer) {
   process.exit(2);
 }
 const ISSUER = args.issuer.replace(/\/+$/, '');
+// The path the AS is mounted under ('' for an issuer without one).
+const MOUNT = new URL(ISSUER).pathname.replace(/\/+$/, '');
 const API_RESOURCE = args['api-resource'] ?? `${ISSUER}/api/`;
+const OPAQUE_RESOURCE = `${ISSUER}/opaque-api/`;
 const API_SCOPES = 'api:read api:write';
 
 // ------------------------------------------------------------------------------------------ storage
@@ -156,6 +168,21 @@ function filterAuthenticated(ctx) {
 
 // ------------------------------------------------------------------------------------------ provider
 
+// Dynamic client registration: the `client_id` the registration asks for, unless a client already has it
+// (then the registration is refused: ids are this AS's to keep unique); none asked for: a random one.
+// (idFactory is synchronous; the adapter's store is read directly.)
+function requestedClientId(ctx) {
+  const asked = ctx.oidc.body?.client_id;
+  if (asked === undefined) return crypto.randomUUID();
+  if (typeof asked !== 'string' || !/^[\w.~-]{1,128}$/.test(asked)) {
+    throw new errors.InvalidClientMetadata('client_id must be 1-128 characters of [A-Za-z0-9._~-]');
+  }
+  if (alive(storeFor('Client').get(asked))) {
+    throw new errors.InvalidClientMetadata(`client_id ${asked} is already registered`);
+  }
+  return asked;
+}
+
 function signingKey() {
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = privateKey.export({ format: 'jwk' });
@@ -185,12 +212,16 @@ const configuration = {
     registration: {
       enabled: true,
       initialAccessToken: args['initial-access-token'] ?? false,
+      idFactory: requestedClientId,
     },
     resourceIndicators: {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => oneOf ?? API_RESOURCE,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, resource) => {
+        if (resource === OPAQUE_RESOURCE) {
+          return { scope: API_SCOPES, audience: OPAQUE_RESOURCE, accessTokenTTL: 600, accessTokenFormat: 'opaque' };
+        }
         if (resource !== API_RESOURCE) throw new errors.InvalidTarget();
         return {
           scope: API_SCOPES,
@@ -221,7 +252,7 @@ function header(ctx, name) {
 }
 
 provider.use(async (ctx, next) => {
-  console.log(`${ctx.method} ${ctx.path} x-test-id=${header(ctx, 'x-test-id')} `
+  console.log(`${ctx.method} ${MOUNT}${ctx.path} x-test-id=${header(ctx, 'x-test-id')} `
     + `x-mtls-client-id=${header(ctx, 'x-mtls-client-id')} x-mtls-auth-method=${header(ctx, 'x-mtls-auth-method')} `
     + `x-mtls-x5t-s256=${header(ctx, 'x-mtls-x5t-s256')}`);
   await next();
@@ -279,9 +310,27 @@ if (args.clients) {
   }
 }
 
-await new Promise((resolve) => provider.listen(Number(args.port), '127.0.0.1', resolve));
+// Mounted under MOUNT: the path is stripped before oidc-provider routes it, and kept in req.originalUrl, from
+// which oidc-provider builds its URLs (as under an express/connect mount).
+const app = provider.callback();
+const server = http.createServer((req, res) => {
+  if (!MOUNT) {
+    app(req, res);
+    return;
+  }
+  const rest = req.url.startsWith(MOUNT) ? req.url.slice(MOUNT.length) : undefined;
+  if (rest === undefined || !(rest === '' || rest.startsWith('/') || rest.startsWith('?'))) {
+    console.log(`${req.method} ${req.url.split('?')[0]} (outside ${MOUNT}) x-test-id=${req.headers['x-test-id'] ?? '-'}`);
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
+    return;
+  }
+  req.originalUrl = req.url;
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
+  app(req, res);
+});
+await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', resolve));
 await new Promise((resolve) => registry.listen(Number(args['registry-port']), '127.0.0.1', resolve));
-console.log(`ready issuer=${ISSUER} as=127.0.0.1:${args.port} registry=127.0.0.1:${args['registry-port']}/registry/clients`
+console.log(`ready issuer=${ISSUER} as=127.0.0.1:${args.port}${MOUNT} registry=127.0.0.1:${args['registry-port']}/registry/clients`
   + ` api_resource=${API_RESOURCE} dcr=${args['initial-access-token'] ? 'initial-access-token' : 'open'}`);
 
 for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));

@@ -67,6 +67,21 @@ _initialize), each worker's VM start ("Thread-Local Wasm created" to the end of 
 on_configure. The trace log also logs each host call, which slows on_configure a little (C's makes more calls than
 B's).
 
+Multi-tenancy (`--variants T`, issue 14): the filter with registries of T_CLIENTS (2,000) clients each, the
+measured client (dn-client's DN) in each of them:
+
+  T1   single tenant: one `registry`, `POST /token`
+  T1t  one tenant: `registries` with one entry of `tenant` t00, endpoint `/t/{tenant}/token`, `POST /t/t00/token`
+  T50  50 tenants: 50 entries in `registries` (t00..t49, each its own document, lease and stats), endpoint
+       `/t/{tenant}/token`, `POST /t/tNN/token` spread over the 50 tenants (oha --urls-from-file, a tenant drawn
+       at random per request)
+
+Same form body and certificate in the three; T50 − T1 is what 50 tenants cost a request. For each also, without
+valgrind: the time from Envoy's start to every registration loaded, the shared data (the registries' `bytes`
+gauges) against the JSON documents, the linear memory (`oauth_mtls.memory.vm_bytes`) and Envoy's RSS; under
+callgrind, the idle cost (instructions per second with no requests: the timer, which visits every registry each
+second) and how much of the per-request count the timer ticks during the measured runs account for.
+
 Revocation (`--variants R`): R-crl and R-ocsp are C with `revocation`, the measured certificate's status warm:
 a CRL (openssl ca over the test CA, one other serial revoked) loaded once, or an OCSP answer (openssl ocsp, good
 for 7 days) asked once; both served by the run's registry server. What they add to C is the cost of a warm status.
@@ -136,6 +151,14 @@ JWT_AUTHN = "envoy.filters.http.jwt_authn"
 ECHO = "x-bench-echo"
 UPSTREAM_SAW = "x-upstream-saw-client-id"
 ANSWER = '{"access_token":"bench","token_type":"Bearer"}'
+# Multi-tenancy (the T variants): T_TENANTS registries of T_CLIENTS clients, the measured one in each.
+T_TENANTS = 50
+T_CLIENTS = 2_000
+T_MEASURED = "bench-001234"
+T_ENDPOINT = "/t/{tenant}/token"
+T_REFRESH_SECONDS = 5
+# Seconds of the idle window whose instructions give the timer's cost (T variants, under callgrind).
+IDLE_SECONDS = 10
 
 
 VARIANTS = {
@@ -153,12 +176,16 @@ VARIANTS = {
     "H-ext": "jwt_authn + ext_authz gRPC cnf check",
     "R-crl": "filter, C + revocation by a warm CRL",
     "R-ocsp": "filter, C + revocation by a warm OCSP answer",
+    "T1": f"filter, single tenant: registry of {T_CLIENTS:,} clients",
+    "T1t": f"filter, 1 tenant: registries [1 × {T_CLIENTS:,}], /t/t00/token",
+    "T50": f"filter, {T_TENANTS} tenants: registries [{T_TENANTS} × {T_CLIENTS:,}], /t/tNN/token",
 }
+TENANT_VARIANTS = ("T1", "T1t", "T50")
 # A letter of --variants and the variants it runs: G and H bring those they are measured against.
 GROUPS = {**{v: (v,) for v in "ABCDEF"}, "G": ("A-api", "B-api", "G"), "H": ("H0", "H", "H-ext"),
-          "R": ("R-crl", "R-ocsp")}
+          "R": ("R-crl", "R-ocsp"), "T": TENANT_VARIANTS}
 # The requests each variant serves: token requests, API requests, API requests with a bound access token.
-KIND = {**dict.fromkeys(("A", "B", "C", "D", "E", "F", "R-crl", "R-ocsp"), "token"),
+KIND = {**dict.fromkeys(("A", "B", "C", "D", "E", "F", "R-crl", "R-ocsp", *TENANT_VARIANTS), "token"),
         **dict.fromkeys(("A-api", "B-api", "G"), "api"),
         **dict.fromkeys(("H0", "H", "H-ext"), "bound")}
 KINDS = {"token": "POST /token (form body)", "api": f"GET {API_PATH}",
@@ -167,11 +194,12 @@ KINDS = {"token": "POST /token (form body)", "api": f"GET {API_PATH}",
 REF = {"token": "A", "api": "A-api", "bound": "H0"}
 # The configuration each variant starts from (G is C's filter on other requests, H-ext is E's ext_authz, ...).
 BASE = {**{v: v for v in "ABCDEF"}, "A-api": "A", "B-api": "B", "G": "C", "H0": "A", "H": "C", "H-ext": "E",
-        "R-crl": "R-crl", "R-ocsp": "R-ocsp"}
+        "R-crl": "R-crl", "R-ocsp": "R-ocsp", **{v: v for v in TENANT_VARIANTS}}
 # The certificate each variant's connections present, and one that must be refused (C..F, H, H-ext).
 CERT = dict.fromkeys(VARIANTS, "dn-client") | {"D": "self-signed-1"}
 WRONG_CERT = {"C": "other-client", "D": "self-signed-2", "E": "other-client", "F": "other-client",
-              "H": "other-client", "H-ext": "other-client", "R-crl": "other-client", "R-ocsp": "other-client"}
+              "H": "other-client", "H-ext": "other-client", "R-crl": "other-client", "R-ocsp": "other-client",
+              **dict.fromkeys(TENANT_VARIANTS, "other-client")}
 # Variants with `revocation` (their CRL and OCSP answer are served by the run's registry server).
 REVOCATION = ("R-crl", "R-ocsp")
 CRL_PATH = "/crl/bench.crl"
@@ -261,15 +289,45 @@ def registration_d() -> dict:
     return self_signed_client(CLIENT_ID, jwks=pki.jwks("self-signed-1"))
 
 
-def registry_doc(generation: int) -> bytes:
-    """100,000 tls_client_auth registrations; F_MEASURED is dn-client's DN in every generation, every other
-    client's DN changes with the generation (so a new generation rewrites every bucket)."""
+def registrations_doc(count: int, measured: str, ou: str) -> bytes:
+    """A registry document of `count` tls_client_auth registrations bench-000000...: `measured` with dn-client's
+    DN, every other one with a DN of its own in OU `ou`."""
     items = []
-    for i in range(F_CLIENTS):
+    for i in range(count):
         cid = f"bench-{i:06d}"
-        dn = pki.DN_CLIENT_RFC4514 if cid == F_MEASURED else f"CN={cid},OU=Gen{generation},O=Example Bank,C=GB"
+        dn = pki.DN_CLIENT_RFC4514 if cid == measured else f"CN={cid},OU={ou},O=Example Bank,C=GB"
         items.append(tls_client(cid, subject_dn=dn))
     return json.dumps({"clients": items}, separators=(",", ":")).encode()
+
+
+def registry_doc(generation: int) -> bytes:
+    """100,000 registrations; F_MEASURED is dn-client's DN in every generation, every other client's DN changes
+    with the generation (so a new generation rewrites every bucket)."""
+    return registrations_doc(F_CLIENTS, F_MEASURED, f"Gen{generation}")
+
+
+def tenant(i: int) -> str:
+    return f"t{i:02d}"
+
+
+def tenant_registry_path(i: int) -> str:
+    return f"/tenants/{tenant(i)}/clients"
+
+
+def tenant_doc(i: int) -> bytes:
+    """Tenant `i`'s T_CLIENTS registrations (the same client ids in every tenant, the way tenants' ids collide);
+    T_MEASURED has dn-client's DN, the others a DN of their own tenant."""
+    return registrations_doc(T_CLIENTS, T_MEASURED, tenant(i))
+
+
+def tenant_count(variant: str) -> int:
+    return T_TENANTS if variant == "T50" else 1
+
+
+def tenant_registry(i: int, with_tenant: bool) -> dict:
+    r = {"cluster": "registry", "authority": "registry.bench", "path": tenant_registry_path(i),
+         "refresh_seconds": T_REFRESH_SECONDS, "timeout_ms": 30000, "max_stale_seconds": 3600}
+    return {**r, "tenant": tenant(i)} if with_tenant else r
 
 
 def plugin(variant: str) -> dict:
@@ -289,6 +347,11 @@ def plugin(variant: str) -> dict:
         else:  # asked once, then the answer serves every request (7 days)
             revocation |= {"ocsp": True, "ocsp_url": "http://registry.bench/ocsp", "ocsp_max_age_seconds": 604800}
         return {**base, "clients": [registration_c()], "revocation": revocation}
+    if variant == "T1":
+        return {**base, "registry": tenant_registry(0, with_tenant=False)}
+    if variant in TENANT_VARIANTS:
+        return {**base, "endpoints": [T_ENDPOINT],
+                "registries": [tenant_registry(i, with_tenant=True) for i in range(tenant_count(variant))]}
     if variant == "F":
         return {**base, "registry": {"cluster": "registry", "authority": "registry.bench", "path": REGISTRY_PATH,
                                      "refresh_seconds": 1, "timeout_ms": 30000, "max_stale_seconds": 3600,
@@ -439,8 +502,14 @@ class Workload:
     def __init__(self, variant: str, token: BoundToken | None):
         kind = KIND[variant]
         self.method, self.path, self.body, self.headers = "POST", "/token", None, []
+        # More than one path: each request takes one at random (the T variants' tenants); `path` is the first.
+        self.paths = [self.path]
+        if variant in ("T1t", "T50"):
+            self.paths = [T_ENDPOINT.replace("{tenant}", tenant(i)) for i in range(tenant_count(variant))]
+            self.path = self.paths[0]
         if kind == "token":
-            self.body = client.token_body(F_MEASURED if variant == "F" else CLIENT_ID)
+            measured = {"F": F_MEASURED, **dict.fromkeys(TENANT_VARIANTS, T_MEASURED)}
+            self.body = client.token_body(measured.get(variant, CLIENT_ID))
         else:
             self.method, self.path = "GET", API_PATH
         if kind == "bound":
@@ -448,22 +517,33 @@ class Workload:
                 raise ValueError(f"variant {variant} needs the run's bound token")
             self.headers = [("authorization", f"Bearer {token.jwt}")]
 
+    def url(self, port: int, run_dir: pathlib.Path) -> str:
+        """oha's target: the URL, or with several paths the file of their URLs (`oha_args` adds
+        --urls-from-file)."""
+        if len(self.paths) == 1:
+            return f"https://localhost:{port}{self.path}"
+        f = run_dir / f"urls-{port}.txt"
+        f.write_text("".join(f"https://localhost:{port}{p}\n" for p in self.paths))
+        return str(f)
+
     def oha_args(self) -> list[str]:
-        args = ["-m", self.method]
+        args = ["-m", self.method] + (["--urls-from-file"] if len(self.paths) > 1 else [])
         if self.body is not None:
             args += ["-d", self.body, "-T", FORM]
         for name, value in self.headers:
             args += ["-H", f"{name}: {value}"]
         return args
 
-    def send(self, port: int, cert: str | None, extra: list[tuple[str, str]] = ()) -> http.client.HTTPResponse:
-        """One request on a new connection (the response read, the connection closed)."""
+    def send(self, port: int, cert: str | None, extra: list[tuple[str, str]] = (),
+             path: str | None = None) -> http.client.HTTPResponse:
+        """One request on a new connection (the response read, the connection closed), to `path` (default: the
+        first)."""
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=client.tls_context(cert, ["http/1.1"]),
                                            timeout=120)  # the first request under valgrind is slow
         headers = dict(self.headers + list(extra))
         if self.body is not None:
             headers["content-type"] = FORM
-        conn.request(self.method, self.path, body=self.body, headers=headers)
+        conn.request(self.method, path or self.path, body=self.body, headers=headers)
         resp = conn.getresponse()
         resp.read()
         conn.close()
@@ -535,6 +615,15 @@ class Run:
                  registry: servers.DocumentServer | None, docs: dict[int, bytes] | None, token: BoundToken | None):
         self.args, self.dir, self.upstream_port = args, run_dir, upstream_port
         self.registry, self.docs, self.token = registry, docs, token
+        self.tenant_docs: list[bytes] = []
+
+    def serve_tenants(self) -> None:
+        """The T variants' registry documents, one per tenant, on the registry server (they never change)."""
+        if self.registry is None:
+            raise RuntimeError("the multi-tenant variants need the run's registry server")
+        self.tenant_docs = [tenant_doc(i) for i in range(T_TENANTS)]
+        for i, doc in enumerate(self.tenant_docs):
+            self.registry.set(tenant_registry_path(i), doc)
 
     def serve_revocation(self) -> None:
         """The R variants' CRL (openssl ca over the test CA, one serial revoked) and OCSP answer (openssl ocsp
@@ -622,6 +711,23 @@ def measured_run(url, cert, work, duration, connections, rate, pids) -> dict:
 
 # ------------------------------------------------------------------ one variant
 
+# Registrations a variant loads from registries before it is measured.
+LOADED = {"F": F_CLIENTS, "T1": T_CLIENTS, "T1t": T_CLIENTS, "T50": T_TENANTS * T_CLIENTS}
+REGISTRY_GAUGE = re.compile(r"oauth_mtls\.(registry|registries\.\d+)\.(\w+)$")
+
+
+def registry_gauges(e: envoy_mod.Envoy, stat: str) -> float:
+    """`stat` (clients, bytes, ...) summed over the registries: `registry` and every entry of `registries`."""
+    return sum(v for k, v in e.stats().items()
+               if (m := REGISTRY_GAUGE.search(k)) and m.group(2) == stat)
+
+
+def wait_loaded(variant: str, e: envoy_mod.Envoy, timeout: float) -> None:
+    want = LOADED.get(variant)
+    if want:
+        envoy_mod.poll(lambda: registry_gauges(e, "clients") >= want, timeout=timeout, interval=0.5,
+                       what=f"{variant}: {want:,} registrations to load")
+
 def sanity(variant: str, port: int, token: BoundToken | None) -> dict:
     """The variant does what it is measured for, checked on real requests before it is measured:
     - token requests: its certificate gets 200, a wrong one 401, and the upstream got x-mtls-client-id (C..F);
@@ -644,7 +750,11 @@ def sanity(variant: str, port: int, token: BoundToken | None) -> dict:
                     out["upstream_saw"] = resp.getheader(UPSTREAM_SAW)
         want = {"right": 200, "wrong": 401} if variant in WRONG_CERT else {"right": 200}
         if variant in WRONG_CERT:  # the authenticated request reached the upstream with its annotation
-            want["upstream_saw"] = F_MEASURED if variant == "F" else CLIENT_ID
+            want["upstream_saw"] = F_MEASURED if variant == "F" else T_MEASURED if variant in TENANT_VARIANTS \
+                else CLIENT_ID
+        if len(work.paths) > 1:  # the last tenant serves its client too
+            out["right_last_path"] = work.send(port, CERT[variant], path=work.paths[-1]).status
+            want["right_last_path"] = 200
     elif kind == "api":
         resp = work.send(port, CERT[variant], [("x-mtls-client-id", "forged"), (ECHO, "1")])
         out = {"right": resp.status, "upstream_saw_forged": resp.getheader(UPSTREAM_SAW) == "forged"}
@@ -738,26 +848,43 @@ def instructions_run(variant: str, run: Run) -> dict:
         e.start(timeout=300, prefix=callgrind_prefix(out))
         targets.insert(0, (e.proc.pid, out))
         try:
+            wait_loaded(variant, e, timeout=1200)
             sanity(variant, port, run.token)
             work = Workload(variant, run.token)
-            url = f"https://localhost:{port}{work.path}"
+            url = work.url(port, run.dir)
             cg = Callgrind(targets)
 
+            seconds: list[float] = []
+
             def count(requests: int) -> int:
+                t0 = time.monotonic()
                 cg.zero()
                 doc = oha_n(url, CERT[variant], work, requests)
                 done, dist = completed(doc)
                 if dist.get("200") != requests:
-                    raise RuntimeError(f"{name}: {requests} requests gave {dist}")
-                return cg.read()
+                    errors = doc.get("errorDistribution")
+                    raise RuntimeError(f"{name}: {requests} requests gave {dist}, errors {errors}")
+                total = cg.read()
+                seconds.append(time.monotonic() - t0)
+                return total
 
             oha_n(url, CERT[variant], work, n)  # warm-up: JIT tiers, caches, connection pools
             few, many = count(n), count(3 * n)
             if not few or many <= few:
                 raise RuntimeError(f"{name}: callgrind counted {few} then {many} instructions: is ENVOY a wrapper "
                                    "that starts Envoy as a child? Set ENVOY to the Envoy binary itself")
-            return {"variant": variant, "requests": (n, 3 * n), "instructions": (few, many),
-                    "per_request": (many - few) / (2 * n)}
+            result = {"variant": variant, "requests": (n, 3 * n), "instructions": (few, many),
+                      "per_request": (many - few) / (2 * n), "seconds": tuple(seconds)}
+            if variant in TENANT_VARIANTS:
+                # What the server does with no requests (the filter's timer, Envoy's own), per second; and the
+                # part of per_request that is the ticks of the longer run's extra seconds.
+                t0 = time.monotonic()
+                cg.zero()
+                time.sleep(IDLE_SECONDS)
+                idle = cg.read() / (time.monotonic() - t0)
+                result["idle_per_second"] = idle
+                result["ticks_per_request"] = idle * (seconds[1] - seconds[0]) / (2 * n)
+            return result
         finally:
             e.stop()
     finally:
@@ -767,6 +894,8 @@ def instructions_run(variant: str, run: Run) -> dict:
 
 HOST_CALL = re.compile(r"\[(host->vm|vm->host|host<-vm)\] ([\w.]+)")
 # The variants whose module the host-call trace can follow (a proxy-wasm filter on the measured requests).
+# Not the T variants: their registries refresh in the background (T50: 50 fetches every 5 s), so Envoy's trace log
+# never goes quiet between two runs, and the refreshes' calls would count as the requests'.
 TRACED = ("B", "C", "D", "B-api", "G", "H")
 
 
@@ -801,9 +930,10 @@ def host_calls_run(variant: str, run: Run) -> dict:
                              "--file-flush-interval-msec", "50"))
     e.start()
     try:
+        wait_loaded(variant, e, timeout=300)
         sanity(variant, port, run.token)
         work = Workload(variant, run.token)
-        url = f"https://localhost:{port}{work.path}"
+        url = work.url(port, run.dir)
         oha_n(url, CERT[variant], work, n)
 
         def settled() -> int:
@@ -834,6 +964,37 @@ def host_calls_run(variant: str, run: Run) -> dict:
         e.stop()
 
 
+def tenants_load_run(variant: str, run: Run) -> dict:
+    """A T variant's registries, without valgrind: from Envoy's start (ready) to every registration loaded; then
+    the shared data they take (the `bytes` gauges) against their JSON documents, the linear memory
+    (`oauth_mtls.memory.vm_bytes`), the filter's caches and Envoy's RSS."""
+    port, admin = envoy_mod.free_port(), envoy_mod.free_port()
+    cfg = config_under_test(variant, run.ports(port, admin), None)
+    e = BenchEnvoy(cfg, f"{variant}-load", port, admin, 0, run.dir)
+    e.start()
+    ready = time.monotonic()
+    try:
+        wait_loaded(variant, e, timeout=300)
+        loaded_s = time.monotonic() - ready
+        sanity(variant, port, None)
+        time.sleep(2)  # the gauges are reported every tick (1 s)
+        stats = e.stats()
+
+        def gauge(name: str) -> float:
+            return sum(v for k, v in stats.items() if k == name or k.endswith("." + name))
+
+        tenants = tenant_count(variant)
+        json_bytes = tenants * len(run.tenant_docs[0])
+        shared = registry_gauges(e, "bytes")
+        return {"variant": variant, "tenants": tenants, "registrations": registry_gauges(e, "clients"),
+                "loaded_seconds": loaded_s, "json_bytes": json_bytes, "shared_bytes": shared,
+                "shared_over_json": shared / json_bytes, "vm_bytes": gauge(VM_BYTES_GAUGE),
+                "cached_bytes": gauge(CACHED_BYTES_GAUGE), "rss_kib": e.rss_kib(),
+                "refresh_failed": registry_gauges(e, "refresh_failed")}
+    finally:
+        e.stop()
+
+
 def run_variant(variant: str, run: Run, rep: int) -> dict:
     args = run.args
     port, admin = envoy_mod.free_port(), envoy_mod.free_port()
@@ -850,12 +1011,10 @@ def run_variant(variant: str, run: Run, rep: int) -> dict:
         cfg = config_under_test(variant, run.ports(port, admin), authz_port, run.token)
         e = BenchEnvoy(cfg, name, port, admin, 0, run.dir).start()
         try:
-            if variant == "F":
-                envoy_mod.poll(lambda: e.stat("oauth_mtls.registry.clients") >= F_CLIENTS, timeout=120,
-                               interval=0.5, what="the registry of 100,000 clients to load")
+            wait_loaded(variant, e, timeout=120)
             checks = sanity(variant, port, run.token)
             work = Workload(variant, run.token)
-            url = f"https://localhost:{port}{work.path}"
+            url = work.url(port, run.dir)
             cert = CERT[variant]
             pids = [e.proc.pid] + pids_extra
             oha(url, cert, work, args.warmup, args.connections, None)  # warm-up (caches, connection pools)
@@ -1380,6 +1539,43 @@ def summarize(results: list[dict], variants, instructions: dict[str, dict] | Non
     return {"variants": out, "reps": reps}
 
 
+def tenancy_summary(tenancy: dict[str, dict], instructions: dict[str, dict]) -> dict:
+    """Per T variant: its registries' figures, its instruction counts, and the differences to T1."""
+    out = {}
+    for v, t in tenancy.items():
+        ins = instructions.get(v, {})
+        out[v] = {**t, **{k: ins.get(k) for k in ("per_request", "idle_per_second", "ticks_per_request")}}
+    base = out.get("T1", {})
+    for row in out.values():
+        for k in ("per_request", "idle_per_second", "ticks_per_request"):
+            if row.get(k) is not None and base.get(k) is not None:
+                row[f"{k}_minus_T1"] = row[k] - base[k]
+        if row.get("per_request") is not None and row.get("ticks_per_request") is not None:
+            row["requests_only"] = row["per_request"] - row["ticks_per_request"]
+    for row in out.values():
+        if row.get("requests_only") is not None and base.get("requests_only") is not None:
+            row["requests_only_minus_T1"] = row["requests_only"] - base["requests_only"]
+    return out
+
+
+def tenancy_table(tenancy: dict) -> list[str]:
+    lines = [
+        "| variant | registrations | loaded after s | JSON bytes | shared data bytes | × JSON | linear memory MiB "
+        "| caches KiB | Envoy RSS MiB | instructions/req | − T1 | of which ticks | requests only | − T1 "
+        "| idle instructions/s | − T1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v, r in tenancy.items():
+        lines.append(
+            f"| {v} {VARIANTS[v]} | {r['registrations']:,.0f} | {r['loaded_seconds']:.1f} | {r['json_bytes']:,} "
+            f"| {r['shared_bytes']:,.0f} | {r['shared_over_json']:.2f} | {r['vm_bytes'] / 2**20:.1f} "
+            f"| {r['cached_bytes'] / 1024:.1f} | {r['rss_kib'] / 1024:.1f} | {fmt(r.get('per_request'), ',.0f')} "
+            f"| {fmt(r.get('per_request_minus_T1'), '+,.0f')} | {fmt(r.get('ticks_per_request'), ',.0f')} "
+            f"| {fmt(r.get('requests_only'), ',.0f')} | {fmt(r.get('requests_only_minus_T1'), '+,.0f')} "
+            f"| {fmt(r.get('idle_per_second'), ',.0f')} | {fmt(r.get('idle_per_second_minus_T1'), '+,.0f')} |")
+    return lines
+
+
 def goals(summary: dict) -> list[dict]:
     """Issue 13's goals, each with the figure it is judged on and whether it is met (None: not measured)."""
     rows = summary.get("variants", {})
@@ -1546,6 +1742,16 @@ def markdown(summary: dict, meta: dict) -> str:
             f"(`{BYTES_GAUGE}`) {fmt(f['gauge_bytes_gen2'], ',.0f')} bytes for a {fmt(f['json_bytes'], ',.0f')}-byte "
             f"JSON document ({fmt(f['gauge_over_json'], '.2f')}×).",
         ]
+    tenancy = summary.get("tenancy")
+    if tenancy:
+        lines += ["", f"**Multi-tenancy** (issue 14): registries of {T_CLIENTS:,} clients, the measured one in "
+                  f"each; T50 spreads its requests over {T_TENANTS} tenants at random. Loaded after: from Envoy "
+                  "ready to every registration loaded (no valgrind); shared data: the registries' `bytes` gauges "
+                  "summed; linear memory: `oauth_mtls.memory.vm_bytes`. Instructions as above; of which ticks: "
+                  f"the idle cost (instructions per second with no requests, over {IDLE_SECONDS} s under "
+                  "callgrind: Envoy's and the filter's timers) times the extra seconds of the longer run, per "
+                  "request; requests only: the difference.", ""]
+        lines += tenancy_table(tenancy)
     mem = summary.get("memory")
     if mem:
         levels = meta.get("memory_concurrency") or [1, 2, 4]
@@ -1637,8 +1843,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="connections of the closed-loop runs")
     ap.add_argument("--refresh-duration", type=float, default=15.0, help="length of F's refresh run")
     ap.add_argument("--variants", default=None,
-                    help="letters of the variants to run, A-H and R (G: A-api, B-api and G; H: H0, H and "
-                         "H-ext; R: R-crl and R-ocsp); "
+                    help="letters of the variants to run, A-H, R and T (G: A-api, B-api and G; H: H0, H and "
+                         "H-ext; R: R-crl and R-ocsp; T: T1, T1t and T50); "
                          "default all, unless --memory or --cold-start is given")
     ap.add_argument("--instructions-requests", type=int, default=500,
                     help="n of the callgrind runs (n and 3n requests); 0 skips the instruction counts")
@@ -1655,7 +1861,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="output dir (default $OAUTH_MTLS_BUILD/bench)")
     args = ap.parse_args()
     everything = args.variants is None and not args.memory and not args.cold_start
-    letters = "ABCDEFGHR" if args.variants is None and (everything or args.instructions_only) else (
+    letters = "ABCDEFGHRT" if args.variants is None and (everything or args.instructions_only) else (
         args.variants or "")
     variants = order(v for letter in letters.upper() for v in GROUPS.get(letter, ()))
     do_memory = args.memory or (everything and not args.instructions_only)
@@ -1693,21 +1899,29 @@ def main() -> int:
         log(f"bench: generating two {F_CLIENTS:,}-client registry documents ...")
         docs = {1: registry_doc(1), 2: registry_doc(2)}
         registry = servers.DocumentServer()
-    if registry is None and any(v in REVOCATION for v in variants):
+    if registry is None and any(v in REVOCATION or v in TENANT_VARIANTS for v in variants):
         registry = servers.DocumentServer()
     token = BoundToken(run_dir) if any(KIND[v] == "bound" for v in variants) else None
     run = Run(args, run_dir, up_port, registry, docs, token)
     if any(v in REVOCATION for v in variants):
         run.serve_revocation()
+    if any(v in TENANT_VARIANTS for v in variants):
+        log(f"bench: generating {T_TENANTS} registry documents of {T_CLIENTS:,} clients ...")
+        run.serve_tenants()
     results = []
     instructions: dict[str, dict] = {}
     host_calls: dict[str, dict] = {}
     memory: list[dict] = []
     cold: list[dict] = []
+    tenancy: dict[str, dict] = {}
     counted = [v for v in variants if v != "F"] if args.instructions_requests > 0 else []
     if counted and not shutil.which("callgrind_control"):
         raise SystemExit("valgrind is missing (apt-get install valgrind), or pass --instructions-requests 0")
     try:
+        for v in [v for v in variants if v in TENANT_VARIANTS]:
+            log(f"bench: registries of variant {v} ({VARIANTS[v]}): load time, shared data ...")
+            tenancy[v] = tenants_load_run(v, run)
+            log(f"bench:   {tenancy[v]}")
         for v in counted:
             log(f"bench: instructions per request, variant {v} ({VARIANTS[v]}, {KINDS[KIND[v]]}) under callgrind ...")
             instructions[v] = instructions_run(v, run)
@@ -1736,6 +1950,8 @@ def main() -> int:
             registry.stop()
     summary = summarize(results, variants, instructions, host_calls)
     summary["host_calls"] = host_calls
+    if tenancy:
+        summary["tenancy"] = tenancy_summary(tenancy, instructions)
     if memory:
         summary["memory"] = memory_summary(memory)
     if cold:
@@ -1745,7 +1961,7 @@ def main() -> int:
     (out_dir / "results.md").write_text(md)
     (out_dir / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results,
                                                       "instructions": instructions, "memory": memory,
-                                                      "cold_start": cold}, indent=1))
+                                                      "cold_start": cold, "tenancy": tenancy}, indent=1))
     has_chart = chart(out_dir / "results.json", out_dir / "chart.png")
     print(md)
     log(f"bench: wrote {out_dir}/results.md, results.json" + (", chart.png" if has_chart else ""))
