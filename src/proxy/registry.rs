@@ -65,6 +65,8 @@ pub(crate) struct Registry {
     meta: RefCell<Option<(u32, Rc<Meta>)>>,
     call: Cell<Option<u32>>,
     loading: RefCell<Option<Loading>>,
+    /// The gauges as this worker last recorded them (clients, refused, age in seconds).
+    reported: Cell<(Option<u64>, Option<u64>, Option<u64>)>,
 }
 
 impl Registry {
@@ -95,6 +97,7 @@ impl Registry {
             meta: RefCell::new(None),
             call: Cell::new(None),
             loading: RefCell::new(None),
+            reported: Cell::new((None, None, None)),
         }
     }
 
@@ -132,27 +135,29 @@ impl Registry {
         host.metric(self.stat(stat), i64::try_from(value).unwrap_or(i64::MAX));
     }
 
-    /// Every second: the gauges, and a refresh if one is due and no other worker holds the lease.
-    pub fn on_tick(&self, host: &dyn Host, r: &Refresher<'_>) {
+    /// Every second: the gauges, and a refresh if one is due, `may_fetch` (this worker has no other registry's
+    /// fetch or load under way: one document in memory at a time) and no other worker holds the lease. Whether
+    /// this registry's fetch or load is under way after the tick.
+    pub fn on_tick(&self, host: &dyn Host, r: &Refresher<'_>, may_fetch: bool) -> bool {
         let now = host.now_ms();
-        let meta = self.read_meta(host);
-        self.gauge(host, RegistryStat::Clients, meta.clients);
-        self.gauge(host, RegistryStat::Refused, meta.refused);
-        if let Some(at) = meta.loaded_at_ms {
-            self.gauge(host, RegistryStat::AgeSeconds, now.saturating_sub(at) / 1000);
-        }
+        // Decoded again only when another worker changed it (most ticks read it unchanged).
+        let meta = self.current_meta(host);
+        self.report(host, &meta, now);
         if self.slice(host, r) {
-            return;
+            return true;
         }
-        if self.call.get().is_some() || now < meta.next_at_ms {
-            return;
+        if self.call.get().is_some() {
+            return true;
+        }
+        if !may_fetch || now < meta.next_at_ms {
+            return false;
         }
         let reg = &self.config;
         let lease = Lease { expires_ms: now + reg.timeout_ms + 2000, owner: r.owner };
         if !take(host, &self.keys.lease(), &Lease { expires_ms: 0, owner: 0 }.encode(), |current| {
             Lease::is_free(Lease::decode(current), now).then(|| lease.encode())
         }) {
-            return;
+            return false;
         }
         // A 304 must not keep buckets of another count than this worker's: ask without If-None-Match then.
         let etag = meta.etag.clone().filter(|_| meta.buckets == reg.buckets);
@@ -161,9 +166,36 @@ impl Registry {
             extra.push((header::IF_NONE_MATCH, tag));
         }
         match host.http_get(&reg.cluster, &reg.authority, &reg.path, &extra, reg.timeout_ms) {
-            Ok(token) => self.call.set(Some(token)),
-            Err(e) => self.failed(host, r, format!("cannot call cluster {}: {e}", reg.cluster), false),
+            Ok(token) => {
+                self.call.set(Some(token));
+                true
+            }
+            Err(e) => {
+                self.failed(host, r, format!("cannot call cluster {}: {e}", reg.cluster), false);
+                false
+            }
         }
+    }
+
+    /// The gauges, each recorded only when it differs from what this worker last recorded (a host call each).
+    fn report(&self, host: &dyn Host, meta: &Meta, now: u64) {
+        let age = meta.loaded_at_ms.map(|at| now.saturating_sub(at) / 1000);
+        let (clients, refused, last_age) = self.reported.get();
+        if clients != Some(meta.clients) {
+            self.gauge(host, RegistryStat::Clients, meta.clients);
+        }
+        if refused != Some(meta.refused) {
+            self.gauge(host, RegistryStat::Refused, meta.refused);
+        }
+        if let Some(age) = age.filter(|a| last_age != Some(*a)) {
+            self.gauge(host, RegistryStat::AgeSeconds, age);
+        }
+        self.reported.set((Some(meta.clients), Some(meta.refused), age.or(last_age)));
+    }
+
+    /// A fetch or a load of this registry is under way on this worker.
+    pub fn is_busy(&self) -> bool {
+        self.call.get().is_some() || self.is_loading()
     }
 
     /// One slice of the load in progress, if there is one (`true`).
@@ -322,8 +354,7 @@ impl Registry {
         let bytes = summary.bytes.saturating_add(meta.encode().len() as u64);
         self.gauge(host, RegistryStat::Bytes, bytes);
         host.metric(self.stat(RegistryStat::RefreshOk), 1);
-        self.gauge(host, RegistryStat::Clients, meta.clients);
-        self.gauge(host, RegistryStat::Refused, meta.refused);
+        self.report(host, &meta, now);
         self.log(
             host,
             Level::Info,

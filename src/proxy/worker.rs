@@ -166,7 +166,12 @@ impl Worker {
         let now = host.now_ms();
         if now.saturating_sub(self.full_tick_ms.get()) >= TICK_MS || self.full_tick_ms.get() == 0 {
             self.full_tick_ms.set(now.max(1));
-            self.registries.iter().for_each(|r| r.on_tick(host, &refresher));
+            // One registry document fetched or loaded at a time per worker: each is held whole while it loads, and
+            // linear memory never shrinks (50 registries loading at once took 60 MiB, one at a time the largest).
+            let mut busy = self.registries.iter().any(Registry::is_busy);
+            for r in &self.registries {
+                busy |= r.on_tick(host, &refresher, !busy);
+            }
         } else {
             // A fast tick of a load in progress: only the loads go on (not every registry's gauges).
             self.registries.iter().for_each(|r| {

@@ -119,17 +119,22 @@ fn registries_worker() -> Rc<Worker> {
     ))
 }
 
-/// One tick's refresh calls, each answered by `answer(path)`, and the loads that follow.
+/// The refreshes due, each answered by `answer(path)` and loaded, one registry at a time as a worker runs them
+/// (a second apart); how many registries were fetched.
 fn refresh_each(w: &Worker, fake: &Fake, answer: impl Fn(&str) -> CallResponse) -> usize {
-    let before = fake.calls.borrow().len();
-    w.on_tick(fake);
-    let calls: Vec<_> = fake.calls.borrow().iter().skip(before).cloned().collect();
-    for call in &calls {
+    let mut fetched = 0;
+    loop {
+        let before = fake.calls.borrow().len();
+        w.on_tick(fake);
+        let calls: Vec<_> = fake.calls.borrow().iter().skip(before).cloned().collect();
+        assert!(calls.len() <= 1, "one registry fetched at a time per worker: {}", calls.len());
+        let Some(call) = calls.first() else { return fetched };
         assert!(w.is_registry_call(call.token));
         w.on_registry_response(fake, call.token, answer(&call.path));
+        finish_load(w, fake);
+        fetched += 1;
+        fake.now.set(fake.now.get() + TICK_MS);
     }
-    finish_load(w, fake);
-    calls.len()
 }
 
 fn docs(path: &str) -> CallResponse {
@@ -145,6 +150,22 @@ fn each_registry_is_fetched_on_its_own() {
     assert_eq!(refresh_each(&w, &fake, docs), 2);
     assert_eq!(fake.metrics.borrow().get("oauth_mtls.registries.0.clients"), Some(&1));
     assert_eq!(fake.metrics.borrow().get("oauth_mtls.registries.1.clients"), Some(&1));
+}
+
+#[test]
+fn a_worker_fetches_and_loads_one_registry_at_a_time() {
+    let (w, fake) = (registries_worker(), Fake::new());
+    w.on_tick(&fake);
+    assert_eq!(fake.calls.borrow().len(), 1, "the second registry waits while the first is fetched");
+    let first = fake.last_call().unwrap();
+    w.on_registry_response(&fake, first.token, docs(&first.path));
+    fake.now.set(fake.now.get() + TICK_MS);
+    w.on_tick(&fake);
+    assert_eq!(fake.calls.borrow().len(), 1, "... and while it loads");
+    finish_load(&w, &fake);
+    fake.now.set(fake.now.get() + TICK_MS);
+    w.on_tick(&fake);
+    assert_eq!(fake.calls.borrow().len(), 2, "then the next one is fetched");
 }
 
 #[test]
