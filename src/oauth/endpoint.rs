@@ -220,12 +220,11 @@ fn tenant_of(path: &str, before: usize, count: usize) -> Match {
     let raw = path.split(['?', '#']).next().unwrap_or(path);
     let raw = raw.strip_prefix('/').unwrap_or(raw);
     let raw = raw.strip_suffix('/').unwrap_or(raw);
-    let raw: Vec<&str> = raw.split('/').collect();
-    let one_for_one = raw.len() == count && raw.iter().all(|s| segments(&path::key(&format!("/{s}"))).len() == 1);
+    let one_for_one = raw.split('/').count() == count && raw.split('/').all(path::is_one_segment);
     if !one_for_one {
         return Match::BadTenant(TenantError::NotOneSegment);
     }
-    match raw.get(before).map(|s| Tenant::from_segment(s)) {
+    match raw.split('/').nth(before).map(Tenant::from_segment) {
         Some(Ok(tenant)) => Match::Tenant(tenant),
         Some(Err(e)) => Match::BadTenant(e),
         None => Match::BadTenant(TenantError::Empty),
@@ -320,6 +319,19 @@ mod tests {
     fn a_longer_template_that_matches_exactly_wins_over_a_bad_tenant() {
         let e = endpoints(&[WSO2, "/t/{tenant}/x/oauth2/token"]);
         assert_eq!(e.find("/t/acme/x/oauth2/token"), tenant("acme"));
+    }
+
+    proptest::proptest! {
+        /// `path::is_one_segment` agrees with the widest reading, except that a segment holding a separator (`\\`,
+        /// `%2F`, `%5C`) is never one, even where the reading would drop an empty part of it.
+        #[test]
+        fn one_segment_is_what_the_widest_reading_makes_of_it(raw in "([a-zA-Z.;=~_-]|%2[eEfF]|%5[cC]|%41|%zz|\\\\){0,6}") {
+            let key = path::key(&format!("/{raw}"));
+            let one = key.len() > 1 && !key.get(1..).unwrap_or_default().contains('/');
+            let lower = raw.to_ascii_lowercase();
+            let separator = lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c");
+            proptest::prop_assert_eq!(path::is_one_segment(&raw), one && !separator, "{} reads {}", raw, key);
+        }
     }
 
     #[test]

@@ -38,6 +38,34 @@ pub fn key(path: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// Whether `raw`, one segment of a path as received (no `/`), is exactly one segment in [`key`]'s reading: not
+/// empty or a dot segment once decoded (`;parameters` aside), and holding no `/` or `\\`, raw or encoded. The
+/// same answer as counting the segments of `key("/" + raw)`, without building it.
+pub fn is_one_segment(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let (mut i, mut kept, mut dots_only, mut in_params) = (0, 0usize, true, false);
+    while let Some(&b) = bytes.get(i) {
+        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => crate::hex::digit(h).zip(crate::hex::digit(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        let (c, step) = match escaped {
+            Some(c) if c.is_ascii_alphanumeric() || b"-._~/\\".contains(&c) => (c, 3),
+            _ => (b, 1),
+        };
+        if c == b'/' || c == b'\\' {
+            return false;
+        }
+        in_params |= c == b';';
+        if !in_params {
+            kept += 1;
+            dots_only &= c == b'.';
+        }
+        i += step;
+    }
+    !(kept == 0 || dots_only && kept <= 2)
+}
+
 /// Decodes `%XX` where XX is an unreserved character (RFC 3986 §2.3), `/` or `\`; reads `\` as `/`.
 fn decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());

@@ -164,21 +164,32 @@ impl Worker {
         self.read_log_level(host);
         let refresher = self.refresher();
         let now = host.now_ms();
-        if now.saturating_sub(self.full_tick_ms.get()) >= TICK_MS || self.full_tick_ms.get() == 0 {
-            self.full_tick_ms.set(now.max(1));
-            // One registry document fetched or loaded at a time per worker: each is held whole while it loads, and
-            // linear memory never shrinks (50 registries loading at once took 60 MiB, one at a time the largest).
-            let mut busy = self.registries.iter().any(Registry::is_busy);
-            for r in &self.registries {
-                busy |= r.on_tick(host, &refresher, !busy);
-            }
-        } else {
-            // A fast tick of a load in progress: only the loads go on (not every registry's gauges).
+        let full_due = now.saturating_sub(self.full_tick_ms.get()) >= TICK_MS || self.full_tick_ms.get() == 0;
+        if !full_due {
+            // A fast tick of a load in progress: only the loads go on (not every registry's gauges), unless the
+            // last one just ended: then the next registry due is fetched now rather than at the next full tick.
+            let was_busy = self.registries.iter().any(Registry::is_busy);
             self.registries.iter().for_each(|r| {
                 r.slice(host, &refresher);
             });
+            if !was_busy || self.registries.iter().any(Registry::is_busy) {
+                self.apply_tick_period(host);
+                return self.revocation_tick(host);
+            }
+        }
+        self.full_tick_ms.set(now.max(1));
+        // One registry document fetched or loaded at a time per worker: each is held whole while it loads, and
+        // linear memory never shrinks (50 registries loading at once took 60 MiB, one at a time the largest).
+        let mut busy = self.registries.iter().any(Registry::is_busy);
+        for r in &self.registries {
+            busy |= r.on_tick(host, &refresher, !busy);
         }
         self.apply_tick_period(host);
+        self.revocation_tick(host);
+    }
+
+    /// The CRLs' refresh or load, every tick.
+    fn revocation_tick(&self, host: &dyn Host) {
         if let (Some(r), Some(config)) = (&self.revocation, &self.config.revocation) {
             r.on_tick(host, config);
             self.apply_tick_period(host);
