@@ -56,6 +56,14 @@ impl Refresher<'_> {
     }
 }
 
+/// What a registry needs of its worker's tick (see [`Registry::on_tick`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    Busy,
+    Due(u64),
+    Idle,
+}
+
 /// One registry of a worker.
 pub(crate) struct Registry {
     pub config: RegistryConfig,
@@ -135,23 +143,26 @@ impl Registry {
         host.metric(self.stat(stat), i64::try_from(value).unwrap_or(i64::MAX));
     }
 
-    /// Every second: the gauges, and a refresh if one is due, `may_fetch` (this worker has no other registry's
-    /// fetch or load under way: one document in memory at a time) and no other worker holds the lease. Whether
-    /// this registry's fetch or load is under way after the tick.
-    pub fn on_tick(&self, host: &dyn Host, r: &Refresher<'_>, may_fetch: bool) -> bool {
+    /// Every second: the gauges, and the slice of a load under way. What the registry needs next: `Busy` (its
+    /// fetch or load is under way on this worker), `Due(since)` (a refresh was due at `since`), or `Idle`.
+    pub fn on_tick(&self, host: &dyn Host, r: &Refresher<'_>) -> Need {
         let now = host.now_ms();
         // Decoded again only when another worker changed it (most ticks read it unchanged).
         let meta = self.current_meta(host);
         self.report(host, &meta, now);
-        if self.slice(host, r) {
-            return true;
+        if self.slice(host, r) || self.call.get().is_some() {
+            return Need::Busy;
         }
-        if self.call.get().is_some() {
-            return true;
+        if now < meta.next_at_ms {
+            return Need::Idle;
         }
-        if !may_fetch || now < meta.next_at_ms {
-            return false;
-        }
+        Need::Due(meta.next_at_ms)
+    }
+
+    /// Starts the refresh that is due, unless another worker holds the lease; whether a fetch is under way.
+    pub fn fetch(&self, host: &dyn Host, r: &Refresher<'_>) -> bool {
+        let now = host.now_ms();
+        let meta = self.current_meta(host);
         let reg = &self.config;
         let lease = Lease { expires_ms: now + reg.timeout_ms + 2000, owner: r.owner };
         if !take(host, &self.keys.lease(), &Lease { expires_ms: 0, owner: 0 }.encode(), |current| {

@@ -13,7 +13,7 @@ use crate::proxy::cache::{Certificates, Lru};
 use crate::proxy::host::{CallResponse, Host, Level, Metric, SharedWriteError, Stream};
 use crate::proxy::memory;
 use crate::proxy::readiness::{NotReady, Readiness};
-use crate::proxy::registry::{Refresher, Registry};
+use crate::proxy::registry::{Need, Refresher, Registry};
 use crate::proxy::revocation::Revocation;
 use crate::registry::load::Budget;
 use crate::registry::{JwksEntry, Keys};
@@ -179,10 +179,21 @@ impl Worker {
         }
         self.full_tick_ms.set(now.max(1));
         // One registry document fetched or loaded at a time per worker: each is held whole while it loads, and
-        // linear memory never shrinks (50 registries loading at once took 60 MiB, one at a time the largest).
-        let mut busy = self.registries.iter().any(Registry::is_busy);
-        for r in &self.registries {
-            busy |= r.on_tick(host, &refresher, !busy);
+        // linear memory never shrinks (50 registries loading at once took 60 MiB, one at a time the largest). Of
+        // those due, the one due longest goes first, so that no registry starves behind others refreshed often.
+        let needs: Vec<Need> = self.registries.iter().map(|r| r.on_tick(host, &refresher)).collect();
+        if !needs.contains(&Need::Busy) {
+            let mut due: Vec<(u64, &Registry)> = needs
+                .iter()
+                .zip(&self.registries)
+                .filter_map(|(need, r)| match need {
+                    Need::Due(since) => Some((*since, r)),
+                    _ => None,
+                })
+                .collect();
+            due.sort_by_key(|(since, _)| *since);
+            // Another worker may hold a lease: then the next one due is tried.
+            let _ = due.iter().any(|(_, r)| r.fetch(host, &refresher));
         }
         self.apply_tick_period(host);
         self.revocation_tick(host);

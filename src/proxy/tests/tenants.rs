@@ -171,6 +171,25 @@ fn a_worker_fetches_and_loads_one_registry_at_a_time() {
 }
 
 #[test]
+fn of_the_registries_due_the_one_due_longest_is_fetched_first() {
+    // globex (second in the list) refreshes every second, acme every 10 s: 20 s later both are due, globex
+    // since ~19 s, acme since ~10 s. Taking them in list order would let a registry starve behind the ones
+    // before it when fetches are slow.
+    let w = worker(&format!(
+        r#"{{"endpoints": ["{WSO2}"], "registries": [
+            {{"cluster": "as", "authority": "as.local", "path": "/t/acme/clients", "tenant": "acme", "refresh_seconds": 10}},
+            {{"cluster": "as", "authority": "as.local", "path": "/t/globex/clients", "tenant": "globex", "refresh_seconds": 1}}]}}"#
+    ));
+    let fake = Fake::new();
+    assert_eq!(refresh_each(&w, &fake, docs), 2);
+    fake.advance_s(20);
+    let before = fake.calls.borrow().len();
+    w.on_tick(&fake);
+    let next = fake.calls.borrow().get(before).map(|c| c.path.clone());
+    assert_eq!(next.as_deref(), Some("/t/globex/clients"));
+}
+
+#[test]
 fn a_registry_of_one_tenant_serves_that_tenant_only() {
     let (w, fake) = (registries_worker(), Fake::new());
     refresh_each(&w, &fake, docs);
