@@ -379,8 +379,21 @@ pub fn footnotes(results: &Results) -> Vec<String> {
         let applied = r.refresh_seconds.map(|s| format!("applied in {s:.2} s")).unwrap_or_default();
         notes.push(format!("F, a full refresh of the registry during a fixed-rate run: {applied}{during}."));
     }
+    for later in &results.meta.merged {
+        let when = later.started.as_deref().unwrap_or("another time");
+        let commit = later.commit.as_deref().map(|c| format!(" on commit {c}")).unwrap_or_default();
+        notes.push(format!(
+            "{} from a later run ({when}{commit}): see results.md.",
+            capitalized(&later.replaced.join(", "))
+        ));
+    }
     notes.push("Measured on a shared machine: indicative numbers.".to_string());
     notes
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// µs: whole from 100, one decimal from 1, two below.
@@ -585,6 +598,19 @@ mod tests {
             == "F, a full refresh of the registry during a fixed-rate run: applied in 0.82 s; p99 of requests \
                 sent during it 327 ms vs 5.84 ms outside."));
         assert!(!footnotes(&results(ABC)).iter().any(|n| n.starts_with("F,")));
+    }
+
+    #[test]
+    fn a_merged_run_is_a_footnote_saying_what_it_replaced() {
+        let merged = results(
+            r#"{"meta": {"merged": [{"started": "2026-12-01T09:00:00+0000", "commit": "d5242b5",
+                "replaced": ["instructions", "cold start"]}]}, "summary": {"variants": {"A": {}}}}"#,
+        );
+        assert!(footnotes(&merged).iter().any(|n| {
+            n
+            == "Instructions, cold start from a later run (2026-12-01T09:00:00+0000 on commit d5242b5): see results.md."
+        }));
+        assert!(!footnotes(&results(ABC)).iter().any(|n| n.contains("later run")));
     }
 
     #[test]
