@@ -1389,8 +1389,9 @@ def summarize(results: list[dict], variants, instructions: dict[str, dict] | Non
     return {"variants": out, "reps": reps}
 
 
-def goals(summary: dict) -> list[dict]:
-    """Issue 13's goals, each with the figure it is judged on and whether it is met (None: not measured)."""
+def goals(summary: dict, cpu_from: str = "") -> list[dict]:
+    """Issue 13's goals, each with the figure it is judged on and whether it is met (None: not measured).
+    `cpu_from` says which run CPU times come from when instruction counts come from another (a merge)."""
     rows = summary.get("variants", {})
     out = []
 
@@ -1401,7 +1402,7 @@ def goals(summary: dict) -> list[dict]:
         return rows.get(v, {}).get("cpu_us_fixed")
 
     def cpu_note(a, b):
-        return f"; CPU {cpu(a) - cpu(b):+.1f} µs/req" if cpu(a) is not None and cpu(b) is not None else ""
+        return f"; CPU {cpu(a) - cpu(b):+.1f} µs/req{cpu_from}" if cpu(a) is not None and cpu(b) is not None else ""
 
     if ins("G") is not None and ins("B-api") is not None:
         d = ins("G") - ins("B-api")
@@ -1511,6 +1512,10 @@ def cold_table(cold: dict) -> list[str]:
     return lines
 
 
+def on_commit(meta: dict) -> str:
+    return f"on commit {meta['commit']}" if meta.get("commit") else "(commit not recorded)"
+
+
 def markdown(summary: dict, meta: dict) -> str:
     rows = summary["variants"]
     kinds = [k for k in KINDS if any(r["kind"] == k for r in rows.values())]
@@ -1521,15 +1526,15 @@ def markdown(summary: dict, meta: dict) -> str:
         f"connections, closed loop over {meta['connections']} keep-alive mTLS connections.",
     ]
     for later in meta.get("merged", []):
-        kept = ", ".join(["CPU times, latencies, peak rates, RSS"]
-                         + [what for what in ("memory per worker", "cold start")
-                            if what.split()[0] not in " ".join(later["replaced"])])
-        lines += ["", f"From a later run, merged in (`bench.py --merge`): {', '.join(later['replaced'])} "
-                  f"({', '.join(later['variants']) or 'no variant'}), measured {later['started']} on commit "
-                  f"{later.get('commit') or 'not recorded'} with a {later['wasm_bytes']:,}-byte module. They replace "
-                  f"those of the run above (measured {meta['started']} on commit "
-                  f"{meta.get('commit') or 'not recorded'} with a {meta['wasm_bytes']:,}-byte module), which all "
-                  f"other figures are from: {kept}."]
+        what = {"instructions": f"the instruction counts and host calls of {', '.join(later['variants'])}",
+                "memory": "memory per worker", "cold start": "the cold start"}
+        kept = ["CPU times, latencies, peak rates, RSS"] + [
+            what[k] for k in ("memory", "cold start") if k not in later["replaced"]]
+        lines += ["", f"Merged in from a later run (`bench.py --merge`), measured {later['started']} "
+                  f"{on_commit(later)} with a {later['wasm_bytes']:,}-byte module: "
+                  f"{'; '.join(what[k] for k in later['replaced'])}. They replace those of the run above (measured "
+                  f"{meta['started']} {on_commit(meta)} with a {meta['wasm_bytes']:,}-byte module), which all other "
+                  f"figures come from: {', '.join(kept)}."]
     for kind in kinds:
         lines += ["", f"**{KINDS[kind]}** (differences and ratios to {REF[kind]}):", ""]
         lines += variant_table(rows, kind)
@@ -1778,7 +1783,8 @@ def write_results(out_dir: pathlib.Path, run: dict) -> None:
         summary["memory"] = memory_summary(memory)
     if cold:
         summary["cold_start"] = cold_start_summary(cold)
-    summary["goals"] = goals(summary)
+    counted_later = any("instructions" in later["replaced"] for later in run["meta"].get("merged", []))
+    summary["goals"] = goals(summary, " (the earlier run)" if counted_later else "")
     md = markdown(summary, run["meta"])
     (out_dir / "results.md").write_text(md)
     (out_dir / "results.json").write_text(json.dumps({"meta": run["meta"], "summary": summary, "runs": run["runs"],

@@ -100,7 +100,19 @@ pub fn cpu_panel(results: &Results) -> Panel {
         subtitle: subtitle.join(" · "),
         axis: "CPU µs per request (lower is better)".to_string(),
         reference: a,
-        bars: results.token_variants().map(cpu_bar).collect(),
+        bars: timed_token_variants(results).into_iter().map(cpu_bar).collect(),
+    }
+}
+
+/// The token variants of the CPU and latency panels: those with a timed run when any has one (a variant only
+/// counted under callgrind, like R-crl, has no bar there), else all of them, each labelled "no data".
+fn timed_token_variants(results: &Results) -> Vec<&Variant> {
+    let timed = |v: &&Variant| v.cpu_us.is_some() || v.p99_ms.is_some();
+    let all: Vec<&Variant> = results.token_variants().collect();
+    if all.iter().any(timed) {
+        all.into_iter().filter(timed).collect()
+    } else {
+        all
     }
 }
 
@@ -130,7 +142,7 @@ pub fn latency_panel(results: &Results) -> Panel {
         subtitle: format!("oha, latency-corrected · black tick: p50{dashed}"),
         axis: "latency ms (lower is better)".to_string(),
         reference: a,
-        bars: results.token_variants().map(latency_bar).collect(),
+        bars: timed_token_variants(results).into_iter().map(latency_bar).collect(),
     }
 }
 
@@ -517,6 +529,17 @@ mod tests {
         assert_eq!((cpu.reference, note(&cpu.bars[0])), (None, None));
         let lat = latency_panel(&r);
         assert_eq!((lat.reference, note(&lat.bars[0])), (None, Some(("p50 0.97 ms", Tone::Plain))));
+    }
+
+    #[test]
+    fn a_variant_only_counted_under_callgrind_has_no_bar_beside_timed_ones() {
+        let r = results(
+            r#"{"summary": {"variants": {"C": {"cpu_us_fixed": 320.0, "p99_ms": 23.1},
+                "R-crl": {"instructions_per_req": 376258}}}}"#,
+        );
+        let letters = |p: Panel| p.bars.into_iter().map(|b| b.letter).collect::<Vec<_>>();
+        assert_eq!(letters(cpu_panel(&r)), vec!["C"]);
+        assert_eq!(letters(latency_panel(&r)), vec!["C"]);
     }
 
     #[test]
