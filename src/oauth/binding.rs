@@ -2,13 +2,22 @@
 
 use crate::oauth::verdict::Rejection;
 
+/// What `jwt_authn` left in dynamic metadata about the request's access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// No verified payload: `jwt_authn` did not verify a token for this path.
+    Unverified,
+    /// A verified payload without `cnf."x5t#S256"` (or with an empty one).
+    Unbound,
+    /// A verified payload whose `cnf."x5t#S256"` is this. The claim is found only under the payload's key, so
+    /// it is itself proof of a verified payload: there is no bound token without one.
+    Bound(&'a str),
+}
+
 /// What the resource check knows about the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence<'a> {
-    /// `jwt_authn` left a verified payload in dynamic metadata (the token's signature was checked).
-    pub verified_payload: bool,
-    /// The payload's `cnf."x5t#S256"`, if it has one.
-    pub cnf_x5t_s256: Option<&'a str>,
+    pub token: Token<'a>,
     /// The `x5t#S256` of the certificate presented on this request, if any.
     pub presented_x5t_s256: Option<&'a str>,
 }
@@ -16,17 +25,17 @@ pub struct Evidence<'a> {
 /// Whether a request may reach a protected resource. Without a verified payload the answer is no: a chain
 /// that lost its `jwt_authn` filter fails closed.
 pub fn check(evidence: &Evidence<'_>, require_binding: bool) -> Result<(), Rejection> {
-    if !evidence.verified_payload {
-        return Err(Rejection::invalid_token(
-            "no verified access token: jwt_authn did not verify a token for this path",
-        ));
-    }
-    let Some(bound) = evidence.cnf_x5t_s256 else {
-        return if require_binding {
-            Err(Rejection::invalid_token("the access token is not certificate-bound (no cnf.x5t#S256)"))
-        } else {
-            Ok(())
-        };
+    let bound = match evidence.token {
+        Token::Unverified => {
+            return Err(Rejection::invalid_token(
+                "no verified access token: jwt_authn did not verify a token for this path",
+            ))
+        }
+        Token::Unbound if require_binding => {
+            return Err(Rejection::invalid_token("the access token is not certificate-bound (no cnf.x5t#S256)"))
+        }
+        Token::Unbound => return Ok(()),
+        Token::Bound(bound) => bound,
     };
     let Some(presented) = evidence.presented_x5t_s256 else {
         return Err(Rejection::invalid_token(
@@ -49,7 +58,8 @@ mod tests {
     use super::*;
 
     fn evidence<'a>(cnf: Option<&'a str>, presented: Option<&'a str>) -> Evidence<'a> {
-        Evidence { verified_payload: true, cnf_x5t_s256: cnf, presented_x5t_s256: presented }
+        let token = cnf.map_or(Token::Unbound, Token::Bound);
+        Evidence { token, presented_x5t_s256: presented }
     }
 
     #[test]
@@ -78,8 +88,10 @@ mod tests {
 
     #[test]
     fn without_a_verified_payload_the_resource_fails_closed() {
-        let e = Evidence { verified_payload: false, cnf_x5t_s256: Some("abc"), presented_x5t_s256: Some("abc") };
-        assert!(check(&e, false).unwrap_err().description.contains("no verified access token"));
+        for require_binding in [true, false] {
+            let e = Evidence { token: Token::Unverified, presented_x5t_s256: Some("abc") };
+            assert!(check(&e, require_binding).unwrap_err().description.contains("no verified access token"));
+        }
     }
 
     #[test]

@@ -98,6 +98,15 @@ they ran, instructions per API request (G, H), RSS per worker and cold start. Wi
 there is no chart, and the bench says why. To redraw one:
     test-harness/bench/target/release/bench-chart build/bench/results.json build/bench/chart.png
 The numbers are only as good as the machine is quiet: on a shared machine they are indicative.
+
+`--merge RESULTS_JSON` runs nothing: it puts what a later, partial run measured (its variants' instruction
+counts and host calls, its memory per worker and cold start, whichever it has) into the earlier run whose
+results.json is in --out, keeps everything else of that run (CPU times, latencies, peak rates, RSS, F's refresh),
+and writes results.md, results.json and chart.png again; results.md says which figures came from which run
+(when, on which commit, with which module). So the instruction counts of a new module can replace a committed
+run's without measuring CPU times again on a noisy machine:
+    bench.py --instructions-only --cold-start --out /tmp/later
+    bench.py --merge /tmp/later/results.json --out test-harness/bench/results
 """
 from __future__ import annotations
 
@@ -1576,8 +1585,9 @@ def tenancy_table(tenancy: dict) -> list[str]:
     return lines
 
 
-def goals(summary: dict) -> list[dict]:
-    """Issue 13's goals, each with the figure it is judged on and whether it is met (None: not measured)."""
+def goals(summary: dict, cpu_from: str = "") -> list[dict]:
+    """Issue 13's goals, each with the figure it is judged on and whether it is met (None: not measured).
+    `cpu_from` says which run CPU times come from when instruction counts come from another (a merge)."""
     rows = summary.get("variants", {})
     out = []
 
@@ -1588,7 +1598,7 @@ def goals(summary: dict) -> list[dict]:
         return rows.get(v, {}).get("cpu_us_fixed")
 
     def cpu_note(a, b):
-        return f"; CPU {cpu(a) - cpu(b):+.1f} µs/req" if cpu(a) is not None and cpu(b) is not None else ""
+        return f"; CPU {cpu(a) - cpu(b):+.1f} µs/req{cpu_from}" if cpu(a) is not None and cpu(b) is not None else ""
 
     if ins("G") is not None and ins("B-api") is not None:
         d = ins("G") - ins("B-api")
@@ -1698,6 +1708,10 @@ def cold_table(cold: dict) -> list[str]:
     return lines
 
 
+def on_commit(meta: dict) -> str:
+    return f"on commit {meta['commit']}" if meta.get("commit") else "(commit not recorded)"
+
+
 def markdown(summary: dict, meta: dict) -> str:
     rows = summary["variants"]
     kinds = [k for k in KINDS if any(r["kind"] == k for r in rows.values())]
@@ -1707,6 +1721,17 @@ def markdown(summary: dict, meta: dict) -> str:
         f"{meta['reps']} repetition(s), medians; fixed rate {meta['rate']} req/s over {meta['rate_connections']} "
         f"connections, closed loop over {meta['connections']} keep-alive mTLS connections.",
     ]
+    for later in meta.get("merged", []):
+        what = {"instructions": f"the instruction counts and host calls of {', '.join(later['variants'])}",
+                "memory": "memory per worker", "cold start": "the cold start",
+                "tenancy": "the multi-tenancy figures (load time, shared data, memory, idle cost)"}
+        kept = ["CPU times, latencies, peak rates, RSS"] + [
+            what[k] for k in ("memory", "cold start") if k not in later["replaced"]]
+        lines += ["", f"Merged in from a later run (`bench.py --merge`), measured {later['started']} "
+                  f"{on_commit(later)} with a {later['wasm_bytes']:,}-byte module: "
+                  f"{'; '.join(what[k] for k in later['replaced'])}. They replace those of the run above (measured "
+                  f"{meta['started']} {on_commit(meta)} with a {meta['wasm_bytes']:,}-byte module), which all other "
+                  f"figures come from: {', '.join(kept)}."]
     for kind in kinds:
         lines += ["", f"**{KINDS[kind]}** (differences and ratios to {REF[kind]}):", ""]
         lines += variant_table(rows, kind)
@@ -1716,10 +1741,11 @@ def markdown(summary: dict, meta: dict) -> str:
                      "server's only when its CPU is busy ~100 % in the closed loop; below that the load generator "
                      "(one core) is the limit.")
     if any(r.get("instructions_per_req") is not None for r in rows.values()):
+        counts = summary.get("instructions_requests") or [(meta.get("instructions_requests") or 0,) * 2]
+        runs = " or ".join(f"{n:,} and {3 * n:,}" for n, *_ in counts)
         lines.append("")
         lines.append(f"Instructions/req: the server side (Envoy, plus bench-authz for E and H-ext) under valgrind's "
-                     f"callgrind, the difference between runs of {meta.get('instructions_requests')} and "
-                     f"{3 * (meta.get('instructions_requests') or 0)} requests over 4 keep-alive connections, per "
+                     f"callgrind, the difference between runs of {runs} requests over 4 keep-alive connections, per "
                      "request: a deterministic count, unlike CPU time on a shared machine (not measured for F, whose "
                      "100,000-client load under valgrind would take minutes).")
     calls = summary.get("host_calls") or {}
@@ -1859,7 +1885,15 @@ def main() -> int:
     ap.add_argument("--cold-start-concurrency", type=int, default=2)
     ap.add_argument("--cold-start-gap", type=float, default=2.5, help="seconds between two updates")
     ap.add_argument("--out", default=None, help="output dir (default $OAUTH_MTLS_BUILD/bench)")
+    ap.add_argument("--merge", metavar="RESULTS_JSON", default=None,
+                    help="run nothing: put what the run of RESULTS_JSON measured (instruction counts, host calls, "
+                         "memory, cold start) into the earlier run whose results are in --out, and write them again")
     args = ap.parse_args()
+    if args.merge:
+        out_dir = pathlib.Path(args.out or pathlib.Path(os.environ.get("OAUTH_MTLS_BUILD", REPO / "build")) / "bench")
+        old, new = (json.loads(p.read_text()) for p in (out_dir / "results.json", pathlib.Path(args.merge)))
+        write_results(out_dir, merged(old, new))
+        return 0
     everything = args.variants is None and not args.memory and not args.cold_start
     letters = "ABCDEFGHRT" if args.variants is None and (everything or args.instructions_only) else (
         args.variants or "")
@@ -1889,7 +1923,7 @@ def main() -> int:
             "memory_reps": args.memory_reps if do_memory else None,
             "cold_start_concurrency": args.cold_start_concurrency if do_cold else None,
             "wasm": str(envoy_mod.wasm_path()), "wasm_bytes": envoy_mod.wasm_path().stat().st_size,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "commit": commit(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     log(f"bench: {meta}")
 
     up_port, up_admin = envoy_mod.free_port(), envoy_mod.free_port()
@@ -1948,24 +1982,72 @@ def main() -> int:
         upstream.stop()
         if registry:
             registry.stop()
-    summary = summarize(results, variants, instructions, host_calls)
+    write_results(out_dir, {"meta": meta, "runs": results, "instructions": instructions, "host_calls": host_calls,
+                            "memory": memory, "cold_start": cold, "tenancy": tenancy})
+    return 0
+
+
+def write_results(out_dir: pathlib.Path, run: dict) -> None:
+    """results.md, results.json and chart.png in `out_dir`, summarized from a run's measurements (`run`: meta,
+    runs, instructions, host_calls, memory, cold_start, tenancy)."""
+    instructions, host_calls, memory, cold = (run[k] for k in ("instructions", "host_calls", "memory", "cold_start"))
+    tenancy = run.get("tenancy") or {}
+    summary = summarize(run["runs"], run["meta"]["variants"], instructions, host_calls)
     summary["host_calls"] = host_calls
+    summary["instructions_requests"] = sorted({tuple(i["requests"]) for i in instructions.values()})
     if tenancy:
         summary["tenancy"] = tenancy_summary(tenancy, instructions)
     if memory:
         summary["memory"] = memory_summary(memory)
     if cold:
         summary["cold_start"] = cold_start_summary(cold)
-    summary["goals"] = goals(summary)
-    md = markdown(summary, meta)
+    counted_later = any("instructions" in later["replaced"] for later in run["meta"].get("merged", []))
+    summary["goals"] = goals(summary, " (the earlier run)" if counted_later else "")
+    md = markdown(summary, run["meta"])
     (out_dir / "results.md").write_text(md)
-    (out_dir / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": results,
+    (out_dir / "results.json").write_text(json.dumps({"meta": run["meta"], "summary": summary, "runs": run["runs"],
                                                       "instructions": instructions, "memory": memory,
                                                       "cold_start": cold, "tenancy": tenancy}, indent=1))
     has_chart = chart(out_dir / "results.json", out_dir / "chart.png")
     print(md)
     log(f"bench: wrote {out_dir}/results.md, results.json" + (", chart.png" if has_chart else ""))
-    return 0
+
+
+MERGED_META = ("started", "commit", "wasm_bytes", "envoy_version", "instructions_requests", "memory_concurrency",
+               "memory_reps", "cold_start_concurrency")
+
+
+def merged(old: dict, new: dict) -> dict:
+    """The measurements of an earlier run (`old`, as its results.json holds them) with what a later run (`new`)
+    measured in their place: the instruction counts and host calls of its variants, and its memory per worker,
+    cold start and multi-tenancy figures if it has them. Everything else of `old` is kept: its timed runs (CPU, latency, RSS, F's refresh),
+    the instruction counts of variants `new` did not count. meta is old's, and `merged` lists each later run with
+    what it replaced."""
+    replaced = [what for what, there in (("instructions", new["instructions"]), ("memory", new["memory"]),
+                                         ("cold start", new["cold_start"]), ("tenancy", new.get("tenancy")))
+                if there]
+    meta = {**old["meta"], "variants": order(set(old["meta"]["variants"]) | set(new["instructions"]))}
+    if new["memory"]:
+        meta |= {k: new["meta"][k] for k in ("memory_concurrency", "memory_reps")}
+    if new["cold_start"]:
+        meta["cold_start_concurrency"] = new["meta"]["cold_start_concurrency"]
+    later = {k: new["meta"].get(k) for k in MERGED_META} | {"replaced": replaced, "variants": list(new["instructions"])}
+    meta["merged"] = [*old["meta"].get("merged", []), later]
+    return {"meta": meta, "runs": old["runs"],
+            "instructions": old["instructions"] | new["instructions"],
+            "host_calls": old["summary"].get("host_calls", {}) | new["summary"].get("host_calls", {}),
+            "memory": new["memory"] or old["memory"], "cold_start": new["cold_start"] or old["cold_start"],
+            "tenancy": (old.get("tenancy") or {}) | (new.get("tenancy") or {})}
+
+
+def commit() -> str | None:
+    """The checkout's commit (`-dirty` if tracked files differ from it), to say which code a run measured."""
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,16 @@ fn xfcc_from_an_untrusted_peer_is_ignored_and_removed() {
 }
 
 #[test]
+fn xfcc_from_an_untrusted_peer_is_removed_from_requests_the_filter_does_not_act_on_too() {
+    let fake = Fake::new();
+    let xfcc = xfcc_for(LEAF);
+    fake.request(&[(":method", "GET"), (":path", "/api/accounts"), ("x-forwarded-client-cert", &xfcc)])
+        .peer(LEAF, true);
+    assert_eq!(RequestFilter::new(xfcc_worker()).on_request_headers(&fake, true), Action::Continue);
+    assert_eq!(fake.header("x-forwarded-client-cert"), None);
+}
+
+#[test]
 fn a_forwarder_whose_own_chain_was_not_validated_is_not_trusted() {
     let fake = Fake::new();
     let xfcc = xfcc_for(LEAF);

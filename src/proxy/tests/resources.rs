@@ -33,6 +33,49 @@ fn a_resource_without_jwt_authn_metadata_fails_closed() {
 }
 
 #[test]
+fn a_resource_without_jwt_authn_metadata_fails_closed_where_binding_is_not_required_too() {
+    let fake = Fake::new();
+    resource_request(&fake, "/legacy/x", None).peer(LEAF, true);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Pause);
+    assert!(www_authenticate(&fake).contains("no verified access token"));
+}
+
+#[test]
+fn a_token_bound_to_another_certificate_is_refused_where_binding_is_not_required_too() {
+    let fake = Fake::new();
+    let x5t = crate::cert::x5t_s256(&der(LEAF));
+    resource_request(&fake, "/legacy/x", Some(Some(&x5t))).peer(SELF_SIGNED_1, false);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Pause);
+    assert!(www_authenticate(&fake).contains("another certificate"));
+}
+
+#[test]
+fn an_empty_cnf_thumbprint_is_an_unbound_token() {
+    let fake = Fake::new();
+    resource_request(&fake, "/api/x", Some(Some(""))).peer(LEAF, true);
+    RequestFilter::new(resource_worker()).on_request_headers(&fake, true);
+    assert!(www_authenticate(&fake).contains("not certificate-bound"));
+    resource_request(&fake, "/legacy/x", Some(Some(""))).peer(LEAF, true);
+    assert_eq!(RequestFilter::new(resource_worker()).on_request_headers(&fake, true), Action::Continue);
+}
+
+#[test]
+fn the_whole_payload_is_read_only_when_the_token_has_no_cnf_thumbprint() {
+    // A bound token's claim is found only under its verified payload: the costly payload read adds nothing.
+    let payload = "metadata.filter_metadata.envoy.filters.http.jwt_authn.jwt_payload";
+    let reads_of_payload = |cnf: Option<&str>| {
+        let fake = Fake::new();
+        resource_request(&fake, "/legacy/x", Some(cnf)).peer(LEAF, true);
+        RequestFilter::new(resource_worker()).on_request_headers(&fake, true);
+        let reads = fake.property_reads.borrow();
+        reads.iter().filter(|p| *p == payload).count()
+    };
+    assert_eq!(reads_of_payload(Some(&crate::cert::x5t_s256(&der(LEAF)))), 0);
+    assert_eq!(reads_of_payload(None), 1);
+    assert_eq!(reads_of_payload(Some("")), 1);
+}
+
+#[test]
 fn an_unbound_token_passes_only_where_binding_is_not_required() {
     let fake = Fake::new();
     resource_request(&fake, "/api/x", Some(None)).peer(LEAF, true);

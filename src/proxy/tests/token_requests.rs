@@ -178,6 +178,21 @@ fn an_invalid_client_answer_to_a_client_that_did_not_use_the_authorization_heade
 }
 
 #[test]
+fn a_forwarding_header_with_a_name_of_63_characters_or_more_is_stripped_too() {
+    // Names are first told apart by their length, and lengths from 63 up are one: each is still compared.
+    for len in [62, 63, 64, 100] {
+        let name = format!("x-{}", "c".repeat(len - 2));
+        let w = worker(&format!(r#"{{"forward_certificate": {{"header": "{name}"}}}}"#));
+        let fake = Fake::new();
+        let longer = format!("{name}x");
+        fake.request(&[(":method", "GET"), (":path", "/x"), (&name.to_uppercase(), "forged"), (&longer, "kept")]);
+        assert_eq!(RequestFilter::new(w).on_request_headers(&fake, true), Action::Continue);
+        assert_eq!(fake.header(&name), None, "{len}");
+        assert_eq!(fake.header(&longer).as_deref(), Some("kept"), "{len}");
+    }
+}
+
+#[test]
 fn annotation_headers_spelled_with_underscores_are_stripped_too() {
     // CGI/WSGI/Rack/PHP servers read x_mtls_client_id as HTTP_X_MTLS_CLIENT_ID, like x-mtls-client-id.
     let fake = Fake::new();

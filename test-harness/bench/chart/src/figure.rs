@@ -100,7 +100,19 @@ pub fn cpu_panel(results: &Results) -> Panel {
         subtitle: subtitle.join(" · "),
         axis: "CPU µs per request (lower is better)".to_string(),
         reference: a,
-        bars: results.token_variants().map(cpu_bar).collect(),
+        bars: timed_token_variants(results).into_iter().map(cpu_bar).collect(),
+    }
+}
+
+/// The token variants of the CPU and latency panels: those with a timed run when any has one (a variant only
+/// counted under callgrind, like R-crl, has no bar there), else all of them, each labelled "no data".
+fn timed_token_variants(results: &Results) -> Vec<&Variant> {
+    let timed = |v: &&Variant| v.cpu_us.is_some() || v.p99_ms.is_some();
+    let all: Vec<&Variant> = results.token_variants().collect();
+    if all.iter().any(timed) {
+        all.into_iter().filter(timed).collect()
+    } else {
+        all
     }
 }
 
@@ -130,7 +142,7 @@ pub fn latency_panel(results: &Results) -> Panel {
         subtitle: format!("oha, latency-corrected · black tick: p50{dashed}"),
         axis: "latency ms (lower is better)".to_string(),
         reference: a,
-        bars: results.token_variants().map(latency_bar).collect(),
+        bars: timed_token_variants(results).into_iter().map(latency_bar).collect(),
     }
 }
 
@@ -379,8 +391,21 @@ pub fn footnotes(results: &Results) -> Vec<String> {
         let applied = r.refresh_seconds.map(|s| format!("applied in {s:.2} s")).unwrap_or_default();
         notes.push(format!("F, a full refresh of the registry during a fixed-rate run: {applied}{during}."));
     }
+    for later in &results.meta.merged {
+        let when = later.started.as_deref().unwrap_or("another time");
+        let commit = later.commit.as_deref().map(|c| format!(" on commit {c}")).unwrap_or_default();
+        notes.push(format!(
+            "{} from a later run ({when}{commit}): see results.md.",
+            capitalized(&later.replaced.join(", "))
+        ));
+    }
     notes.push("Measured on a shared machine: indicative numbers.".to_string());
     notes
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// µs: whole from 100, one decimal from 1, two below.
@@ -507,6 +532,17 @@ mod tests {
     }
 
     #[test]
+    fn a_variant_only_counted_under_callgrind_has_no_bar_beside_timed_ones() {
+        let r = results(
+            r#"{"summary": {"variants": {"C": {"cpu_us_fixed": 320.0, "p99_ms": 23.1},
+                "R-crl": {"instructions_per_req": 376258}}}}"#,
+        );
+        let letters = |p: Panel| p.bars.into_iter().map(|b| b.letter).collect::<Vec<_>>();
+        assert_eq!(letters(cpu_panel(&r)), vec!["C"]);
+        assert_eq!(letters(latency_panel(&r)), vec!["C"]);
+    }
+
+    #[test]
     fn a_null_value_is_a_bar_without_length_labelled_no_data() {
         let r = results(r#"{"summary": {"variants": {"E": {"cpu_us_fixed": null, "p99_ms": null}}}}"#);
         let (cpu, lat) = (cpu_panel(&r), latency_panel(&r));
@@ -585,6 +621,19 @@ mod tests {
             == "F, a full refresh of the registry during a fixed-rate run: applied in 0.82 s; p99 of requests \
                 sent during it 327 ms vs 5.84 ms outside."));
         assert!(!footnotes(&results(ABC)).iter().any(|n| n.starts_with("F,")));
+    }
+
+    #[test]
+    fn a_merged_run_is_a_footnote_saying_what_it_replaced() {
+        let merged = results(
+            r#"{"meta": {"merged": [{"started": "2026-12-01T09:00:00+0000", "commit": "d5242b5",
+                "replaced": ["instructions", "cold start"]}]}, "summary": {"variants": {"A": {}}}}"#,
+        );
+        assert!(footnotes(&merged).iter().any(|n| {
+            n
+            == "Instructions, cold start from a later run (2026-12-01T09:00:00+0000 on commit d5242b5): see results.md."
+        }));
+        assert!(!footnotes(&results(ABC)).iter().any(|n| n.contains("later run")));
     }
 
     #[test]

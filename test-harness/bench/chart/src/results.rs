@@ -60,6 +60,17 @@ pub struct Meta {
     pub rate: Option<f64>,
     pub rate_connections: Option<u32>,
     pub started: Option<String>,
+    /// Later runs whose figures replaced some of this run's (`bench.py --merge`).
+    pub merged: Vec<Merged>,
+}
+
+/// A later run merged into the results (`meta.merged[]`): when it ran, on which commit, and what it replaced.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Merged {
+    pub started: Option<String>,
+    pub commit: Option<String>,
+    pub replaced: Vec<String>,
 }
 
 /// One variant's medians (`summary.variants.<letter>`); the `*_vs_a` values exist only when A ran too.
@@ -273,6 +284,21 @@ mod tests {
         assert_eq!((r.meta.kernel.as_ref(), r.meta.started.as_ref()), (None, None));
         let bare = parse(r#"{"summary": {"variants": {"A": {}}}}"#).unwrap();
         assert_eq!(bare.meta, Meta::default());
+    }
+
+    #[test]
+    fn merged_runs_are_read() {
+        let r = parse(
+            r#"{"meta": {"merged": [{"started": "2026-12-01T09:00:00+0000", "commit": null,
+                "replaced": ["instructions", "cold start"], "wasm_bytes": 790796}]},
+                "summary": {"variants": {"A": {}}}}"#,
+        )
+        .unwrap();
+        let replaced = vec!["instructions".to_string(), "cold start".to_string()];
+        assert_eq!(
+            r.meta.merged,
+            vec![Merged { started: Some("2026-12-01T09:00:00+0000".into()), commit: None, replaced }]
+        );
     }
 
     #[test]
