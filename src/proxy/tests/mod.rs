@@ -70,9 +70,9 @@ fn xfcc_worker() -> Rc<Worker> {
     ))
 }
 
-fn xfcc_for(pem: &str) -> String {
-    let encoded: String = pem
-        .bytes()
+/// Every byte but RFC 3986's unreserved ones percent-encoded.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
                 char::from(b).to_string()
@@ -80,8 +80,11 @@ fn xfcc_for(pem: &str) -> String {
                 format!("%{b:02X}")
             }
         })
-        .collect();
-    format!("By=spiffe://example.org/as;Cert=\"{encoded}\";Subject=\"x\"")
+        .collect()
+}
+
+fn xfcc_for(pem: &str) -> String {
+    format!("By=spiffe://example.org/as;Cert=\"{}\";Subject=\"x\"", percent_encoded(pem))
 }
 
 fn registry_worker(extra: &str) -> Rc<Worker> {
