@@ -2020,9 +2020,9 @@ MERGED_META = ("started", "commit", "wasm_bytes", "envoy_version", "instructions
 def merged(old: dict, new: dict) -> dict:
     """The measurements of an earlier run (`old`, as its results.json holds them) with what a later run (`new`)
     measured in their place: the instruction counts and host calls of its variants, and its memory per worker,
-    cold start and multi-tenancy figures if it has them. Everything else of `old` is kept: its timed runs (CPU, latency, RSS, F's refresh),
-    the instruction counts of variants `new` did not count. meta is old's, and `merged` lists each later run with
-    what it replaced."""
+    cold start and multi-tenancy figures if it has them. Everything else of `old` is kept: its timed runs (CPU,
+    latency, RSS, F's refresh), the instruction counts of variants `new` did not count. meta is old's, and `merged`
+    lists each later run with what it replaced."""
     replaced = [what for what, there in (("instructions", new["instructions"]), ("memory", new["memory"]),
                                          ("cold start", new["cold_start"]), ("tenancy", new.get("tenancy")))
                 if there]
