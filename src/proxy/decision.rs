@@ -65,7 +65,7 @@ impl Decision {
     pub fn new(ruling: Ruling, client_id: Option<&str>, certificate: Option<&Certificate>) -> Decision {
         Decision {
             ruling,
-            client_id: client_id.map(str::to_string),
+            client_id: client_id.map(crate::oauth::response::bounded),
             method: None,
             x5t_s256: certificate.map(Certificate::x5t_s256),
             sha256: certificate.map(|c| crate::hex::encode(&c.sha256)),

@@ -581,7 +581,7 @@ impl RequestFilter {
 
     /// The request's tenant, for the access log and log lines.
     fn tenant_name(&self) -> Option<String> {
-        self.tenant.as_ref().map(Tenant::to_string)
+        self.tenant.as_ref().map(|t| response::bounded(t.as_str()))
     }
 
     /// The certificate the request presented, once read.
