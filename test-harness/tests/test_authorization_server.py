@@ -4,6 +4,9 @@ rewired (plus a 1 s registry refresh where a test needs one). The AS trusts the 
 (x-mtls-client-id) and binds its tokens to the certificate; the filter learns the AS's clients from the
 AS's registry endpoint."""
 import json
+import pathlib
+import subprocess
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -126,3 +129,27 @@ def test_refresh_token_used_with_a_different_certificate_is_refused_by_the_as(st
     # certificate from Envoy's x-forwarded-client-cert, not from a filter verdict
     for seen in stack.oidc.requests(r["test_id"], path="/token"):
         assert seen.get("x-mtls-client-id") is None, seen
+
+
+# Every member of a metadata document (RFC 8414, OpenID Discovery, RFC 9126, RFC 8628, CIBA) naming an endpoint at which
+# a client authenticates.
+CLIENT_AUTHENTICATING = ("token_endpoint", "introspection_endpoint", "revocation_endpoint",
+                         "pushed_authorization_request_endpoint", "device_authorization_endpoint",
+                         "backchannel_authentication_endpoint")
+
+
+def test_the_oidc_provider_preset_covers_every_client_authenticating_endpoint_the_as_lists(stack, tmp_path):
+    """The running node-oidc-provider's own discovery document against what `"preset": "oidc-provider"` expands to
+    (`oauth-mtls lint --explain`): each client-authenticating endpoint it lists is one the preset enforces."""
+    r = client.curl(stack.port, "/.well-known/openid-configuration")
+    assert r.status == 200, r
+    listed = {k: urlsplit(v).path for k, v in json.loads(r.body).items() if k in CLIENT_AUTHENTICATING}
+    assert {"token_endpoint", "introspection_endpoint", "revocation_endpoint"} <= set(listed), listed
+    config = tmp_path / "preset.json"
+    config.write_text(json.dumps({"preset": "oidc-provider"}))
+    cli = pathlib.Path(__file__).resolve().parents[2] / "target" / "release" / "oauth-mtls"
+    out = subprocess.run([str(cli), "lint", str(config), "--explain", "--json"], capture_output=True, text=True,
+                         timeout=60)
+    expansion = {row["key"]: row["value"] for row in json.loads(out.stdout)["expands_to"]}
+    missing = {k: p for k, p in listed.items() if p not in expansion["endpoints"]}
+    assert not missing, f"the AS lists client-authenticating endpoints the preset does not enforce: {missing}"
