@@ -143,14 +143,14 @@ impl Registry {
         host.metric(self.stat(stat), i64::try_from(value).unwrap_or(i64::MAX));
     }
 
-    /// Every second: the gauges, and the slice of a load under way. What the registry needs next: `Busy` (its
-    /// fetch or load is under way on this worker), `Due(since)` (a refresh was due at `since`), or `Idle`.
-    pub fn on_tick(&self, host: &dyn Host, r: &Refresher<'_>) -> Need {
+    /// Every second: the gauges. What the registry needs next: `Busy` (its fetch or load is under way, or its
+    /// document waits to load, on this worker), `Due(since)` (a refresh was due at `since`), or `Idle`.
+    pub fn on_tick(&self, host: &dyn Host) -> Need {
         let now = host.now_ms();
         // Decoded again only when another worker changed it (most ticks read it unchanged).
         let meta = self.current_meta(host);
         self.report(host, &meta, now);
-        if self.slice(host, r) || self.call.get().is_some() {
+        if self.is_busy() {
             return Need::Busy;
         }
         if now < meta.next_at_ms {

@@ -22,6 +22,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
+/// Registries a worker fetches (or whose documents wait to load) at once.
+const MAX_FETCHES: usize = 4;
+
 /// Client certificates kept decoded per worker.
 const CERTIFICATE_CACHE_ENTRIES: usize = 1024;
 /// Connections whose peer (certificate, validation) a worker remembers.
@@ -165,35 +168,42 @@ impl Worker {
         let refresher = self.refresher();
         let now = host.now_ms();
         let full_due = now.saturating_sub(self.full_tick_ms.get()) >= TICK_MS || self.full_tick_ms.get() == 0;
-        if !full_due {
-            // A fast tick of a load in progress: only the loads go on (not every registry's gauges), unless the
-            // last one just ended: then the next registry due is fetched now rather than at the next full tick.
-            let was_busy = self.registries.iter().any(Registry::is_busy);
-            self.registries.iter().for_each(|r| {
-                r.slice(host, &refresher);
-            });
-            if !was_busy || self.registries.iter().any(Registry::is_busy) {
-                self.apply_tick_period(host);
-                return self.revocation_tick(host);
-            }
+        // One registry document loads at a time per worker (a load holds the document, its registrations and its
+        // buckets, and linear memory never shrinks: 50 registries loading at once took 60 MiB); the others'
+        // documents wait whole, in the order they arrived.
+        let was_loading = self.registries.iter().any(Registry::is_loading);
+        if let Some(r) = self.registries.iter().find(|r| r.is_loading()) {
+            r.slice(host, &refresher);
+        }
+        if !full_due && (!was_loading || self.registries.iter().any(Registry::is_loading)) {
+            // A fast tick of a load: not every registry's gauges. When the last load just ended, the next
+            // registry due is fetched now rather than at the next full tick.
+            self.apply_tick_period(host);
+            return self.revocation_tick(host);
         }
         self.full_tick_ms.set(now.max(1));
-        // One registry document fetched or loaded at a time per worker: each is held whole while it loads, and
-        // linear memory never shrinks (50 registries loading at once took 60 MiB, one at a time the largest). Of
-        // those due, the one due longest goes first, so that no registry starves behind others refreshed often.
-        let needs: Vec<Need> = self.registries.iter().map(|r| r.on_tick(host, &refresher)).collect();
-        if !needs.contains(&Need::Busy) {
-            let mut due: Vec<(u64, &Registry)> = needs
-                .iter()
-                .zip(&self.registries)
-                .filter_map(|(need, r)| match need {
-                    Need::Due(since) => Some((*since, r)),
-                    _ => None,
-                })
-                .collect();
-            due.sort_by_key(|(since, _)| *since);
-            // Another worker may hold a lease: then the next one due is tried.
-            let _ = due.iter().any(|(_, r)| r.fetch(host, &refresher));
+        // At most MAX_FETCHES registries fetched or waiting to load at once, so that one slow or unreachable
+        // registry does not hold up the others' refreshes. Of those due, the one due longest goes first, so that
+        // no registry starves behind others refreshed often.
+        let needs: Vec<Need> = self.registries.iter().map(|r| r.on_tick(host)).collect();
+        let mut busy = needs.iter().filter(|n| **n == Need::Busy).count();
+        let mut due: Vec<(u64, &Registry)> = needs
+            .iter()
+            .zip(&self.registries)
+            .filter_map(|(need, r)| match need {
+                Need::Due(since) => Some((*since, r)),
+                _ => None,
+            })
+            .collect();
+        due.sort_by_key(|(since, _)| *since);
+        for (_, r) in due {
+            if busy >= MAX_FETCHES {
+                break;
+            }
+            // Another worker may hold its lease: then the next one due is tried.
+            if r.fetch(host, &refresher) {
+                busy += 1;
+            }
         }
         self.apply_tick_period(host);
         self.revocation_tick(host);
